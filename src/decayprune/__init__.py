@@ -1,0 +1,66 @@
+"""decayprune: structured pruning for PyTorch built around the Decay Pruning Method (DPM).
+
+The one-object API for your own training loop::
+
+    from decayprune import Pruner, PruneSettings, DecaySettings
+    pruner = Pruner(model, example_inputs,
+                    PruneSettings(method="depgraph", target_macs=0.5,
+                                  decay=DecaySettings(policy="sp+sr", steps=100)),
+                    optimizer=optimizer, total_steps=total_steps)
+    # after loss.backward(): pruner.after_backward(); after optimizer.step(): pruner.after_step()
+    pruner.compact()   # physical removal, optimizer state remapped
+"""
+
+from __future__ import annotations
+
+from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
+from .decay import DecayEngine, DecaySettings, decay_norm
+from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
+from .methods import PruningMethod, create_method, list_methods, register_method
+from .models import create as create_model
+from .models import list_models, register_model
+from .pruner import PruneSettings, Pruner
+from .structure import (
+    StructureSet,
+    UnsupportedModelError,
+    compact,
+    load_pruned,
+    save_pruned,
+)
+from .train import Trainer, TrainHook, TrainSettings, evaluate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DatasetSplits",
+    "DecayEngine",
+    "DecaySettings",
+    "LatencyResult",
+    "ModelCost",
+    "PruneSettings",
+    "Pruner",
+    "PruningMethod",
+    "StructureSet",
+    "TensorLoader",
+    "TrainHook",
+    "TrainSettings",
+    "Trainer",
+    "UnsupportedModelError",
+    "compact",
+    "count_cost",
+    "create_method",
+    "create_model",
+    "decay_norm",
+    "evaluate",
+    "format_count",
+    "list_datasets",
+    "list_methods",
+    "list_models",
+    "load_dataset",
+    "load_pruned",
+    "measure_latency",
+    "register_method",
+    "register_model",
+    "save_pruned",
+    "__version__",
+]

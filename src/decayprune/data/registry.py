@@ -1,0 +1,101 @@
+"""Dataset registry: name -> loader of raw splits, plus :func:`load_dataset`."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable
+
+from decayprune.data.cifar import load_cifar10, load_cifar100
+from decayprune.data.digits import load_digits
+from decayprune.data.imagefolder import load_imagefolder
+from decayprune.data.mnist import load_fashion_mnist, load_mnist
+from decayprune.data.splits import DatasetSplits, normalize_splits, subset_splits, validate_subset_size
+from decayprune.data.synthetic import load_synthetic
+
+__all__ = ["DatasetLoader", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "canonical_name"]
+
+# A loader takes data_dir and returns splits with pixels on their natural scale, not normalized.
+DatasetLoader = Callable[["str | os.PathLike | None"], DatasetSplits]
+
+DATASETS: dict[str, DatasetLoader] = {
+    "digits": load_digits,
+    "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "imagefolder": load_imagefolder,
+    "synthetic": load_synthetic,
+}
+
+
+def canonical_name(name: str) -> str:
+    """Lower-case ``name`` and write ``_`` as ``-`` (``"Fashion_MNIST"`` -> ``"fashion-mnist"``).
+
+    Example:
+        >>> canonical_name("Fashion_MNIST")
+        'fashion-mnist'
+    """
+    return name.strip().lower().replace("_", "-")
+
+
+def register_dataset(name: str, loader: DatasetLoader, *, overwrite: bool = False) -> None:
+    """Add a dataset; ``loader(data_dir)`` must return raw (unnormalized) :class:`DatasetSplits`.
+
+    Example:
+        >>> from decayprune.data.synthetic import synthetic_raw
+        >>> register_dataset("tiny-synthetic", lambda d: synthetic_raw(train_size=20, test_size=10), overwrite=True)
+        >>> "tiny-synthetic" in list_datasets()
+        True
+        >>> del DATASETS["tiny-synthetic"]
+    """
+    key = canonical_name(name)
+    if key in DATASETS and not overwrite:
+        raise ValueError(f"dataset {key!r} is already registered; pass overwrite=True to replace it")
+    DATASETS[key] = loader
+
+
+def list_datasets() -> list[str]:
+    """Registered dataset names, sorted.
+
+    Example:
+        >>> "digits" in list_datasets()
+        True
+    """
+    return sorted(DATASETS)
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    seed: int = 0,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+) -> DatasetSplits:
+    """Load a registered dataset, optionally subset it, and normalize it.
+
+    The dataset's content never depends on ``seed``: it only picks which images a subset keeps
+    (the first ``n`` after a shuffle seeded by ``seed``). Normalization uses the per-channel mean
+    and std of the (subset) train split and is applied to both splits.
+
+    Raises:
+        ValueError: for an unknown name (listing the allowed names and the closest match).
+        FileNotFoundError: when a file-backed dataset cannot be found.
+
+    Example:
+        >>> s = load_dataset("digits", train_subset=100)
+        >>> s.num_train, s.input_shape, s.num_classes
+        (100, (1, 8, 8), 10)
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"dataset name must be a string, got {type(name).__name__}")
+    key = canonical_name(name)
+    if key not in DATASETS:
+        close = difflib.get_close_matches(key, list(DATASETS), n=1, cutoff=0.5)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(list_datasets())}.{hint}")
+    validate_subset_size(train_subset, "train_subset")
+    validate_subset_size(test_subset, "test_subset")
+    raw = DATASETS[key](data_dir)
+    return normalize_splits(subset_splits(raw, train_subset, test_subset, seed=seed))

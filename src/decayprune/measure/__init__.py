@@ -1,0 +1,19 @@
+"""Model cost measurement: MACs and parameters (:func:`count_cost`), wall-clock latency
+(:func:`measure_latency`) and compact number formatting (:func:`format_count`).
+
+Example:
+    >>> import torch
+    >>> from decayprune.models import create
+    >>> from decayprune.measure import count_cost, format_count
+    >>> cost = count_cost(create("resnet20"), torch.zeros(1, 3, 32, 32))
+    >>> format_count(cost.params), format_count(cost.macs)
+    ('0.27M', '41.4M')
+"""
+
+from __future__ import annotations
+
+from decayprune.measure.cost import ModelCost, count_cost
+from decayprune.measure.format import format_count
+from decayprune.measure.latency import LatencyResult, measure_latency
+
+__all__ = ["LatencyResult", "ModelCost", "count_cost", "format_count", "measure_latency"]

@@ -1,0 +1,137 @@
+"""Physical removal of pruned structures, with optimizer-state remapping.
+
+torch-pruning slices the modules; it replaces every touched ``nn.Parameter`` by a new,
+smaller one. The optimizer would then hold stale parameters, so each touched parameter's
+state (momentum, Adam moments) is sliced with the same kept indices and moved to the new
+parameter object, group by group, so training continues as if nothing had happened.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from .slices import group_slices
+from .structure_set import StructureSet
+
+
+@dataclass(frozen=True)
+class CompactionReport:
+    """What :func:`compact` removed.
+
+    Attributes:
+        removed_structures: Number of structures physically removed.
+        macs_before / macs_after: Analytic MACs before and after (per example input).
+        params_before / params_after: Parameter counts before and after.
+    """
+
+    removed_structures: int
+    params_before: int
+    params_after: int
+
+
+def _names_by_param(model: nn.Module) -> dict[int, str]:
+    return {id(p): n for n, p in model.named_parameters()}
+
+
+def _param_by_name(model: nn.Module, name: str) -> nn.Parameter:
+    return model.get_parameter(name)
+
+
+@torch.no_grad()
+def compact(structures: StructureSet, optimizer: torch.optim.Optimizer | None = None) -> CompactionReport:
+    """Remove every pruned structure of ``structures.model`` in place.
+
+    The pruned structures must already be zero (see :meth:`StructureSet.zero_pruned_`), so
+    the smaller model computes the same function as the masked one. After this call the
+    ``StructureSet`` is stale: build a new one on the compacted model to prune further.
+
+    Args:
+        structures: The structure set whose ``pruned`` mask says what to remove.
+        optimizer: If given, its param groups and state are remapped to the new parameters.
+
+    Returns:
+        A :class:`CompactionReport`.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3))
+        >>> s = StructureSet(net, torch.randn(1, 3, 8, 8), ignore_classifier=False)
+        >>> s.set_pruned([0, 1, 2]); s.zero_pruned_()
+        >>> _ = compact(s); net[0].out_channels, net[3].in_channels
+        (5, 5)
+    """
+    model = structures.model
+    graph = structures.graph
+    params_before = sum(p.numel() for p in model.parameters())
+    removed = int(structures.pruned.sum())
+    for layer in structures.layers:
+        local = structures.pruned[layer.first : layer.first + layer.size].nonzero().flatten()
+        if local.numel() == 0:
+            continue
+        # Grouped convs bind channel j with j + k * size for every group k.
+        roots = (local.unsqueeze(0) + layer.size * torch.arange(layer.channel_groups).unsqueeze(1)).flatten()
+        handler = graph.get_pruner_of_module(layer.root).prune_out_channels
+        group = graph.get_pruning_group(layer.root, handler, sorted(roots.tolist()))
+        names = _names_by_param(model)
+        touched = group_slices(group, model, names)
+        old_params = {s.name: (s.param, s.dim, s.positions) for s in touched}
+        all_old = {n: p for n, p in model.named_parameters()}
+        group.prune()
+        if optimizer is not None:
+            _remap_optimizer(optimizer, model, all_old, old_params)
+    structures.stale = True
+    params_after = sum(p.numel() for p in model.parameters())
+    return CompactionReport(removed, params_before, params_after)
+
+
+def _remap_optimizer(
+    optimizer: torch.optim.Optimizer,
+    model: nn.Module,
+    old_by_name: dict[str, nn.Parameter],
+    sliced: dict[str, tuple[nn.Parameter, int, torch.Tensor]],
+) -> None:
+    """Point the optimizer at the new parameters and slice their state."""
+    replacement: dict[int, nn.Parameter] = {}
+    for name, old in old_by_name.items():
+        new = _param_by_name(model, name)
+        if new is old:
+            continue
+        replacement[id(old)] = new
+        state = optimizer.state.pop(old, None)
+        if state is None:
+            continue
+        optimizer.state[new] = _slice_state(name, state, old, new, sliced.get(name))
+    for group in optimizer.param_groups:
+        group["params"] = [replacement.get(id(p), p) for p in group["params"]]
+
+
+def _slice_state(
+    name: str,
+    state: dict,
+    old: nn.Parameter,
+    new: nn.Parameter,
+    sliced: tuple[nn.Parameter, int, torch.Tensor] | None,
+) -> dict:
+    out = {}
+    for key, value in state.items():
+        if not (isinstance(value, torch.Tensor) and value.shape == old.shape):
+            out[key] = value
+            continue
+        kept = value
+        if sliced is not None:
+            _, dim, dead = sliced
+            keep = torch.ones(old.shape[dim], dtype=torch.bool, device=value.device)
+            keep[dead.to(value.device)] = False
+            kept = value.index_select(dim, keep.nonzero().flatten())
+        if kept.shape != new.shape:
+            warnings.warn(
+                f"optimizer state '{key}' of '{name}' could not be remapped ({tuple(value.shape)} -> "
+                f"{tuple(new.shape)}); it restarts from zero",
+                stacklevel=3,
+            )
+            kept = torch.zeros_like(new)
+        out[key] = kept
+    return out

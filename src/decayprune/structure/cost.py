@@ -1,0 +1,175 @@
+"""Analytic MACs/parameter model of a masked network.
+
+Measuring the real cost of a candidate mask needs a physical copy of the model; pruning
+methods ask for it thousands of times. This model records, once, each layer's output size
+and which parameter dimensions carry its input/output channels; the cost of any mask is
+then a sum over layers of (alive inputs x alive outputs x per-position work). It counts the
+same terms as torch-pruning's op counter for conv, linear and norm layers; activations and
+pooling are left out (they shrink with the channels too, so the estimate errs high).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+import torch.nn as nn
+
+if TYPE_CHECKING:
+    from .structure_set import StructureSet
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+
+
+@dataclass
+class _LayerCost:
+    module: nn.Module
+    kind: str  # "conv", "linear", "norm"
+    out_key: tuple[int, int] | None  # (id(param), dim) carrying output channels
+    in_key: tuple[int, int] | None  # (id(param), dim) carrying input channels
+    out_channels: int
+    in_channels: int
+    positions: int  # output positions per channel (spatial size or tokens)
+    per_position: int  # kernel elements (conv) / 1
+    groups: int
+    has_bias: bool
+    affine: bool
+
+
+class CostModel:
+    """MACs and parameter counts of a model for any pruning mask of a :class:`StructureSet`."""
+
+    def __init__(self, model: nn.Module, example_inputs: Sequence[torch.Tensor], structures: "StructureSet") -> None:
+        self.layers = self._record(model, example_inputs)
+        self._dead_slices: dict[tuple[int, int], list[torch.Tensor]] = {}
+        for _layer, s, ids in structures.parameter_slices():
+            self._dead_slices.setdefault((id(s.param), s.dim), []).append(ids)
+        all_params = sum(p.numel() for p in model.parameters())
+        self._other_params = all_params - sum(self._params_of(l, l.out_channels, l.in_channels) for l in self.layers)
+        self.full_macs = self.macs(torch.zeros(structures.num_structures, dtype=torch.bool))
+
+    @staticmethod
+    def _record(model: nn.Module, example_inputs: Sequence[torch.Tensor]) -> list[_LayerCost]:
+        shapes: dict[nn.Module, torch.Size] = {}
+
+        def record(mod: nn.Module, _inputs: tuple, out: torch.Tensor) -> None:
+            shapes.setdefault(mod, out.shape)
+
+        hooks = [
+            m.register_forward_hook(record)
+            for m in model.modules()
+            if isinstance(m, _CONV + _NORM + (nn.Linear,))
+        ]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(*example_inputs)
+        finally:
+            for h in hooks:
+                h.remove()
+            model.train(was_training)
+        layers = []
+        for module, shape in shapes.items():
+            layers.append(_describe(module, shape))
+        return layers
+
+    def _alive(self, key: tuple[int, int] | None, total: int, pruned: torch.Tensor) -> int:
+        if key is None or key not in self._dead_slices:
+            return total
+        dead = sum(int(pruned[ids].sum()) for ids in self._dead_slices[key])
+        return total - dead
+
+    def _counts(self, layer: _LayerCost, pruned: torch.Tensor) -> tuple[int, int]:
+        out_alive = self._alive(layer.out_key, layer.out_channels, pruned)
+        in_alive = out_alive if layer.kind == "depthwise" else self._alive(layer.in_key, layer.in_channels, pruned)
+        return out_alive, in_alive
+
+    @staticmethod
+    def _macs_of(layer: _LayerCost, out_alive: int, in_alive: int) -> int:
+        if layer.kind == "norm":
+            return out_alive * layer.positions * (2 if layer.affine else 1)
+        bias = out_alive * layer.positions if layer.has_bias else 0
+        if layer.kind == "depthwise":
+            return out_alive * layer.per_position * layer.positions + bias
+        in_per_group = in_alive // layer.groups if layer.groups > 1 else in_alive
+        return in_per_group * out_alive * layer.per_position * layer.positions + bias
+
+    @staticmethod
+    def _params_of(layer: _LayerCost, out_alive: int, in_alive: int) -> int:
+        if layer.kind == "norm":
+            return 2 * out_alive if layer.affine else 0
+        bias = out_alive if layer.has_bias else 0
+        if layer.kind == "depthwise":
+            return out_alive * layer.per_position + bias
+        in_per_group = in_alive // layer.groups if layer.groups > 1 else in_alive
+        return in_per_group * out_alive * layer.per_position + bias
+
+    def macs(self, pruned: torch.Tensor) -> float:
+        """MACs for one input (batch as in the example inputs) with ``pruned`` structures removed."""
+        pruned = pruned.cpu()
+        return float(sum(self._macs_of(l, *self._counts(l, pruned)) for l in self.layers))
+
+    def params(self, pruned: torch.Tensor) -> float:
+        """Parameters with ``pruned`` structures removed."""
+        pruned = pruned.cpu()
+        return float(self._other_params + sum(self._params_of(l, *self._counts(l, pruned)) for l in self.layers))
+
+
+def _describe(module: nn.Module, shape: torch.Size) -> _LayerCost:
+    weight = getattr(module, "weight", None)
+    if isinstance(module, _CONV):
+        transposed = bool(getattr(module, "transposed", False))
+        depthwise = module.groups == module.out_channels and module.out_channels > 1
+        return _LayerCost(
+            module=module,
+            kind="depthwise" if depthwise else "conv",
+            out_key=(id(weight), 1 if transposed else 0),
+            in_key=None if module.groups > 1 else (id(weight), 0 if transposed else 1),
+            out_channels=module.out_channels,
+            in_channels=module.in_channels,
+            positions=math.prod(shape[2:]),
+            per_position=math.prod(module.kernel_size),
+            groups=module.groups,
+            has_bias=module.bias is not None,
+            affine=False,
+        )
+    if isinstance(module, nn.Linear):
+        return _LayerCost(
+            module=module,
+            kind="linear",
+            out_key=(id(weight), 0),
+            in_key=(id(weight), 1),
+            out_channels=module.out_features,
+            in_channels=module.in_features,
+            positions=math.prod(shape[:-1]) // shape[0] if len(shape) > 1 else 1,
+            per_position=1,
+            groups=1,
+            has_bias=module.bias is not None,
+            affine=False,
+        )
+    if isinstance(module, nn.LayerNorm):
+        channels = module.normalized_shape[-1]
+        affine = module.elementwise_affine
+        dim = len(weight.shape) - 1 if weight is not None else 0
+    else:
+        channels = module.num_features if hasattr(module, "num_features") else module.num_channels
+        affine = bool(getattr(module, "affine", False))
+        dim = 0
+    numel = math.prod(shape[1:])
+    return _LayerCost(
+        module=module,
+        kind="norm",
+        out_key=(id(weight), dim) if weight is not None else None,
+        in_key=None,
+        out_channels=channels,
+        in_channels=channels,
+        positions=numel // channels,
+        per_position=1,
+        groups=1,
+        has_bias=False,
+        affine=affine,
+    )

@@ -1,0 +1,184 @@
+"""Translate torch-pruning dependency groups into parameter slices.
+
+A torch-pruning group lists, for one root layer, every (module, pruning handler, indices)
+that must change together. This module turns each item into the parameter slices it
+touches, so the rest of decayprune can read and write channel groups with plain tensor
+ops (norms, rescaling, masks) instead of physically removing anything.
+
+Roles:
+    * ``producer``: slices that create the channel (out-channel rows of conv/linear, the
+      affine parameters of channel-wise layers such as BN/LN/GN/PReLU, depthwise convs).
+      Zeroing all producer slices of a channel makes the channel output exactly zero.
+    * ``consumer``: slices that read the channel (in-channel columns of conv/linear).
+      They become dead once the producers are zero and disappear at compaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+
+PRODUCER = "producer"
+CONSUMER = "consumer"
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_CHANNELWISE = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.GroupNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+    nn.PReLU,
+)
+SUPPORTED_MODULES: tuple[type[nn.Module], ...] = _CONV + _CHANNELWISE + (nn.Linear, nn.LayerNorm, nn.Embedding)
+
+
+class UnsupportedModelError(ValueError):
+    """Raised when a model contains a layer decayprune cannot prune safely."""
+
+
+@dataclass
+class ParamSlice:
+    """Positions of one parameter along one dimension that belong to a group's channels.
+
+    Attributes:
+        name: Qualified parameter name in the model (``layer1.0.conv1.weight``).
+        param: The parameter object (replaced after compaction; use ``name`` to look up).
+        dim: Dimension of ``param`` that is sliced.
+        positions: Indices along ``dim`` (1-D LongTensor).
+        roots: Root-channel index of each position (same length as ``positions``).
+        role: ``"producer"`` or ``"consumer"``.
+    """
+
+    name: str
+    param: nn.Parameter
+    dim: int
+    positions: torch.Tensor
+    roots: torch.Tensor
+    role: str
+
+
+def _is_depthwise(module: nn.Module) -> bool:
+    return isinstance(module, _CONV) and module.groups == module.out_channels and module.out_channels > 1
+
+
+def _slices_for_item(
+    module: nn.Module,
+    out_side: bool,
+    positions: torch.Tensor,
+    roots: torch.Tensor,
+    names: dict[int, str],
+) -> list[ParamSlice]:
+    """Return the parameter slices of one group item (module, side, indices)."""
+
+    def make(param: nn.Parameter | None, dim: int, role: str, pos: torch.Tensor = positions) -> list[ParamSlice]:
+        if param is None:
+            return []
+        return [ParamSlice(names[id(param)], param, dim % param.dim(), pos, roots, role)]
+
+    if isinstance(module, _CONV):
+        transposed = bool(getattr(module, "transposed", False))
+        if _is_depthwise(module):
+            return make(module.weight, 0, PRODUCER) + make(module.bias, 0, PRODUCER)
+        if out_side:
+            return make(module.weight, 1 if transposed else 0, PRODUCER) + make(module.bias, 0, PRODUCER)
+        if module.groups > 1:
+            # Grouped conv: input channel i is column i % (in/groups) of the rows of its group.
+            # The column is shared by all groups, so it is not a per-channel slice; skip it here
+            # (torch-pruning still removes it correctly at compaction).
+            return []
+        return make(module.weight, 0 if transposed else 1, CONSUMER)
+    if isinstance(module, nn.Linear):
+        if out_side:
+            return make(module.weight, 0, PRODUCER) + make(module.bias, 0, PRODUCER)
+        return make(module.weight, 1, CONSUMER)
+    if isinstance(module, _CHANNELWISE):
+        return make(getattr(module, "weight", None), 0, PRODUCER) + make(getattr(module, "bias", None), 0, PRODUCER)
+    if isinstance(module, nn.LayerNorm):
+        return make(module.weight, -1, PRODUCER) + make(module.bias, -1, PRODUCER)
+    if isinstance(module, nn.Embedding):
+        return make(module.weight, 1, PRODUCER)
+    if isinstance(module, nn.Parameter):
+        return []  # resolved by the caller, which knows the pruning dim
+    return []
+
+
+def group_slices(group: tp.dependency.Group, model: nn.Module, names: dict[int, str]) -> list[ParamSlice]:
+    """Collect the parameter slices of a full-index torch-pruning group.
+
+    Args:
+        group: A group from ``DependencyGraph.get_all_groups`` (full indices).
+        model: The traced model (used only for error messages).
+        names: ``id(parameter) -> qualified name``.
+
+    Returns:
+        One :class:`ParamSlice` per (parameter, dim) touched by the group.
+
+    Raises:
+        UnsupportedModelError: The group touches a layer type decayprune cannot slice.
+    """
+    dg = group._DG
+    out: list[ParamSlice] = []
+    for item in group.items:
+        dep, idxs = item.dep, item.idxs
+        target = dep.target
+        module = target.module
+        if target.type in (
+            tp.ops.OPTYPE.CONCAT,
+            tp.ops.OPTYPE.SPLIT,
+            tp.ops.OPTYPE.ELEMENTWISE,
+            tp.ops.OPTYPE.RESHAPE,
+            tp.ops.OPTYPE.UNBIND,
+            tp.ops.OPTYPE.EXPAND,
+            tp.ops.OPTYPE.SLICE,
+            tp.ops.OPTYPE.OUTPUT,
+        ):
+            continue
+        if len(idxs) == 0:
+            continue
+        positions = torch.as_tensor(list(idxs), dtype=torch.long)
+        roots = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
+        if target.type == tp.ops.OPTYPE.PARAMETER:
+            pruner = dg.get_pruner_of_module(module)
+            dim = getattr(pruner, "pruning_dim", -1)
+            out.append(ParamSlice(names[id(module)], module, dim % module.dim(), positions, roots, PRODUCER))
+            continue
+        if not isinstance(module, SUPPORTED_MODULES):
+            layer = dg._module2name.get(module, type(module).__name__)
+            raise UnsupportedModelError(
+                f"layer '{layer}' ({type(module).__name__}) is coupled to prunable channels but decayprune "
+                f"cannot slice it; supported layers: {', '.join(sorted(t.__name__ for t in SUPPORTED_MODULES))}. "
+                "Pass it in ignored_layers to leave its group untouched."
+            )
+        out_side = dg.is_out_channel_pruning_fn(dep.handler)
+        out.extend(_slices_for_item(module, out_side, positions, roots, names))
+    return _merge_duplicates(out)
+
+
+def _merge_duplicates(slices: list[ParamSlice]) -> list[ParamSlice]:
+    """Merge slices that hit the same (param, dim, role), keeping unique positions."""
+    merged: dict[tuple[int, int, str], ParamSlice] = {}
+    for s in slices:
+        key = (id(s.param), s.dim, s.role)
+        if key not in merged:
+            merged[key] = s
+            continue
+        prev = merged[key]
+        pos = torch.cat([prev.positions, s.positions])
+        roots = torch.cat([prev.roots, s.roots])
+        uniq, first = _unique_first(pos)
+        merged[key] = ParamSlice(prev.name, prev.param, prev.dim, uniq, roots[first], prev.role)
+    return list(merged.values())
+
+
+def _unique_first(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique values and the index of their first occurrence."""
+    uniq, inverse = torch.unique(values, return_inverse=True)
+    first = torch.full((uniq.numel(),), values.numel(), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(values.numel()), reduce="amin")
+    return uniq, first

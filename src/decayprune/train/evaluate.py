@@ -1,0 +1,117 @@
+"""Top-k accuracy and loss of a classifier over a data loader."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from decayprune.train.distributed import all_reduce_sum, is_distributed
+
+__all__ = ["evaluate", "model_device", "topk_correct"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter or buffer (CPU for a stateless module).
+
+    Example:
+        >>> model_device(nn.Linear(2, 2))
+        device(type='cpu')
+    """
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
+    """Count samples whose label is among the top-k logits, for each k (clipped to the class count).
+
+    Example:
+        >>> logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]])
+        >>> topk_correct(logits, torch.tensor([1, 2]), (1, 5))
+        tensor([1, 2])
+    """
+    num_classes = logits.shape[-1]
+    kmax = min(max(ks), num_classes)
+    top = logits.topk(kmax, dim=-1).indices
+    hits = top.eq(labels.view(-1, 1))
+    return torch.stack([hits[:, : min(k, num_classes)].any(dim=1).sum() for k in ks])
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[Any],
+    *,
+    device: torch.device | str | None = None,
+    topk: Sequence[int] = (1, 5),
+    loss_fn: LossFn | None = None,
+    amp: bool = False,
+    distributed: bool | None = None,
+) -> dict[str, float | int]:
+    """Evaluate a classifier: top-k accuracies in percent, mean loss and sample count.
+
+    The model is put in eval mode and its previous mode is restored afterwards.
+
+    Args:
+        model: Maps a batch of inputs to logits ``(N, C)``.
+        loader: Iterable of ``(inputs, labels)`` batches.
+        device: Where to run; default: the model's device.
+        topk: Which top-k accuracies to report; each k is clipped to the class count
+            (``top5`` of a 3-class problem is top-3), the key keeps its name.
+        loss_fn: Batch-mean loss ``loss_fn(logits, labels)``; default plain cross-entropy.
+        amp: float16 autocast (CUDA only).
+        distributed: Sum the counts over all processes; default: when a process group
+            is initialized (then every rank must call this).
+
+    Returns:
+        ``{"top1": %, "top5": %, "loss": float, "samples": n}``.
+
+    Example:
+        >>> data = [(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))]
+        >>> result = evaluate(nn.Linear(3, 2), data, topk=(1,))
+        >>> sorted(result), result["samples"]
+        (['loss', 'samples', 'top1'], 4)
+    """
+    if not topk or any(k < 1 for k in topk):
+        raise ValueError(f"topk must be a non-empty list of positive ints, got {tuple(topk)}")
+    device = torch.device(device) if device is not None else model_device(model)
+    loss_fn = loss_fn or F.cross_entropy
+    use_amp = amp and device.type == "cuda"
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros(len(topk), dtype=torch.float64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    count = torch.zeros((), dtype=torch.float64, device=device)
+    try:
+        with torch.no_grad():
+            for inputs, labels in loader:
+                inputs = inputs.to(device, non_blocking=True)
+                labels = labels.to(device, non_blocking=True)
+                autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
+                with autocast:
+                    logits = model(inputs)
+                logits = logits.float()
+                batch = labels.shape[0]
+                loss_sum += loss_fn(logits, labels).double() * batch
+                correct += topk_correct(logits, labels, topk).double()
+                count += batch
+    finally:
+        model.train(was_training)
+    if distributed if distributed is not None else is_distributed():
+        totals = all_reduce_sum(torch.cat([correct, loss_sum.view(1), count.view(1)]))
+        correct, loss_sum, count = totals[: len(topk)], totals[-2], totals[-1]
+    samples = int(count.item())
+    if samples == 0:
+        raise ValueError("evaluate: the loader yielded no samples")
+    result: dict[str, float | int] = {f"top{k}": 100.0 * c / samples for k, c in zip(topk, correct.tolist())}
+    result["loss"] = float(loss_sum.item()) / samples
+    result["samples"] = samples
+    return result
