@@ -348,7 +348,10 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         help="start afresh even if OUTPUT_DIR/NAME already holds a run (its results are replaced).",
     )
     parser.add_argument(
-        "--no-progress", action="store_true", help="do not draw progress bars (for logs and CI)."
+        "--no-progress",
+        action="store_true",
+        help="quiet training: no progress bar and no per-epoch lines (when the output is not a "
+        "terminal, only the per-epoch lines are printed anyway).",
     )
 
 
@@ -445,7 +448,8 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
     train_loader, test_loader = make_loaders(splits, cfg)
     console.print(
         f"[bold]train[/] {escape(cfg.model.name)} (width {cfg.model.width:g}) on {escape(cfg.data.name)}: "
-        f"{len(splits.train_labels)} train / {len(splits.test_labels)} test images -> {escape(str(run_dir))}"
+        f"{len(splits.train_labels)} train / {len(splits.test_labels)} test images -> {escape(str(run_dir))}",
+        soft_wrap=True,
     )
     trainer = Trainer(
         model,
@@ -787,3 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         errors.print("interrupted")
         return 130
+
+
+# Commands defined in other modules register themselves on import.
+from decayprune import prune_commands as _prune_commands  # noqa: E402,F401

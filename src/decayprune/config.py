@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from decayprune.data import list_datasets
 from decayprune.models import list_models
+from decayprune.pruner import PruneSettings
 from decayprune.train import TrainSettings
 
 __all__ = [
@@ -154,7 +155,16 @@ class RunConfig(BaseModel):
     output_dir: Path = Field(Path("runs"), description="Folder that holds run folders.")
     data: DataConfig = Field(default_factory=DataConfig, description="Dataset settings.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model settings.")
-    train: TrainSettings = Field(default_factory=TrainSettings, description="Training settings.")
+    train: TrainSettings = Field(
+        default_factory=TrainSettings,
+        description="Training settings (for `prune`: the pruning run, i.e. selection, decay and fine-tuning).",
+    )
+    pretrain: TrainSettings | None = Field(
+        None, description="`prune` only: train the base model first with these settings (skipped if model.weights is set)."
+    )
+    prune: PruneSettings | None = Field(
+        None, description="`prune` only: method, MACs target, schedule and zeroing policy (oneshot, sp, sp+sr)."
+    )
 
     @field_validator("name")
     @classmethod

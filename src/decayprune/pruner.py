@@ -18,6 +18,7 @@ passed as a hook.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .decay import DecayEngine, DecaySettings
 from .methods import PruningMethod, create_method, list_methods
@@ -54,12 +55,19 @@ class PruneSettings(BaseModel):
     ignored_layers: list[str] = Field(default_factory=list, description="module names whose output channels are never pruned")
     round_to: int | None = Field(None, ge=1, description="pruned channels per layer are a multiple of this")
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in list_methods():
+            hint = difflib.get_close_matches(value, list_methods(), n=1)
+            extra = f"; did you mean '{hint[0]}'?" if hint else ""
+            raise ValueError(f"unknown method; allowed: {', '.join(list_methods())}{extra}")
+        return value
+
     @model_validator(mode="after")
     def _one_target(self) -> "PruneSettings":
         if (self.target_macs is None) == (self.speed_up is None):
             raise ValueError("give exactly one of target_macs (fraction kept, 0..1) or speed_up (> 1)")
-        if self.method not in list_methods():
-            raise ValueError(f"method '{self.method}' is unknown; available: {', '.join(list_methods())}")
         return self
 
     def remaining_macs_fraction(self) -> float:

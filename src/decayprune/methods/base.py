@@ -103,13 +103,12 @@ def fill_to_budget(
     caps = _layer_caps(pruner, committed, max_layer_ratio)
     if ranking == "global":
         order = _global_order(scores, candidates, structures.layer_of, caps)
-        pick = lambda k: _round_per_layer(order[:k], structures)  # noqa: E731
-        upper = order.numel()
     elif ranking == "layer":
-        pick, upper = _layer_picker(pruner, scores, candidates, caps)
+        order = _layer_order(pruner, scores, candidates, caps, committed)
     else:
         raise ValueError(f"ranking must be 'global' or 'layer', got {ranking!r}")
-    return _smallest_sufficient(pruner, committed, pick, upper, target_macs)
+    pick = lambda k: _round_per_layer(order[:k], structures)  # noqa: E731
+    return _smallest_sufficient(pruner, committed, pick, order.numel(), target_macs)
 
 
 def _layer_caps(pruner: "Pruner", committed: torch.Tensor, max_layer_ratio: float) -> torch.Tensor:
@@ -148,23 +147,25 @@ def _round_per_layer(ids: torch.Tensor, structures) -> torch.Tensor:
     return ids[keep]
 
 
-def _layer_picker(pruner: "Pruner", scores: torch.Tensor, candidates: torch.Tensor, caps: torch.Tensor):
+def _layer_order(pruner: "Pruner", scores: torch.Tensor, candidates: torch.Tensor, caps: torch.Tensor,
+                 committed: torch.Tensor) -> torch.Tensor:
+    """Interleave layers so every prefix prunes each layer by about the same fraction.
+
+    Within a layer candidates go lowest score first; across layers the next pick is the one
+    whose layer would then have the smallest pruned fraction.
+    """
     s = pruner.structures
-    per_layer = []
+    ids_all, keys_all = [], []
     for layer in s.layers:
         ids = layer.ids[candidates[layer.first : layer.first + layer.size]]
-        ids = ids[torch.argsort(scores[ids].cpu(), stable=True)]
-        per_layer.append((layer.size, ids[: int(caps[layer.index])]))
-    resolution = 1000
-
-    def pick(k: int) -> torch.Tensor:
-        frac = k / resolution
-        chunks = [ids[: min(int(frac * size), ids.numel())] for size, ids in per_layer]
-        rt = s.round_to or 1
-        chunks = [c[: (c.numel() // rt) * rt] for c in chunks]
-        return torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
-
-    return pick, resolution
+        ids = ids[torch.argsort(scores[ids].cpu(), stable=True)][: int(caps[layer.index])]
+        already = int(committed[layer.first : layer.first + layer.size].sum())
+        ids_all.append(ids)
+        keys_all.append((already + torch.arange(1, ids.numel() + 1, dtype=torch.float64)) / layer.size)
+    if not ids_all:
+        return torch.zeros(0, dtype=torch.long)
+    ids, keys = torch.cat(ids_all), torch.cat(keys_all)
+    return ids[torch.argsort(keys, stable=True)]
 
 
 def _smallest_sufficient(pruner: "Pruner", committed: torch.Tensor, pick, upper: int, target_macs: float) -> torch.Tensor:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)
+_GROUPED_IN = -1  # pseudo-dim keying the input channels of a grouped (non-depthwise) conv
 
 
 @dataclass
@@ -47,8 +48,15 @@ class CostModel:
         self._dead_slices: dict[tuple[int, int], list[torch.Tensor]] = {}
         for _layer, s, ids in structures.parameter_slices():
             self._dead_slices.setdefault((id(s.param), s.dim), []).append(ids)
+        self._add_grouped_inputs(structures)
         all_params = sum(p.numel() for p in model.parameters())
         self._other_params = all_params - sum(self._params_of(l, l.out_channels, l.in_channels) for l in self.layers)
+        self._analytic_full = float(self._analytic_macs(torch.zeros(structures.num_structures, dtype=torch.bool)))
+        # Terms the analytic sum leaves out (activations, pooling) measured once on the full model;
+        # they shrink with the channels, modelled as the square root of the analytic ratio.
+        from ..measure import count_cost
+
+        self._untracked = max(0.0, float(count_cost(model, tuple(example_inputs)).macs) - self._analytic_full)
         self.full_macs = self.macs(torch.zeros(structures.num_structures, dtype=torch.bool))
 
     @staticmethod
@@ -76,6 +84,30 @@ class CostModel:
         for module, shape in shapes.items():
             layers.append(_describe(module, shape))
         return layers
+
+    def _add_grouped_inputs(self, structures: "StructureSet") -> None:
+        """Record which structures feed each grouped (non-depthwise) conv's input channels.
+
+        Such a conv reads input channel ``i`` through weight column ``i % (in / groups)``, shared
+        by every group, so no per-channel slice describes it (see ``slices.py``); without this its
+        input count would never shrink and MACs/params would be over-estimated.
+        """
+        grouped = {
+            id(m.weight) for m in structures.model.modules()
+            if isinstance(m, _CONV) and 1 < m.groups < m.out_channels
+        }
+        if not grouped:
+            return
+        graph = structures.graph
+        for layer in structures.layers:
+            handler = graph.get_pruner_of_module(layer.root).prune_out_channels
+            group = graph.get_pruning_group(layer.root, handler, list(range(layer.num_channels)))
+            for item in group.items:
+                weight = getattr(item.dep.target.module, "weight", None)
+                if id(weight) not in grouped or graph.is_out_channel_pruning_fn(item.dep.handler):
+                    continue
+                roots = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
+                self._dead_slices.setdefault((id(weight), _GROUPED_IN), []).append(layer.first + roots % layer.size)
 
     def _alive(self, key: tuple[int, int] | None, total: int, pruned: torch.Tensor) -> int:
         if key is None or key not in self._dead_slices:
@@ -108,10 +140,15 @@ class CostModel:
         in_per_group = in_alive // layer.groups if layer.groups > 1 else in_alive
         return in_per_group * out_alive * layer.per_position + bias
 
-    def macs(self, pruned: torch.Tensor) -> float:
-        """MACs for one input (batch as in the example inputs) with ``pruned`` structures removed."""
+    def _analytic_macs(self, pruned: torch.Tensor) -> float:
         pruned = pruned.cpu()
         return float(sum(self._macs_of(l, *self._counts(l, pruned)) for l in self.layers))
+
+    def macs(self, pruned: torch.Tensor) -> float:
+        """Estimated MACs per input with ``pruned`` structures removed (calibrated on the full model)."""
+        analytic = self._analytic_macs(pruned)
+        ratio = analytic / self._analytic_full if self._analytic_full > 0 else 1.0
+        return analytic + self._untracked * ratio ** 0.5
 
     def params(self, pruned: torch.Tensor) -> float:
         """Parameters with ``pruned`` structures removed."""
@@ -128,7 +165,7 @@ def _describe(module: nn.Module, shape: torch.Size) -> _LayerCost:
             module=module,
             kind="depthwise" if depthwise else "conv",
             out_key=(id(weight), 1 if transposed else 0),
-            in_key=None if module.groups > 1 else (id(weight), 0 if transposed else 1),
+            in_key=(id(weight), _GROUPED_IN) if module.groups > 1 else (id(weight), 0 if transposed else 1),
             out_channels=module.out_channels,
             in_channels=module.in_channels,
             positions=math.prod(shape[2:]),

@@ -155,6 +155,12 @@ class StructureSet:
 
     def _build_layers(self) -> None:
         first = 0
+        # Parameters of ignored modules decayprune cannot slice are kept whole: torch-pruning does not
+        # know how such a module maps channels (it treats its op as element-wise), so any group that
+        # reaches one of them is wrong and is skipped rather than cut.
+        whole = {
+            id(p) for m in self.ignored_layers if not isinstance(m, SUPPORTED_MODULES) for p in m.parameters()
+        }
         groups = self.graph.get_all_groups(
             ignored_layers=self.ignored_layers, root_module_types=(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
         )
@@ -166,7 +172,7 @@ class StructureSet:
             if channels is None or channels < 2 or channels % channel_groups:
                 continue
             slices = group_slices(group, self.model, self.names)
-            if not any(s.role == PRODUCER for s in slices):
+            if not any(s.role == PRODUCER for s in slices) or any(id(s.param) in whole for s in slices):
                 continue
             size = channels // channel_groups
             layer = LayerGroup(
