@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -183,8 +184,17 @@ class Pruner(TrainHook):
             self.structures.zero_pruned_(self.optimizer)
 
     def finish(self) -> None:
-        """Complete every decay still running (zero it now)."""
+        """Complete every decay still running (zero it now); warn if the MACs target was missed."""
         self.engine.finish(self.step)
+        reached = self.structures.macs() / self.base_macs
+        wanted = self.settings.remaining_macs_fraction()
+        if reached > wanted + 0.01:
+            warnings.warn(
+                f"pruning ended at {reached:.1%} of the base MACs, above the target {wanted:.1%}: the schedule "
+                "ended before the budget was filled (check end_epoch / iterative_steps) or every candidate was "
+                "capped by max_layer_ratio",
+                stacklevel=2,
+            )
 
     def compact(self) -> CompactionReport:
         """Finish pending decays and physically remove every pruned structure."""

@@ -154,6 +154,13 @@ def test_scale_producers_scales_only_producer_slices() -> None:
     torch.testing.assert_close(net[3].weight.detach(), consumer * row_factor, rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_building_keeps_the_training_flag(training: bool) -> None:
+    net = tiny_net().train(training)
+    StructureSet(net, torch.randn(1, 3, 8, 8))
+    assert all(m.training == training for m in net.modules())
+
+
 def test_round_to_must_be_positive() -> None:
     with pytest.raises(ValueError, match="round_to"):
         StructureSet(tiny_net(), torch.randn(1, 3, 8, 8), round_to=0)

@@ -79,6 +79,7 @@ def fill_to_budget(
     *,
     ranking: str = "global",
     max_layer_ratio: float = 0.9,
+    committed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pick the lowest-scored candidates so that the committed set's MACs reach ``target_macs``.
 
@@ -92,12 +93,13 @@ def fill_to_budget(
             of every layer, lowest-scored first within each).
         max_layer_ratio: No layer loses more than this fraction of its structures (and every
             layer keeps at least one), so no layer is starved.
+        committed: What counts as already removed (default: the engine's committed set).
 
     Returns:
         The ids to start removing (possibly empty).
     """
     structures = pruner.structures
-    committed = pruner.engine.committed()
+    committed = pruner.engine.committed() if committed is None else committed
     if structures.macs(committed) <= target_macs:
         return torch.zeros(0, dtype=torch.long)
     caps = _layer_caps(pruner, committed, max_layer_ratio)

@@ -49,11 +49,18 @@ class ScheduledMethod(PruningMethod):
         target = pruner.target_macs_at(step)
         if pruner.structures.macs(pruner.engine.committed()) <= target:
             return None
-        candidates = pruner.engine.available(step)
-        return fill_to_budget(
-            pruner, self.scores(pruner), target, candidates,
-            ranking=self.ranking, max_layer_ratio=self.max_layer_ratio,
-        )
+        scores = self.scores(pruner)
+        picked = fill_to_budget(pruner, scores, target, pruner.engine.available(step),
+                                ranking=self.ranking, max_layer_ratio=self.max_layer_ratio)
+        committed = pruner.engine.committed()
+        committed[picked] = True
+        if pruner.structures.macs(committed) > target:
+            # Not enough fresh candidates (e.g. many releases cooling down): the budget wins over
+            # the cool-down, so released structures may be picked again, lowest score first.
+            extra = fill_to_budget(pruner, scores, target, ~committed, ranking=self.ranking,
+                                   max_layer_ratio=self.max_layer_ratio, committed=committed)
+            picked = torch.cat([picked, extra])
+        return picked
 
     def on_release(self, pruner: "Pruner", ids: list[int], step: int) -> None:
         self._refill = True

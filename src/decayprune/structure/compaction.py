@@ -24,7 +24,6 @@ class CompactionReport:
 
     Attributes:
         removed_structures: Number of structures physically removed.
-        macs_before / macs_after: Analytic MACs before and after (per example input).
         params_before / params_after: Parameter counts before and after.
     """
 

@@ -126,7 +126,11 @@ class StructureSet:
                 ignored.append(head)
         self.ignored_layers = ignored
         self._check_supported(model, ignored)
-        self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=self.example_inputs)
+        was_training = model.training
+        try:
+            self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=self.example_inputs)
+        finally:
+            model.train(was_training)  # torch-pruning's tracer calls model.eval() and leaves it so
         self.names = {id(p): n for n, p in model.named_parameters()}
         self.module_names = {m: n for n, m in model.named_modules()}
         self.layers: list[LayerGroup] = []
