@@ -105,7 +105,7 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
         base_weights = base_weights or cfg.run_dir / "base.safetensors"
     table = Table(title="decayprune demo: small_cnn on digits, pruned to 50% of its MACs")
     for col in ("model", "top-1 (%)", "MACs", "params", "CPU latency (ms)", "releases"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "model")
     base = records[0][1]["base"]
     table.add_row("base", f"{base['top1']:.2f}", format_count(base["macs"]), format_count(base["params"]),
                   f"{base['latency_ms']:.3f}", "-")
