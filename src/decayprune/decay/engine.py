@@ -79,7 +79,6 @@ class DecayEngine:
         self.cooldown_until = torch.full((n,), -1, dtype=torch.long)
         self.releases = 0
         self.completed = 0
-        self._pre_norms: torch.Tensor | None = None
         self._grad_norms: torch.Tensor | None = None
         self.optimizer: torch.optim.Optimizer | None = None
 
@@ -130,12 +129,10 @@ class DecayEngine:
         """Zero gradients of pruned structures; record what self-rectifying needs."""
         self.structures.zero_grads_of_pruned_()
         if not self.active.any():
-            self._pre_norms = self._grad_norms = None
+            self._grad_norms = None
             return
-        layers = self._active_layers()
-        self._pre_norms = self.structures.producer_norms(layers).cpu()
         if self.settings.self_rectifying:
-            self._grad_norms = self.structures.grad_norms(layers).cpu()
+            self._grad_norms = self.structures.grad_norms(self._active_layers()).cpu()
 
     def after_step(self, step: int) -> list[int]:
         """Apply keep-at-zero and one decay step; return the ids released at this step."""
@@ -168,10 +165,13 @@ class DecayEngine:
     def _rectify(self, step: int, post: torch.Tensor) -> torch.Tensor:
         s = self.structures
         ids = self.active.nonzero().flatten()
-        if self._pre_norms is None or self._grad_norms is None:
+        if self._grad_norms is None:
             return torch.zeros(0, dtype=torch.long)
+        # Nothing touches the weights between the last rescale and this step, so the norm before
+        # the step is the one the schedule imposed (L_init for a decay that just started).
+        before = decay_norm(self.l_init[ids], self.settings.steps, self.done_steps[ids])
         quantum = (self.l_init[ids] / self.settings.steps).clamp_min(1e-12)
-        c_rate = (post[ids] - self._pre_norms[ids]) / quantum
+        c_rate = (post[ids] - before) / quantum
         alive = ~s.pruned
         layer_sum = torch.zeros(len(s.layers)).index_add_(0, s.layer_of[alive], self._grad_norms[alive])
         layer_cnt = torch.zeros(len(s.layers)).index_add_(0, s.layer_of[alive], torch.ones(int(alive.sum())))
