@@ -215,10 +215,10 @@ def test_budget_wins_over_cooldown_when_candidates_run_out(digits) -> None:
     check_budget_and_equivalence(model, pruner, opt, digits[0], 0.4)
 
 
-def test_finish_warns_when_the_schedule_cannot_reach_the_target(digits) -> None:
+def test_compact_warns_when_the_schedule_cannot_reach_the_target(digits) -> None:
     # max_layer_ratio 0.1 caps every layer at 10% of its channels: 5% of the MACs is out of reach.
     settings = PruneSettings(method="depgraph", target_macs=0.05, iterative_steps=1,
                              method_options={"max_layer_ratio": 0.1}, decay=DecaySettings(policy="oneshot"))
     _model, pruner, _opt = run_pruning(digits, settings, steps=5)
     with pytest.warns(UserWarning, match="above the target"):
-        pruner.finish()
+        pruner.compact()

@@ -181,11 +181,12 @@ class Pruner(TrainHook):
         ids = self.method.select(self, self.step)
         if ids is not None and len(ids):
             self.engine.start(torch.as_tensor(ids, dtype=torch.long), self.step)
-            self.structures.zero_pruned_(self.optimizer)
 
     def finish(self) -> None:
-        """Complete every decay still running (zero it now); warn if the MACs target was missed."""
+        """Complete every decay still running (zero it now)."""
         self.engine.finish(self.step)
+
+    def _warn_if_target_missed(self) -> None:
         reached = self.structures.macs() / self.base_macs
         wanted = self.settings.remaining_macs_fraction()
         if reached > wanted + 0.01:
@@ -193,12 +194,16 @@ class Pruner(TrainHook):
                 f"pruning ended at {reached:.1%} of the base MACs, above the target {wanted:.1%}: the schedule "
                 "ended before the budget was filled (check end_epoch / iterative_steps) or every candidate was "
                 "capped by max_layer_ratio",
-                stacklevel=2,
+                stacklevel=3,
             )
 
     def compact(self) -> CompactionReport:
-        """Finish pending decays and physically remove every pruned structure."""
+        """Finish pending decays and physically remove every pruned structure.
+
+        Warns when the pruned model keeps more than the target MACs (+1% tolerance).
+        """
         self.finish()
+        self._warn_if_target_missed()
         self.structures.zero_pruned_(self.optimizer)
         return compact(self.structures, self.optimizer)
 
