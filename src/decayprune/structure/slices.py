@@ -160,6 +160,25 @@ def group_slices(group: tp.dependency.Group, model: nn.Module, names: dict[int, 
     return _merge_duplicates(out)
 
 
+def grouped_conv_inputs(group: tp.dependency.Group) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """The grouped (non-depthwise) convs that read a group's channels, with the root of each input.
+
+    Such a conv reads input channel ``i`` through weight column ``i % (in / groups)``, shared by
+    every group, so no per-channel slice describes it (:func:`group_slices` leaves it out); the
+    cost model still needs to know which structures feed it to count its shrinking inputs.
+    """
+    dg = group._DG
+    out = []
+    for item in group.items:
+        module = item.dep.target.module
+        if not (isinstance(module, _CONV) and 1 < module.groups < module.out_channels):
+            continue
+        if dg.is_out_channel_pruning_fn(item.dep.handler):
+            continue
+        out.append((module.weight, torch.as_tensor(list(item.root_idxs), dtype=torch.long)))
+    return out
+
+
 def _merge_duplicates(slices: list[ParamSlice]) -> list[ParamSlice]:
     """Merge slices that hit the same (param, dim, role), keeping unique positions."""
     merged: dict[tuple[int, int, str], ParamSlice] = {}

@@ -18,7 +18,15 @@ import torch.nn as nn
 import torch_pruning as tp
 
 from .cost import CostModel
-from .slices import CONSUMER, PRODUCER, SUPPORTED_MODULES, ParamSlice, UnsupportedModelError, group_slices
+from .slices import (
+    CONSUMER,
+    PRODUCER,
+    SUPPORTED_MODULES,
+    ParamSlice,
+    UnsupportedModelError,
+    group_slices,
+    grouped_conv_inputs,
+)
 
 
 @dataclass
@@ -34,6 +42,8 @@ class LayerGroup:
         first: Global id of this layer's first structure.
         size: Number of structures in this layer (``num_channels // channel_groups``).
         slices: Parameter slices of this group, with global structure ids.
+        structure_ids: Global structure id of each position of each slice.
+        grouped_inputs: (weight, structure ids) of grouped convs reading this group's channels.
     """
 
     index: int
@@ -45,6 +55,7 @@ class LayerGroup:
     size: int
     slices: list[ParamSlice] = field(default_factory=list)
     structure_ids: list[torch.Tensor] = field(default_factory=list)
+    grouped_inputs: list[tuple[nn.Parameter, torch.Tensor]] = field(default_factory=list)
 
     @property
     def ids(self) -> torch.Tensor:
@@ -189,6 +200,7 @@ class StructureSet:
                 size=size,
                 slices=slices,
                 structure_ids=[first + (s.roots % size) for s in slices],
+                grouped_inputs=[(w, first + roots % size) for w, roots in grouped_conv_inputs(group)],
             )
             self.layers.append(layer)
             first += size
