@@ -1,9 +1,9 @@
-"""The ``decayprune`` command line: ``train``, ``eval`` and ``measure`` sub-commands.
+"""The ``decayprune`` command line: ``train``, ``eval``, ``measure``, ``prune`` and ``demo``.
 
 Sub-commands live in a registry (:func:`register_command`); each is one function taking the
 parsed arguments and a console and returning an exit code. The helpers that turn a
-:class:`~decayprune.config.RunConfig` into data, a model and a run folder are public so that
-further sub-commands can reuse them.
+:class:`~decayprune.config.RunConfig` into data and a model live in :mod:`decayprune.runs`
+(re-exported here); ``prune`` and ``demo`` are registered by :mod:`decayprune.prune_commands`.
 
 User errors (a bad config, a missing data folder or file, wrong option values) print one
 ``error: ...`` message on stderr and return exit code 2; ``--debug`` shows the traceback instead.
@@ -18,33 +18,40 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import inspect
 import json
 import shutil
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from decayprune.config import ConfigError, ModelConfig, RunConfig, dump_config, load_config
-from decayprune.data import DatasetSplits, TensorLoader, list_datasets, load_dataset
+from decayprune.config import ConfigError, RunConfig, dump_config, load_config
+from decayprune.data import list_datasets
 from decayprune.measure import count_cost, format_count, measure_latency
+from decayprune.runs import (
+    CLIError,
+    build_model,
+    example_input,
+    load_splits,
+    load_weights,
+    make_loaders,
+    model_kwargs,
+    package_version,
+    save_weights,
+)
 from decayprune.models import create, list_models
 from decayprune.train import (
     Trainer,
     evaluate,
     read_checkpoint_meta,
     resolve_device,
-    save_safetensors_atomic,
     write_json_atomic,
 )
 
@@ -65,10 +72,6 @@ __all__ = [
 ]
 
 RESULT_SCHEMA_VERSION = 1
-
-
-class CLIError(Exception):
-    """A user-facing error: :func:`main` prints its message and returns exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -192,129 +195,6 @@ def resolve_run_config(args: argparse.Namespace, *, config_path: Path | None = N
     return load_config(path, args.overrides, values=values)
 
 
-def load_splits(cfg: RunConfig) -> DatasetSplits:
-    """Load the dataset a run config names (with its subsets).
-
-    Raises:
-        FileNotFoundError: If the dataset's files cannot be found.
-    """
-    return load_dataset(
-        cfg.data.name,
-        cfg.data.data_dir,
-        seed=cfg.data.seed,
-        train_subset=cfg.data.train_subset,
-        test_subset=cfg.data.test_subset,
-    )
-
-
-def _model_kwargs(name: str, image_size: Sequence[int]) -> dict[str, Any]:
-    """Extra constructor arguments a model needs from the data (``image_size`` for ``mlp``)."""
-    from decayprune.models import _registry  # the constructor's signature says what it takes
-
-    builder = getattr(_registry, "_REGISTRY", {}).get(name)
-    try:
-        accepts = builder is not None and "image_size" in inspect.signature(builder).parameters
-    except (TypeError, ValueError):
-        accepts = False
-    return {"image_size": tuple(int(v) for v in image_size)} if accepts else {}
-
-
-def build_model(
-    cfg: ModelConfig, *, num_classes: int, in_channels: int, image_size: Sequence[int]
-) -> nn.Module:
-    """Create the model a config names and load ``cfg.weights`` into it when set.
-
-    Example:
-        >>> m = build_model(ModelConfig(name="small_cnn"), num_classes=10, in_channels=1,
-        ...                 image_size=(8, 8))
-        >>> m(torch.zeros(2, 1, 8, 8)).shape
-        torch.Size([2, 10])
-    """
-    model = create(
-        cfg.name,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        width=cfg.width,
-        **_model_kwargs(cfg.name, image_size),
-    )
-    if cfg.weights is not None:
-        load_weights(model, cfg.weights)
-    return model
-
-
-def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a ``.safetensors`` state dict into ``model`` (strict, no unpickling).
-
-    Raises:
-        FileNotFoundError: If ``path`` does not exist.
-        CLIError: If the file is not a safetensors file or does not fit the model.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file '{path}' does not exist")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise CLIError(f"cannot read weights '{path}' as safetensors: {exc}") from None
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    mismatched = [k for k in own if k in tensors and tuple(own[k].shape) != tuple(tensors[k].shape)]
-    if missing or unexpected or mismatched:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected)):
-            if keys:
-                parts.append(
-                    f"{len(keys)} {label} tensors ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-                )
-        for k in mismatched[:3]:
-            parts.append(
-                f"{k} has shape {tuple(tensors[k].shape)} in the file, {tuple(own[k].shape)} in the model"
-            )
-        raise CLIError(
-            f"weights '{path}' do not fit the model: {'; '.join(parts)}. "
-            "Check model.name, model.width and the dataset (classes, channels)."
-        )
-    model.load_state_dict(tensors, strict=True)
-
-
-def save_weights(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model``'s state dict as safetensors, atomically (tensors copied to CPU)."""
-    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
-    save_safetensors_atomic(Path(path), tensors)
-    return Path(path)
-
-
-def make_loaders(splits: DatasetSplits, cfg: RunConfig) -> tuple[TensorLoader, TensorLoader]:
-    """The shuffled (augmented where the data suits it) train loader and the test loader."""
-    settings = cfg.train
-    train = TensorLoader(
-        splits.train_images,
-        splits.train_labels,
-        settings.batch_size,
-        shuffle=True,
-        augment=splits.augment,
-        seed=settings.seed,
-    )
-    test = TensorLoader(splits.test_images, splits.test_labels, settings.batch_size, shuffle=False)
-    return train, test
-
-
-def example_input(splits: DatasetSplits, batch_size: int = 1) -> torch.Tensor:
-    """A zero batch shaped like the dataset's images, for cost counting."""
-    return torch.zeros(batch_size, splits.in_channels, *splits.image_size)
-
-
-def _version() -> str:
-    try:
-        return metadata.version("decayprune")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
     table = Table(title=title, show_header=True, header_style="bold", min_width=len(title) + 4)
     table.add_column("metric")
@@ -391,7 +271,7 @@ def train_result_record(
         "params": int(cost.params),
         "input_shape": [int(v) for v in input_shape],
         "wall_time_s": float(wall_time_s),
-        "decayprune_version": _version(),
+        "decayprune_version": package_version(),
     }
 
 
@@ -690,7 +570,7 @@ def _cmd_measure(args: argparse.Namespace, console: Console) -> int:
         num_classes=args.num_classes,
         in_channels=channels,
         width=args.width,
-        **_model_kwargs(args.model, (height, width)),
+        **model_kwargs(args.model, (height, width)),
     )
     if args.weights is not None:
         load_weights(model, args.weights)
@@ -743,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Structured pruning for PyTorch built around the Decay Pruning Method. "
         f"Datasets: {', '.join(list_datasets())}. Models: {', '.join(list_models())}.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for command in COMMANDS.values():

@@ -21,13 +21,13 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from .cli import (
-    _version,
+from .runs import (
     build_model,
     example_input,
     load_splits,
     load_weights,
     make_loaders,
+    package_version,
     save_weights,
 )
 from .config import RunConfig, dump_config
@@ -151,7 +151,7 @@ def run_prune_job(cfg: RunConfig, *, resume: bool = False, progress: bool = True
         "pruned_structures": int(pruner.structures.pruned.sum()),
         "epochs": fit.epochs_run,
         "wall_time_s": time.perf_counter() - start,
-        "decayprune_version": _version(),
+        "decayprune_version": package_version(),
     }
     write_json_atomic(run_dir / "result.json", record)
     return record

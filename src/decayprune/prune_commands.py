@@ -12,6 +12,7 @@ from rich.table import Table
 
 from .cli import CLIError, add_run_options, register_command, resolve_run_config
 from .config import RunConfig, load_config
+from .experiment import run_prune_job
 from .measure import format_count
 
 DEMO_SETTINGS = {
@@ -53,8 +54,6 @@ def _prune_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments=_prune_arguments,
 )
 def _cmd_prune(args: argparse.Namespace, console: Console) -> int:
-    from .experiment import run_prune_job  # imported here: experiment uses the cli's run helpers
-
     cfg = resolve_run_config(args)
     if cfg.prune is None:
         raise CLIError("the config has no 'prune' section; see configs/prune_digits.yaml for an example")
@@ -93,8 +92,6 @@ def demo_configs(output_dir: Path) -> list[tuple[str, RunConfig]]:
     add_arguments=_demo_arguments,
 )
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    from .experiment import run_prune_job  # imported here: experiment uses the cli's run helpers
-
     records = []
     base_weights: Path | None = None
     for label, cfg in demo_configs(args.output_dir):
