@@ -28,14 +28,20 @@ DEMO_VARIANTS = (
 )
 
 
-def _result_rows(record: dict[str, Any]) -> list[tuple[str, str, str]]:
-    base, final = record["base"], record["final"]
-    return [
-        ("top-1 (%)", f"{base['top1']:.2f}", f"{final['top1']:.2f} ({record['delta_top1']:+.2f})"),
-        ("MACs / image", format_count(base["macs"]), f"{format_count(final['macs'])} ({record['macs_pct']:.1f}%)"),
-        ("params", format_count(base["params"]), f"{format_count(final['params'])} ({record['params_pct']:.1f}%)"),
-        ("CPU latency, batch 1 (ms)", f"{base['latency_ms']:.3f}", f"{final['latency_ms']:.3f}"),
-    ]
+_METRICS = ("top-1 (%)", "MACs / image", "params", "CPU latency, batch 1 (ms)")
+
+
+def _cells(snapshot: dict[str, Any]) -> list[str]:
+    """Top-1, MACs, params and latency of one model, formatted."""
+    return [f"{snapshot['top1']:.2f}", format_count(snapshot["macs"]), format_count(snapshot["params"]),
+            f"{snapshot['latency_ms']:.3f}"]
+
+
+def _pruned_cells(record: dict[str, Any]) -> list[str]:
+    """:func:`_cells` of the pruned model, with the change against its base."""
+    top1, macs, params, latency = _cells(record["final"])
+    return [f"{top1} ({record['delta_top1']:+.2f})", f"{macs} ({record['macs_pct']:.1f}%)",
+            f"{params} ({record['params_pct']:.1f}%)", latency]
 
 
 def _prune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +67,7 @@ def _cmd_prune(args: argparse.Namespace, console: Console) -> int:
     table = Table(title=f"{cfg.name}: {record['method']} + {record['policy']} on {cfg.model.name}/{cfg.data.name}")
     for col in ("metric", "base", "pruned"):
         table.add_column(col)
-    for row in _result_rows(record):
+    for row in zip(_METRICS, _cells(record["base"]), _pruned_cells(record)):
         table.add_row(*row)
     console.print(table)
     console.print(f"releases: {record['releases']}; results in {escape(str(cfg.run_dir))}")
@@ -101,16 +107,10 @@ def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
         records.append((label, run_prune_job(cfg, progress=not args.no_progress, console=console)))
         base_weights = base_weights or cfg.run_dir / "base.safetensors"
     table = Table(title="decayprune demo: small_cnn on digits, pruned to 50% of its MACs")
-    for col in ("model", "top-1 (%)", "MACs", "params", "CPU latency (ms)", "releases"):
+    for col in ("model", *_METRICS, "releases"):
         table.add_column(col, no_wrap=col == "model")
-    base = records[0][1]["base"]
-    table.add_row("base", f"{base['top1']:.2f}", format_count(base["macs"]), format_count(base["params"]),
-                  f"{base['latency_ms']:.3f}", "-")
+    table.add_row("base", *_cells(records[0][1]["base"]), "-")
     for label, rec in records:
-        fin = rec["final"]
-        table.add_row(label, f"{fin['top1']:.2f} ({rec['delta_top1']:+.2f})",
-                      f"{format_count(fin['macs'])} ({rec['macs_pct']:.0f}%)",
-                      f"{format_count(fin['params'])} ({rec['params_pct']:.0f}%)",
-                      f"{fin['latency_ms']:.3f}", str(rec["releases"]))
+        table.add_row(label, *_pruned_cells(rec), str(rec["releases"]))
     console.print(table)
     return 0
