@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from decayprune.models import create
 from decayprune.structure import StructureSet, compact, load_pruned, read_spec, save_pruned
+from structure_testing import random_mask
 
 ARCH = {"name": "resnet20", "kwargs": {"num_classes": 7, "in_channels": 3}}
 
@@ -28,13 +29,7 @@ def _compacted_resnet20() -> tuple[nn.Module, torch.Tensor]:
             model(torch.randn(4, 3, 16, 16))
     model.eval()
     s = StructureSet(model, x[:1])
-    g = torch.Generator().manual_seed(0)
-    mask = torch.rand(s.num_structures, generator=g) < 0.4
-    for layer in s.layers:
-        part = mask[layer.first : layer.first + layer.size]
-        if part.all():
-            part[0] = False
-    s.set_mask(mask)
+    s.set_mask(random_mask(s, 0.4, seed=0))
     s.zero_pruned_()
     compact(s)
     return model, x
@@ -154,12 +149,7 @@ def test_round_trip_other_architectures(name: str, kwargs: dict, shape: tuple, t
     model = create(name, num_classes=10, **kwargs).eval()
     x = torch.randn(*shape)
     s = StructureSet(model, x[:1])
-    mask = torch.rand(s.num_structures, generator=torch.Generator().manual_seed(1)) < 0.4
-    for layer in s.layers:
-        part = mask[layer.first : layer.first + layer.size]
-        if part.all():
-            part[0] = False
-    s.set_mask(mask)
+    s.set_mask(random_mask(s, 0.4, seed=1))
     s.zero_pruned_()
     compact(s)
     save_pruned(model, tmp_path / "m", arch={"name": name, "kwargs": {"num_classes": 10, **kwargs}})

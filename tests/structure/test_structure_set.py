@@ -16,6 +16,7 @@ from decayprune.structure import (
     compact,
     find_classifier,
 )
+from structure_testing import random_mask, randomize_bn
 
 
 def tiny_net() -> nn.Sequential:
@@ -37,18 +38,7 @@ def layer_by_name(s: StructureSet, name: str):
     return next(layer for layer in s.layers if layer.name == name)
 
 
-def random_mask(s: StructureSet, fraction: float, seed: int) -> torch.Tensor:
-    """About ``fraction`` of the structures, leaving every layer at least one."""
-    g = torch.Generator().manual_seed(seed)
-    mask = torch.rand(s.num_structures, generator=g) < fraction
-    for layer in s.layers:
-        part = mask[layer.first : layer.first + layer.size]
-        if part.all():
-            part[0] = False
-    return mask
 
-
-# ---------------------------------------------------------------------------- building
 
 
 def test_one_structure_per_channel_and_classifier_ignored() -> None:
@@ -243,19 +233,8 @@ def _grouped_net() -> nn.Sequential:
         nn.Conv2d(8, 6, 1), nn.BatchNorm2d(6), nn.ReLU(),
         nn.Flatten(), nn.Linear(6 * 8 * 8, 3),
     )
-    _randomize_bn(net)
+    randomize_bn(net, seed=1)
     return net.eval()
-
-
-def _randomize_bn(net: nn.Module) -> None:
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g))
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
 
 
 def test_grouped_conv_binds_channels_across_groups() -> None:
