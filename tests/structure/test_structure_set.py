@@ -98,6 +98,8 @@ def test_group_norms_include_consumer_columns() -> None:
     counts = s.slice_counts(include_consumers=True)
     # conv0 row (27) + bias + gamma + beta + conv1 column (5 * 9)
     assert torch.all(counts[l0.first : l0.first + l0.size] == 27 + 3 + 45)
+    # The same structures counted in coupled slices: conv0 weight, bias, gamma, beta, conv1 weight.
+    assert torch.all(s.slice_counts(elements=False)[l0.first : l0.first + l0.size] == 5)
 
 
 def test_grad_norms_read_gradients() -> None:

@@ -56,7 +56,7 @@ class DepGraph(ScheduledMethod):
     def scores(self, pruner: "Pruner") -> torch.Tensor:
         s = pruner.structures
         if self._counts is None:
-            self._counts = _slices_per_structure(pruner)
+            self._counts = s.slice_counts(include_consumers=True, elements=False).clamp_min(1)
         imp = s.group_sq_norms(include_consumers=True).cpu() / self._counts
         if self.normalize:
             imp = layer_normalize(imp, s.layer_of, len(s.layers))
@@ -79,9 +79,3 @@ class DepGraph(ScheduledMethod):
             shape[sl.dim] = -1
             grad.add_(sl.param * coef.view(shape))
 
-
-def _slices_per_structure(pruner: "Pruner") -> torch.Tensor:
-    counts = torch.zeros(pruner.structures.num_structures)
-    for _layer, _sl, ids in pruner.structures.parameter_slices():
-        counts.index_add_(0, ids, torch.ones(ids.numel()))
-    return counts.clamp_min(1)

@@ -249,14 +249,17 @@ class StructureSet:
         """Squared L2 norm over all coupled slices (producers and, optionally, consumers)."""
         return self._sumsq(None if include_consumers else PRODUCER, False)
 
-    def slice_counts(self, include_consumers: bool = True) -> torch.Tensor:
-        """Number of parameter elements in each structure (for mean-reduced norms)."""
+    def slice_counts(self, include_consumers: bool = True, elements: bool = True) -> torch.Tensor:
+        """Parameter elements (``elements=False``: parameter slices) in each structure.
+
+        Used to mean-reduce norms over the elements or over the coupled slices of a structure.
+        """
         counts = torch.zeros(self.num_structures)
         for layer in self.layers:
             for s, ids in zip(layer.slices, layer.structure_ids):
                 if not include_consumers and s.role != PRODUCER:
                     continue
-                per_pos = s.param.numel() // s.param.shape[s.dim]
+                per_pos = s.param.numel() // s.param.shape[s.dim] if elements else 1
                 counts.index_add_(0, ids, torch.full((ids.numel(),), float(per_pos)))
         return counts
 
