@@ -300,3 +300,4 @@ def test_python_m_decayprune_help() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "train" in proc.stdout and "measure" in proc.stdout
+

@@ -322,6 +322,7 @@ def _cmd_train(args: argparse.Namespace, console: Console) -> int:
         num_classes=splits.num_classes,
         in_channels=splits.in_channels,
         image_size=splits.image_size,
+        seed=cfg.train.seed,
     )
     run_dir = _prepare_run_dir(cfg, resume=args.resume, overwrite=args.overwrite)
     dump_config(cfg, run_dir / "config.yaml")

@@ -65,8 +65,9 @@ def _snapshot(model: torch.nn.Module, test_loader: Any, example: torch.Tensor, d
 
 
 def _base_model(cfg: RunConfig, splits: Any, run_dir: Path, *, resume: bool, progress: bool, console: Console):
+    seed = (cfg.pretrain or cfg.train).seed
     model = build_model(cfg.model, num_classes=splits.num_classes, in_channels=splits.in_channels,
-                        image_size=splits.image_size)
+                        image_size=splits.image_size, seed=seed)
     base_file = run_dir / "base.safetensors"
     if cfg.model.weights is not None:
         return model

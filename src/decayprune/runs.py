@@ -16,7 +16,7 @@ import torch.nn as nn
 from decayprune.config import ModelConfig, RunConfig
 from decayprune.data import DatasetSplits, TensorLoader, load_dataset
 from decayprune.models import create
-from decayprune.train import save_safetensors_atomic
+from decayprune.train import save_safetensors_atomic, set_seed
 
 __all__ = [
     "CLIError",
@@ -63,9 +63,12 @@ def model_kwargs(name: str, image_size: Sequence[int]) -> dict[str, Any]:
 
 
 def build_model(
-    cfg: ModelConfig, *, num_classes: int, in_channels: int, image_size: Sequence[int]
+    cfg: ModelConfig, *, num_classes: int, in_channels: int, image_size: Sequence[int], seed: int | None = None
 ) -> nn.Module:
     """Create the model a config names and load ``cfg.weights`` into it when set.
+
+    ``seed`` seeds the weight initialisation, so runs that differ only in ``train.seed`` start
+    from different initial weights and runs with the same seed from the same ones.
 
     Example:
         >>> m = build_model(ModelConfig(name="small_cnn"), num_classes=10, in_channels=1,
@@ -73,6 +76,8 @@ def build_model(
         >>> m(torch.zeros(2, 1, 8, 8)).shape
         torch.Size([2, 10])
     """
+    if seed is not None:
+        set_seed(seed)
     model = create(
         cfg.name,
         num_classes=num_classes,
