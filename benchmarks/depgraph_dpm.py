@@ -32,15 +32,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"name": "digits"},
         "model": {"name": "small_cnn"},
         "pretrain": {"epochs": 12, "batch_size": 64, "lr": 0.05, "schedule": "cosine"},
-        "train": {"epochs": 6, "batch_size": 64, "lr": 0.01, "schedule": "cosine"},
-        "prune": {"target_macs": 0.2, "iterative_steps": 3, "decay": {"steps": 20, "cooldown": 40}},
+        "finetune": {"epochs": 6, "batch_size": 64, "lr": 0.01, "schedule": "cosine"},
+        "prune": {"target_macs_fraction": 0.2, "iterative_steps": 3, "decay": {"steps": 20, "cooldown": 40}},
     },
     "fashion": {
         "data": {"name": "fashion-mnist", "train_subset": 20000},
         "model": {"name": "small_cnn"},
         "pretrain": {"epochs": 3, "batch_size": 128, "lr": 0.05, "schedule": "cosine"},
-        "train": {"epochs": 2, "batch_size": 128, "lr": 0.01, "schedule": "cosine"},
-        "prune": {"target_macs": 0.2, "iterative_steps": 3, "decay": {"steps": 50, "cooldown": 100}},
+        "finetune": {"epochs": 2, "batch_size": 128, "lr": 0.01, "schedule": "cosine"},
+        "prune": {"target_macs_fraction": 0.2, "iterative_steps": 3, "decay": {"steps": 50, "cooldown": 100}},
     },
     # The DepGraph CIFAR-10 ResNet-56 protocol (DESIGN.md 5), shortened pruning schedule: needs a GPU and the data.
     "gpu": {
@@ -48,7 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"name": "resnet56"},
         "pretrain": {"epochs": 160, "batch_size": 128, "lr": 0.1, "schedule": "step", "milestones": [80, 120],
                      "weight_decay": 5e-4, "amp": True, "channels_last": True},
-        "train": {"epochs": 100, "batch_size": 128, "lr": 0.01, "schedule": "step", "milestones": [60, 80],
+        "finetune": {"epochs": 100, "batch_size": 128, "lr": 0.01, "schedule": "step", "milestones": [60, 80],
                   "weight_decay": 5e-4, "amp": True, "channels_last": True},
         "prune": {"speed_up": 2.11, "iterative_steps": 20, "end_epoch": 40, "decay": {"steps": 400, "cooldown": 1000}},
     },
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             tree = _merge(preset, {
                 "name": f"{args.preset}-{args.method}-{policy.replace('+', '-')}-s{seed}",
                 "output_dir": str(args.output_dir),
-                "train": {"seed": seed, "device": args.device},
+                "finetune": {"seed": seed, "device": args.device},
                 "pretrain": {"seed": seed, "device": args.device},
                 "prune": {"method": args.method, "decay": {"policy": policy}},
             })
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     records = run(args)
     preset = PRESETS[args.preset]
     title = (f"{args.method} on {preset['model']['name']} / {preset['data']['name']} "
-             f"(preset {args.preset}, target {records[0]['target_macs']:.0%} MACs)")
+             f"(preset {args.preset}, target {records[0]['target_macs_fraction']:.0%} MACs)")
     Console().print(table(records, title))
     summary = args.output_dir / f"{args.preset}-{args.method}-summary.json"
     summary.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     pruned.load_state_dict(plain.state_dict())
     opt_plain = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     total = args.warmup + args.steps
-    settings = PruneSettings(method="depgraph", target_macs=0.5, iterative_steps=1, start_epoch=10**6,
+    settings = PruneSettings(method="depgraph", target_macs_fraction=0.5, iterative_steps=1, start_epoch=10**6,
                              decay=DecaySettings(policy="sp+sr", steps=10 * total))
     pruner = Pruner(pruned, torch.randn(1, 3, 32, 32), settings, total_steps=10**7)
     pruned.to(device)

@@ -254,7 +254,7 @@ def test_messages_for_sections_the_lead_may_add() -> None:
 
     from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-    from decayprune.config import _validation_problems
+    from decayprune.config.messages import validation_problems as _validation_problems
 
     class Step(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -19,8 +19,8 @@ def _cfg(tmp_path, policy: str = "sp+sr", **extra):
         "data": {"name": "digits", "train_subset": 400, "test_subset": 200},
         "model": {"name": "small_cnn"},
         "pretrain": {"epochs": 2, "batch_size": 64, "lr": 0.05, "device": "cpu"},
-        "train": {"epochs": 2, "batch_size": 64, "lr": 0.01, "device": "cpu"},
-        "prune": {"method": "depgraph", "target_macs": 0.4, "iterative_steps": 2,
+        "finetune": {"epochs": 2, "batch_size": 64, "lr": 0.01, "device": "cpu"},
+        "prune": {"method": "depgraph", "target_macs_fraction": 0.4, "iterative_steps": 2,
                   "decay": {"policy": policy, "steps": 3}},
     }
     values.update(extra)
@@ -48,7 +48,7 @@ def test_prune_job_meets_target_and_writes_run_folder(tmp_path, policy):
 
 
 def test_prune_job_without_prune_section_is_refused(tmp_path):
-    cfg = _cfg(tmp_path, prune=None)
+    cfg = load_config(None, values={"name": "no-prune", "output_dir": str(tmp_path)})
     with pytest.raises(ValueError, match="no 'prune' section"):
         run_prune_job(cfg, progress=False)
 

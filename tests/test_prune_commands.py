@@ -13,8 +13,8 @@ def test_prune_command_writes_result(tmp_path, capsys):
         "prune", "--output-dir", str(tmp_path), "--name", "cli-prune", "--no-progress",
         "--set", "data.train_subset=300", "--set", "data.test_subset=100",
         "--set", "pretrain={epochs: 1, batch_size: 64, device: cpu}",
-        "--set", "train.epochs=1", "--set", "train.batch_size=64", "--set", "train.device=cpu",
-        "--set", "prune={method: l1, target_macs: 0.5, decay: {policy: sp, steps: 2}}",
+        "--set", "finetune.epochs=1", "--set", "finetune.batch_size=64", "--set", "finetune.device=cpu",
+        "--set", "prune={method: l1, target_macs_fraction: 0.5, decay: {policy: sp, steps: 2}}",
     ])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -24,7 +24,7 @@ def test_prune_command_writes_result(tmp_path, capsys):
 
 
 def test_prune_command_without_prune_section_exits_2(tmp_path, capsys):
-    code = main(["prune", "--output-dir", str(tmp_path), "--set", "train.epochs=1"])
+    code = main(["prune", "--output-dir", str(tmp_path), "--set", "finetune.epochs=1"])
     err = capsys.readouterr().err
     assert code == 2
     assert "prune" in err and "Traceback" not in err
@@ -32,7 +32,7 @@ def test_prune_command_without_prune_section_exits_2(tmp_path, capsys):
 
 def test_prune_command_reports_misspelt_policy(tmp_path, capsys):
     code = main(["prune", "--output-dir", str(tmp_path),
-                 "--set", "prune={method: depgraph, target_macs: 0.5, decay: {policy: sp+rs}}"])
+                 "--set", "prune={method: depgraph, target_macs_fraction: 0.5, decay: {policy: sp+rs}}"])
     err = capsys.readouterr().err
     assert code == 2
     assert "prune.decay.policy" in err and "sp+sr" in err

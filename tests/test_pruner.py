@@ -83,7 +83,7 @@ def check_budget_and_equivalence(model: torch.nn.Module, pruner: Pruner, opt: to
 @pytest.mark.parametrize("policy", ["oneshot", "sp", "sp+sr"])
 @pytest.mark.parametrize("method", list_methods())
 def test_every_method_and_policy_meets_the_budget(digits, method: str, policy: str) -> None:
-    settings = PruneSettings(method=method, target_macs=0.4, iterative_steps=3,
+    settings = PruneSettings(method=method, target_macs_fraction=0.4, iterative_steps=3,
                              decay=DecaySettings(policy=policy, steps=20))
     model, pruner, opt = run_pruning(digits, settings)
     assert pruner.step == STEPS
@@ -102,7 +102,7 @@ def test_releases_are_backfilled_and_the_budget_still_holds(digits, tmp_path: Pa
     # twice the layer's mean gradient); a cool-down longer than the run keeps them out, so the
     # budget can only be met by replacements.
     decay = DecaySettings(policy="sp+sr", steps=20, t_rate=0.0, t_len=2.0, window=1, cooldown=10_000)
-    settings = PruneSettings(method="depgraph", target_macs=0.4, iterative_steps=3, decay=decay)
+    settings = PruneSettings(method="depgraph", target_macs_fraction=0.4, iterative_steps=3, decay=decay)
     model, pruner, opt = run_pruning(digits, settings, run_dir=tmp_path)
     assert pruner.engine.releases > 0
     released = {e["structure"] for e in pruner.events if e["kind"] == "release"}
@@ -125,7 +125,7 @@ def test_speed_up_target(digits) -> None:
 
 
 def test_state_dict_restores_progress(digits) -> None:
-    settings = PruneSettings(method="depgraph", target_macs=0.5, iterative_steps=2,
+    settings = PruneSettings(method="depgraph", target_macs_fraction=0.5, iterative_steps=2,
                              decay=DecaySettings(policy="sp", steps=10))
     model, pruner, _opt = run_pruning(digits, settings, steps=30)
     state = pruner.state_dict()
@@ -141,7 +141,7 @@ def test_state_dict_restores_progress(digits) -> None:
 
 def test_selection_schedule_and_linear_budget() -> None:
     model = create("small_cnn", num_classes=10, in_channels=1)
-    settings = PruneSettings(method="depgraph", target_macs=0.4, iterative_steps=4,
+    settings = PruneSettings(method="depgraph", target_macs_fraction=0.4, iterative_steps=4,
                              decay=DecaySettings(policy="sp", steps=10))
     pruner = Pruner(model, torch.zeros(1, 1, 8, 8), settings, total_steps=100)
     steps = pruner.selection_steps
@@ -160,15 +160,15 @@ def test_selection_schedule_and_linear_budget() -> None:
 
 
 def test_settings_need_exactly_one_target() -> None:
-    with pytest.raises(ValidationError, match="exactly one of target_macs"):
+    with pytest.raises(ValidationError, match="exactly one of target_macs_fraction"):
         PruneSettings(method="depgraph")
-    with pytest.raises(ValidationError, match="exactly one of target_macs"):
-        PruneSettings(method="depgraph", target_macs=0.5, speed_up=2.0)
+    with pytest.raises(ValidationError, match="exactly one of target_macs_fraction"):
+        PruneSettings(method="depgraph", target_macs_fraction=0.5, speed_up=2.0)
     assert PruneSettings(speed_up=4.0).remaining_macs_fraction() == 0.25
-    assert PruneSettings(target_macs=0.3).remaining_macs_fraction() == 0.3
+    assert PruneSettings(target_macs_fraction=0.3).remaining_macs_fraction() == 0.3
 
 
-@pytest.mark.parametrize(("key", "value"), [("target_macs", 1.5), ("target_macs", 0.0), ("speed_up", 0.5)])
+@pytest.mark.parametrize(("key", "value"), [("target_macs_fraction", 1.5), ("target_macs_fraction", 0.0), ("speed_up", 0.5)])
 def test_settings_reject_out_of_range_targets(key: str, value: float) -> None:
     with pytest.raises(ValidationError, match=key):
         PruneSettings(**{key: value})
@@ -176,27 +176,27 @@ def test_settings_reject_out_of_range_targets(key: str, value: float) -> None:
 
 def test_settings_reject_unknown_method_and_keys() -> None:
     with pytest.raises(ValidationError, match="depgraph") as info:
-        PruneSettings(method="depgrap", target_macs=0.5)
+        PruneSettings(method="depgrap", target_macs_fraction=0.5)
     assert "did you mean 'depgraph'" in str(info.value)
     with pytest.raises(ValidationError, match="extra"):
-        PruneSettings(target_macs=0.5, targetmacs=0.5)
-    round_trip = PruneSettings.model_validate_json(PruneSettings(target_macs=0.5, round_to=4).model_dump_json())
-    assert round_trip == PruneSettings(target_macs=0.5, round_to=4)
+        PruneSettings(target_macs_fraction=0.5, targetmacs=0.5)
+    round_trip = PruneSettings.model_validate_json(PruneSettings(target_macs_fraction=0.5, round_to=4).model_dump_json())
+    assert round_trip == PruneSettings(target_macs_fraction=0.5, round_to=4)
 
 
 def test_pruner_rejects_bad_arguments() -> None:
     model = create("small_cnn", num_classes=10, in_channels=1)
     x = torch.zeros(1, 1, 8, 8)
     with pytest.raises(ValueError, match="total_steps"):
-        Pruner(model, x, PruneSettings(target_macs=0.5), total_steps=0)
+        Pruner(model, x, PruneSettings(target_macs_fraction=0.5), total_steps=0)
     with pytest.raises(ValueError, match="no_such_layer"):
-        Pruner(model, x, PruneSettings(target_macs=0.5, ignored_layers=["no_such_layer"]), total_steps=10)
-    with pytest.raises(ValueError, match="bad options"):
-        Pruner(model, x, PruneSettings(target_macs=0.5, method_options={"bogus": 1}), total_steps=10)
+        Pruner(model, x, PruneSettings(target_macs_fraction=0.5, ignored_layers=["no_such_layer"]), total_steps=10)
+    with pytest.raises(ValueError, match="bogus: got 1; unknown key"):
+        Pruner(model, x, PruneSettings(target_macs_fraction=0.5, method_options={"bogus": 1}), total_steps=10)
 
 
 def test_ignored_layers_are_never_pruned(digits) -> None:
-    settings = PruneSettings(method="random", target_macs=0.5, iterative_steps=1, ignored_layers=["features.0"],
+    settings = PruneSettings(method="random", target_macs_fraction=0.5, iterative_steps=1, ignored_layers=["features.0"],
                              decay=DecaySettings(policy="oneshot"))
     model, pruner, _opt = run_pruning(digits, settings, steps=4)
     assert "features.0" not in [layer.name for layer in pruner.structures.layers]
@@ -208,7 +208,7 @@ def test_budget_wins_over_cooldown_when_candidates_run_out(digits) -> None:
     # Thresholds that release almost every decaying structure: with a cool-down longer than the
     # run, fresh candidates run out, and released structures must be picked again.
     decay = DecaySettings(policy="sp+sr", steps=10, t_rate=-0.5, t_len=1.0, window=1, cooldown=10_000)
-    settings = PruneSettings(method="depgraph", target_macs=0.4, iterative_steps=3, decay=decay)
+    settings = PruneSettings(method="depgraph", target_macs_fraction=0.4, iterative_steps=3, decay=decay)
     model, pruner, opt = run_pruning(digits, settings)
     released = {e["structure"] for e in pruner.events if e["kind"] == "release"}
     assert pruner.engine.releases > len(released) or pruner.structures.pruned[sorted(released)].any()
@@ -217,7 +217,7 @@ def test_budget_wins_over_cooldown_when_candidates_run_out(digits) -> None:
 
 def test_compact_warns_when_the_schedule_cannot_reach_the_target(digits) -> None:
     # max_layer_ratio 0.1 caps every layer at 10% of its channels: 5% of the MACs is out of reach.
-    settings = PruneSettings(method="depgraph", target_macs=0.05, iterative_steps=1,
+    settings = PruneSettings(method="depgraph", target_macs_fraction=0.05, iterative_steps=1,
                              method_options={"max_layer_ratio": 0.1}, decay=DecaySettings(policy="oneshot"))
     _model, pruner, _opt = run_pruning(digits, settings, steps=5)
     with pytest.warns(UserWarning, match="above the target"):

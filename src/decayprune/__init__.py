@@ -4,7 +4,7 @@ The one-object API for your own training loop::
 
     from decayprune import Pruner, PruneSettings, DecaySettings
     pruner = Pruner(model, example_inputs,
-                    PruneSettings(method="depgraph", target_macs=0.5,
+                    PruneSettings(method="depgraph", target_macs_fraction=0.5,
                                   decay=DecaySettings(policy="sp+sr", steps=100)),
                     optimizer=optimizer, total_steps=total_steps)
     # after loss.backward(): pruner.after_backward(); after optimizer.step(): pruner.after_step()

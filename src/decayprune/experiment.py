@@ -6,7 +6,7 @@ and the pruning run continues from its last checkpoint.
 
 ``result.json`` fields (schema 1; readers ignore fields they do not know):
     kind ("prune"), name, dataset, model, method, policy, decay_steps, t_rate, t_len,
-    seed, target_macs (fraction kept), base {top1, top5, macs, params, latency_ms},
+    seed, target_macs_fraction (fraction kept), base {top1, top5, macs, params, latency_ms},
     final {top1, top5, macs, params, latency_ms}, macs_pct / params_pct (final as % of base),
     delta_top1 (final - base, points), releases, pruned_structures, wall_time_s,
     decayprune_version.
@@ -65,7 +65,7 @@ def _snapshot(model: torch.nn.Module, test_loader: Any, example: torch.Tensor, d
 
 
 def _base_model(cfg: RunConfig, splits: Any, run_dir: Path, *, resume: bool, progress: bool, console: Console):
-    seed = (cfg.pretrain or cfg.train).seed
+    seed = (cfg.pretrain or cfg.finetune).seed
     model = build_model(cfg.model, num_classes=splits.num_classes, in_channels=splits.in_channels,
                         image_size=splits.image_size, seed=seed)
     base_file = run_dir / "base.safetensors"
@@ -77,7 +77,7 @@ def _base_model(cfg: RunConfig, splits: Any, run_dir: Path, *, resume: bool, pro
     if cfg.pretrain is None:
         console.print("[yellow]no model.weights and no pretrain section: pruning an untrained model[/]")
         return model
-    pre_cfg = cfg.model_copy(update={"train": cfg.pretrain})
+    pre_cfg = cfg.model_copy(update={"finetune": cfg.pretrain})
     train_loader, test_loader = make_loaders(splits, pre_cfg)
     pre_dir = run_dir / "pretrain"
     trainer = Trainer(model, train_loader, test_loader, cfg.pretrain, run_dir=pre_dir, progress=progress,
@@ -99,12 +99,12 @@ def run_prune_job(cfg: RunConfig, *, resume: bool = False, progress: bool = True
 
     Example:
         >>> from decayprune.config import load_config
-        >>> cfg = load_config(None, ["prune.target_macs=0.5", "train.epochs=1"])  # doctest: +SKIP
+        >>> cfg = load_config(None, ["prune.target_macs_fraction=0.5", "train.epochs=1"])  # doctest: +SKIP
         >>> run_prune_job(cfg)["final"]["macs"] < run_prune_job(cfg)["base"]["macs"]  # doctest: +SKIP
         True
     """
     if cfg.prune is None:
-        raise ValueError("the config has no 'prune' section; add one (method, target_macs or speed_up, decay)")
+        raise ValueError("the config has no 'prune' section; add one (method, target_macs_fraction or speed_up, decay)")
     console = console or Console()
     start = time.perf_counter()
     run_dir = cfg.run_dir
@@ -117,9 +117,9 @@ def run_prune_job(cfg: RunConfig, *, resume: bool = False, progress: bool = True
     device = _device(cfg)
     base = _snapshot(model.to(device), test_loader, example, device)
     prune_dir = run_dir / "prune"
-    pruner = Pruner(model.to("cpu"), example, cfg.prune, total_steps=max(1, cfg.train.epochs * len(train_loader)),
+    pruner = Pruner(model.to("cpu"), example, cfg.prune, total_steps=max(1, cfg.finetune.epochs * len(train_loader)),
                     steps_per_epoch=len(train_loader), run_dir=prune_dir)
-    trainer = Trainer(model, train_loader, test_loader, cfg.train, run_dir=prune_dir, hooks=[pruner],
+    trainer = Trainer(model, train_loader, test_loader, cfg.finetune, run_dir=prune_dir, hooks=[pruner],
                       progress=progress, console=console)
     fit = trainer.fit(resume=resume and _has_checkpoint(prune_dir))
     masked = evaluate(model, test_loader, device=device)
@@ -140,8 +140,8 @@ def run_prune_job(cfg: RunConfig, *, resume: bool = False, progress: bool = True
         "decay_steps": decay.steps,
         "t_rate": decay.t_rate,
         "t_len": decay.t_len,
-        "seed": cfg.train.seed,
-        "target_macs": cfg.prune.remaining_macs_fraction(),
+        "seed": cfg.finetune.seed,
+        "target_macs_fraction": cfg.prune.remaining_macs_fraction(),
         "base": base,
         "final": final,
         "masked_top1": float(masked["top1"]),
@@ -161,4 +161,4 @@ def run_prune_job(cfg: RunConfig, *, resume: bool = False, progress: bool = True
 def _device(cfg: RunConfig) -> str:
     from .train import resolve_device
 
-    return str(resolve_device(cfg.train.device))
+    return str(resolve_device(cfg.finetune.device))

@@ -19,11 +19,11 @@ DEMO_SETTINGS = {
     "data.name": "digits",
     "model.name": "small_cnn",
     "pretrain": {"epochs": 12, "batch_size": 64, "lr": 0.05, "schedule": "cosine", "weight_decay": 5e-4},
-    "train": {"epochs": 8, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "weight_decay": 5e-4},
+    "finetune": {"epochs": 8, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "weight_decay": 5e-4},
 }
 DEMO_VARIANTS = (
-    ("l1-oneshot", {"method": "l1", "target_macs": 0.5, "iterative_steps": 1, "decay": {"policy": "oneshot"}}),
-    ("depgraph-sp-sr", {"method": "depgraph", "target_macs": 0.5, "iterative_steps": 3,
+    ("l1-oneshot", {"method": "l1", "target_macs_fraction": 0.5, "iterative_steps": 1, "decay": {"policy": "oneshot"}}),
+    ("depgraph-sp-sr", {"method": "depgraph", "target_macs_fraction": 0.5, "iterative_steps": 3,
                         "decay": {"policy": "sp+sr", "steps": 20}}),
 )
 

@@ -2,7 +2,7 @@
 
 A user's own training loop needs three calls::
 
-    pruner = Pruner(model, example_inputs, PruneSettings(method="depgraph", target_macs=0.5),
+    pruner = Pruner(model, example_inputs, PruneSettings(method="depgraph", target_macs_fraction=0.5),
                     optimizer=opt, total_steps=epochs * len(loader))
     for x, y in loader:
         loss = F.cross_entropy(model(x), y)
@@ -18,7 +18,6 @@ passed as a hook.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import warnings
@@ -27,53 +26,12 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .decay import DecayEngine, DecaySettings
-from .methods import PruningMethod, create_method, list_methods
+from .config import PruneSettings
+from .decay import DecayEngine
+from .methods import PruningMethod, create_method
 from .structure import CompactionReport, StructureSet, compact
 from .train.hooks import TrainHook
-
-
-class PruneSettings(BaseModel):
-    """What to prune, to which budget, on which schedule, and how structures reach zero.
-
-    Example:
-        >>> PruneSettings(method="depgraph", speed_up=2.0).remaining_macs_fraction()
-        0.5
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    method: str = Field("depgraph", description="base pruning method (see `decayprune.methods.list_methods()`)")
-    method_options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the method")
-    target_macs: float | None = Field(None, gt=0, lt=1, description="fraction of the base MACs to keep, e.g. 0.5")
-    speed_up: float | None = Field(None, gt=1, description="base MACs / pruned MACs, e.g. 2.0 (alternative to target_macs)")
-    decay: DecaySettings = Field(default_factory=DecaySettings, description="zeroing policy and DPM settings")
-    iterative_steps: int = Field(5, ge=1, description="selection points over the pruning phase; the budget tightens linearly")
-    start_epoch: float = Field(0.0, ge=0, description="epoch (of the pruning run) of the first selection")
-    end_epoch: float | None = Field(None, ge=0, description="epoch of the last selection (default: leaves room for the decay and fine-tuning)")
-    ignored_layers: list[str] = Field(default_factory=list, description="module names whose output channels are never pruned")
-    round_to: int | None = Field(None, ge=1, description="pruned channels per layer are a multiple of this")
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, value: str) -> str:
-        if value not in list_methods():
-            hint = difflib.get_close_matches(value, list_methods(), n=1)
-            extra = f"; did you mean '{hint[0]}'?" if hint else ""
-            raise ValueError(f"unknown method; allowed: {', '.join(list_methods())}{extra}")
-        return value
-
-    @model_validator(mode="after")
-    def _one_target(self) -> "PruneSettings":
-        if (self.target_macs is None) == (self.speed_up is None):
-            raise ValueError("give exactly one of target_macs (fraction kept, 0..1) or speed_up (> 1)")
-        return self
-
-    def remaining_macs_fraction(self) -> float:
-        """The fraction of the base MACs the pruned model may keep."""
-        return self.target_macs if self.target_macs is not None else 1.0 / float(self.speed_up)
 
 
 class Pruner(TrainHook):

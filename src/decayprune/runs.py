@@ -5,7 +5,6 @@ Shared by the command line, the prune job (:mod:`decayprune.experiment`) and the
 
 from __future__ import annotations
 
-import inspect
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,7 +14,7 @@ import torch.nn as nn
 
 from decayprune.config import ModelConfig, RunConfig
 from decayprune.data import DatasetSplits, TensorLoader, load_dataset
-from decayprune.models import create
+from decayprune.models import create, model_accepts
 from decayprune.train import save_safetensors_atomic, set_seed
 
 __all__ = [
@@ -52,14 +51,7 @@ def load_splits(cfg: RunConfig) -> DatasetSplits:
 
 def model_kwargs(name: str, image_size: Sequence[int]) -> dict[str, Any]:
     """Extra constructor arguments a model needs from the data (``image_size`` for ``mlp``)."""
-    from decayprune.models import _registry  # the constructor's signature says what it takes
-
-    builder = getattr(_registry, "_REGISTRY", {}).get(name)
-    try:
-        accepts = builder is not None and "image_size" in inspect.signature(builder).parameters
-    except (TypeError, ValueError):
-        accepts = False
-    return {"image_size": tuple(int(v) for v in image_size)} if accepts else {}
+    return {"image_size": tuple(int(v) for v in image_size)} if model_accepts(name, "image_size") else {}
 
 
 def build_model(
@@ -138,7 +130,7 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
 
 def make_loaders(splits: DatasetSplits, cfg: RunConfig) -> tuple[TensorLoader, TensorLoader]:
     """The shuffled (augmented where the data suits it) train loader and the test loader."""
-    settings = cfg.train
+    settings = cfg.run_settings
     train = TensorLoader(
         splits.train_images,
         splits.train_labels,

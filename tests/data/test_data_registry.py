@@ -20,7 +20,7 @@ def test_unknown_name_lists_allowed_and_suggests() -> None:
     with pytest.raises(ValueError) as info:
         load_dataset("cifar-10")
     message = str(info.value)
-    assert "cifar10" in message and "digits" in message and "Did you mean 'cifar10'" in message
+    assert "cifar10" in message and "digits" in message and "did you mean 'cifar10'" in message
 
 
 def test_digits_split_is_deterministic_stratified_and_complete() -> None:

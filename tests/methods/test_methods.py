@@ -28,7 +28,7 @@ X1 = torch.zeros(1, 1, 8, 8)
 def make_pruner(method: str = "depgraph", round_to: int | None = None, **options) -> Pruner:
     torch.manual_seed(0)
     model = create("small_cnn", num_classes=10, in_channels=1)
-    settings = PruneSettings(method=method, method_options=options, target_macs=0.5, round_to=round_to)
+    settings = PruneSettings(method=method, method_options=options, target_macs_fraction=0.5, round_to=round_to)
     return Pruner(model, X1, settings, total_steps=100)
 
 
@@ -54,7 +54,7 @@ def test_registry_lists_the_builtin_methods() -> None:
 def test_unknown_method_suggests_a_close_name() -> None:
     with pytest.raises(ValueError, match="did you mean 'depgraph'") as info:
         method_class("depgrap")
-    assert "available" in str(info.value) and "l1" in str(info.value)
+    assert "allowed" in str(info.value) and "l1" in str(info.value)
 
 
 def test_duplicate_registration_is_refused() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable
 
@@ -12,13 +11,14 @@ from decayprune.data.imagefolder import load_imagefolder
 from decayprune.data.mnist import load_fashion_mnist, load_mnist
 from decayprune.data.splits import DatasetSplits, normalize_splits, subset_splits, validate_subset_size
 from decayprune.data.synthetic import load_synthetic
+from decayprune.registry import DATASETS
 
 __all__ = ["DatasetLoader", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "canonical_name"]
 
 # A loader takes data_dir and returns splits with pixels on their natural scale, not normalized.
 DatasetLoader = Callable[["str | os.PathLike | None"], DatasetSplits]
 
-DATASETS: dict[str, DatasetLoader] = {
+for _name, _loader in {
     "digits": load_digits,
     "mnist": load_mnist,
     "fashion-mnist": load_fashion_mnist,
@@ -26,7 +26,8 @@ DATASETS: dict[str, DatasetLoader] = {
     "cifar100": load_cifar100,
     "imagefolder": load_imagefolder,
     "synthetic": load_synthetic,
-}
+}.items():
+    DATASETS.add(_name, _loader)
 
 
 def canonical_name(name: str) -> str:
@@ -36,7 +37,7 @@ def canonical_name(name: str) -> str:
         >>> canonical_name("Fashion_MNIST")
         'fashion-mnist'
     """
-    return name.strip().lower().replace("_", "-")
+    return DATASETS.key(name)
 
 
 def register_dataset(name: str, loader: DatasetLoader, *, overwrite: bool = False) -> None:
@@ -47,12 +48,11 @@ def register_dataset(name: str, loader: DatasetLoader, *, overwrite: bool = Fals
         >>> register_dataset("tiny-synthetic", lambda d: synthetic_raw(train_size=20, test_size=10), overwrite=True)
         >>> "tiny-synthetic" in list_datasets()
         True
-        >>> del DATASETS["tiny-synthetic"]
+        >>> DATASETS.remove("tiny-synthetic")
     """
-    key = canonical_name(name)
-    if key in DATASETS and not overwrite:
-        raise ValueError(f"dataset {key!r} is already registered; pass overwrite=True to replace it")
-    DATASETS[key] = loader
+    if name in DATASETS and not overwrite:
+        raise ValueError(f"dataset {canonical_name(name)!r} is already registered; pass overwrite=True to replace it")
+    DATASETS.add(name, loader, overwrite=True)
 
 
 def list_datasets() -> list[str]:
@@ -62,7 +62,7 @@ def list_datasets() -> list[str]:
         >>> "digits" in list_datasets()
         True
     """
-    return sorted(DATASETS)
+    return DATASETS.names()
 
 
 def load_dataset(
@@ -90,12 +90,9 @@ def load_dataset(
     """
     if not isinstance(name, str):
         raise ValueError(f"dataset name must be a string, got {type(name).__name__}")
-    key = canonical_name(name)
-    if key not in DATASETS:
-        close = difflib.get_close_matches(key, list(DATASETS), n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown dataset {name!r}; allowed: {', '.join(list_datasets())}.{hint}")
+    if name not in DATASETS:
+        raise ValueError(DATASETS.unknown_message(name))
     validate_subset_size(train_subset, "train_subset")
     validate_subset_size(test_subset, "test_subset")
-    raw = DATASETS[key](data_dir)
+    raw = DATASETS.get(name)(data_dir)
     return normalize_splits(subset_splits(raw, train_subset, test_subset, seed=seed))

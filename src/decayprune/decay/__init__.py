@@ -2,6 +2,6 @@
 
 from .engine import DecayEngine, DecayEvent
 from .schedule import decay_norm
-from .settings import DecaySettings, Policy
+from ..config.prune import DecaySettings, Policy
 
 __all__ = ["DecayEngine", "DecayEvent", "DecaySettings", "Policy", "decay_norm"]

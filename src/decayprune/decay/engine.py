@@ -28,7 +28,7 @@ import torch
 
 from ..structure import StructureSet
 from .schedule import decay_norm
-from .settings import DecaySettings
+from ..config.prune import DecaySettings
 
 EventSink = Callable[[dict], None]
 

@@ -8,42 +8,36 @@ how they reach zero. That is what makes DPM plug into every method.
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from ..registry import METHODS
+
 if TYPE_CHECKING:
     from ..pruner import Pruner
 
-_METHODS: dict[str, type["PruningMethod"]] = {}
-
-
 def register_method(name: str) -> Callable[[type["PruningMethod"]], type["PruningMethod"]]:
-    """Class decorator adding a method to the registry under ``name``."""
+    """Class decorator adding a method to :data:`decayprune.registry.METHODS` under ``name``."""
+    register = METHODS.register(name)
 
     def wrap(cls: type[PruningMethod]) -> type[PruningMethod]:
-        if name in _METHODS:
-            raise ValueError(f"pruning method '{name}' is already registered")
         cls.name = name
-        _METHODS[name] = cls
-        return cls
+        return register(cls)
 
     return wrap
 
 
 def list_methods() -> list[str]:
     """Names of the registered pruning methods."""
-    return sorted(_METHODS)
+    return METHODS.names()
 
 
 def method_class(name: str) -> type["PruningMethod"]:
     """Look a method up by name, with a close-match hint for typos."""
-    if name not in _METHODS:
-        hint = difflib.get_close_matches(name, list(_METHODS), n=1)
-        extra = f"; did you mean '{hint[0]}'?" if hint else ""
-        raise ValueError(f"unknown pruning method '{name}'; available: {', '.join(list_methods())}{extra}")
-    return _METHODS[name]
+    if name not in METHODS:
+        raise ValueError(METHODS.unknown_message(name))
+    return METHODS.get(name)
 
 
 class PruningMethod:
@@ -74,20 +68,20 @@ class PruningMethod:
 def fill_to_budget(
     pruner: "Pruner",
     scores: torch.Tensor,
-    target_macs: float,
+    macs_budget: float,
     candidates: torch.Tensor,
     *,
     ranking: str = "global",
     max_layer_ratio: float = 0.9,
     committed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Pick the lowest-scored candidates so that the committed set's MACs reach ``target_macs``.
+    """Pick the lowest-scored candidates so that the committed set's MACs reach ``macs_budget``.
 
     Args:
         pruner: Gives the structures and what is already committed.
         scores: Importance per structure (low = prune first); comparable across layers
             when ``ranking == "global"``.
-        target_macs: MACs the model may still have once every committed structure is gone.
+        macs_budget: MACs the model may still have once every committed structure is gone.
         candidates: Bool mask of structures that may be picked.
         ranking: ``"global"`` (one ranking over all layers) or ``"layer"`` (the same fraction
             of every layer, lowest-scored first within each).
@@ -100,7 +94,7 @@ def fill_to_budget(
     """
     structures = pruner.structures
     committed = pruner.engine.committed() if committed is None else committed
-    if structures.macs(committed) <= target_macs:
+    if structures.macs(committed) <= macs_budget:
         return torch.zeros(0, dtype=torch.long)
     caps = _layer_caps(pruner, committed, max_layer_ratio)
     if ranking == "global":
@@ -110,7 +104,7 @@ def fill_to_budget(
     else:
         raise ValueError(f"ranking must be 'global' or 'layer', got {ranking!r}")
     pick = lambda k: _round_per_layer(order[:k], structures)  # noqa: E731
-    return _smallest_sufficient(pruner, committed, pick, order.numel(), target_macs)
+    return _smallest_sufficient(pruner, committed, pick, order.numel(), macs_budget)
 
 
 def _layer_caps(pruner: "Pruner", committed: torch.Tensor, max_layer_ratio: float) -> torch.Tensor:
@@ -170,7 +164,7 @@ def _layer_order(pruner: "Pruner", scores: torch.Tensor, candidates: torch.Tenso
     return ids[torch.argsort(keys, stable=True)]
 
 
-def _smallest_sufficient(pruner: "Pruner", committed: torch.Tensor, pick, upper: int, target_macs: float) -> torch.Tensor:
+def _smallest_sufficient(pruner: "Pruner", committed: torch.Tensor, pick, upper: int, macs_budget: float) -> torch.Tensor:
     """Binary search for the smallest k whose pick meets the target (or the largest allowed)."""
     s = pruner.structures
 
@@ -180,11 +174,11 @@ def _smallest_sufficient(pruner: "Pruner", committed: torch.Tensor, pick, upper:
         return s.macs(mask)
 
     lo, hi = 0, upper
-    if macs_with(hi) > target_macs:
+    if macs_with(hi) > macs_budget:
         return pick(hi)
     while lo < hi:
         mid = (lo + hi) // 2
-        if macs_with(mid) <= target_macs:
+        if macs_with(mid) <= macs_budget:
             hi = mid
         else:
             lo = mid + 1

@@ -9,9 +9,10 @@ backward, pushing whole groups toward zero before they are selected.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 
 from .base import register_method
 from .scheduled import ScheduledMethod
@@ -43,6 +44,15 @@ class DepGraph(ScheduledMethod):
         ranking: ``"global"`` or ``"layer"``.
         max_layer_ratio: Most any layer may lose.
     """
+
+    class Options(BaseModel):
+        """Typed options of :class:`DepGraph` (validated when a config is loaded)."""
+
+        model_config = ConfigDict(extra="forbid")
+        sparse_lambda: float = Field(0.0, ge=0, description="group-lasso strength of sparse learning (0: off)")
+        normalize: bool = Field(True, description="divide scores by their layer-group mean before ranking")
+        ranking: Literal["global", "layer"] = Field("global", description="one ranking over all layers, or per layer")
+        max_layer_ratio: float = Field(0.9, gt=0, le=1, description="most any layer may lose")
 
     def __init__(self, sparse_lambda: float = 0.0, normalize: bool = True, ranking: str = "global",
                  max_layer_ratio: float = 0.9) -> None:

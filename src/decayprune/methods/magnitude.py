@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 import torch.nn as nn
 
 from ..structure import PRODUCER
@@ -26,6 +27,13 @@ class L1Filter(ScheduledMethod):
 
     ranking = "layer"
 
+    class Options(BaseModel):
+        """Typed options of :class:`L1Filter`."""
+
+        model_config = ConfigDict(extra="forbid")
+        ranking: Literal["global", "layer"] = Field("layer", description="per layer (the paper) or one global ranking")
+        max_layer_ratio: float = Field(0.9, gt=0, le=1, description="most any layer may lose")
+
     def scores(self, pruner: "Pruner") -> torch.Tensor:
         s = pruner.structures
         acc = torch.zeros(s.num_structures)
@@ -46,6 +54,14 @@ class RandomSelection(ScheduledMethod):
     Args:
         seed: Seed of the selection (independent of the training seed).
     """
+
+    class Options(BaseModel):
+        """Typed options of :class:`RandomSelection`."""
+
+        model_config = ConfigDict(extra="forbid")
+        seed: int = Field(0, ge=0, description="seed of the selection (independent of the training seed)")
+        ranking: Literal["global", "layer"] = Field("layer", description="per layer or one global ranking")
+        max_layer_ratio: float = Field(0.9, gt=0, le=1, description="most any layer may lose")
 
     def __init__(self, seed: int = 0, ranking: str = "layer", max_layer_ratio: float = 0.9) -> None:
         super().__init__(ranking, max_layer_ratio)

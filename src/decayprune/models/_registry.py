@@ -1,39 +1,32 @@
 """Model registry: register model constructors by name and build them by name.
 
-Importing :mod:`decayprune.models` registers every built-in family.
+Importing :mod:`decayprune.models` registers every built-in family in
+:data:`decayprune.registry.MODELS`.
 """
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
+import inspect
 from typing import Any, Callable, TypeVar
 
 import torch.nn as nn
 
-__all__ = ["create", "list_models", "register_model"]
+from decayprune.registry import MODELS
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+__all__ = ["create", "list_models", "model_accepts", "register_model"]
 
 F = TypeVar("F", bound=Callable[..., nn.Module])
 
 
 def register_model(name: str) -> Callable[[F], F]:
-    """Register a model constructor under ``name``.
+    """Register a model constructor under ``name`` (in :data:`decayprune.registry.MODELS`).
 
     The constructor must accept ``num_classes``, ``in_channels`` and ``width`` keyword
-    arguments (plus any model-specific keywords).
-
-    Args:
-        name: Registry key; a non-empty string without whitespace.
-
-    Returns:
-        A decorator that records the constructor and returns it unchanged.
+    arguments (plus any model-specific keywords, e.g. ``image_size``).
 
     Raises:
         ValueError: If ``name`` is empty, contains whitespace, or is already registered to a
-            different constructor. Registering the same definition again (the defining module
-            imported twice, e.g. by a reload or doctest collection) replaces the entry.
+            different constructor (the same definition imported twice replaces the entry).
 
     Example:
         >>> import torch.nn as nn
@@ -44,34 +37,29 @@ def register_model(name: str) -> Callable[[F], F]:
         ...                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
         >>> list_models("doc_tiny*")
         ['doc_tiny_cnn']
+        >>> MODELS.remove("doc_tiny_cnn")
     """
-    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-        raise ValueError(f"model name must be a non-empty string without whitespace, got {name!r}")
+    register = MODELS.register(name)
 
     def decorator(fn: F) -> F:
-        if name in _REGISTRY and not _same_definition(_REGISTRY[name], fn):
-            raise ValueError(
-                f"model name {name!r} is already registered (by {_REGISTRY[name].__module__}."
-                f"{getattr(_REGISTRY[name], '__qualname__', _REGISTRY[name])}); choose another name"
-            )
         if not callable(fn):
             raise ValueError(f"register_model({name!r}) must decorate a callable, got {fn!r}")
-        _REGISTRY[name] = fn
-        return fn
+        return register(fn)
 
     return decorator
 
 
-def _same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
-    """True when ``a`` and ``b`` come from the same source definition (file, line, qualname)."""
+def model_accepts(name: str, keyword: str) -> bool:
+    """True when the registered constructor ``name`` takes the keyword argument ``keyword``.
 
-    def where(fn: Callable[..., Any]) -> tuple[str, int, str] | None:
-        code = getattr(fn, "__code__", None)
-        if code is None:
-            return None
-        return code.co_filename, code.co_firstlineno, getattr(fn, "__qualname__", "")
-
-    return a is b or (where(a) is not None and where(a) == where(b))
+    Example:
+        >>> model_accepts("mlp", "image_size"), model_accepts("resnet20", "image_size")
+        (True, False)
+    """
+    try:
+        return keyword in inspect.signature(MODELS.get(name)).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -88,7 +76,7 @@ def list_models(pattern: str = "*") -> list[str]:
         >>> list_models("resnet5*")
         ['resnet56']
     """
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    return MODELS.names(pattern)
 
 
 def create(
@@ -122,11 +110,6 @@ def create(
         >>> model(torch.zeros(1, 3, 32, 32)).shape
         torch.Size([1, 7])
     """
-    if name not in _REGISTRY:
-        available = sorted(_REGISTRY)
-        close = difflib.get_close_matches(str(name), available, n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"unknown model {name!r}.{hint} Available models: {', '.join(available)}"
-        )
-    return _REGISTRY[name](num_classes=num_classes, in_channels=in_channels, width=width, **kwargs)
+    if name not in MODELS:
+        raise ValueError(MODELS.unknown_message(name))
+    return MODELS.get(name)(num_classes=num_classes, in_channels=in_channels, width=width, **kwargs)

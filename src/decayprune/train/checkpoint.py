@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from decayprune.train.atomic import save_safetensors_atomic, write_json_atomic
+from decayprune.files import save_safetensors_atomic, write_json_atomic
 from decayprune.train.distributed import unwrap_model
 from decayprune.train.seed import get_rng_state, set_rng_state
 

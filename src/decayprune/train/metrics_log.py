@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from decayprune.train.atomic import write_text_atomic
+from decayprune.files import write_text_atomic
 
 __all__ = ["json_safe", "read_jsonl", "write_jsonl"]
 

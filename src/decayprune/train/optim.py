@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from decayprune.train.settings import TrainSettings
+from decayprune.config.train import TrainSettings
 
 __all__ = ["build_optimizer"]
 

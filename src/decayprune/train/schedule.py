@@ -11,7 +11,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from decayprune.train.settings import TrainSettings
+from decayprune.config.train import TrainSettings
 
 __all__ = ["build_scheduler", "lr_at", "lr_factor"]
 

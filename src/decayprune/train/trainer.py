@@ -24,7 +24,7 @@ from decayprune.train.optim import build_optimizer
 from decayprune.train.progress import TrainProgress
 from decayprune.train.schedule import build_scheduler
 from decayprune.train.seed import set_seed
-from decayprune.train.settings import TrainSettings, resolve_device
+from decayprune.config.train import TrainSettings, resolve_device
 
 __all__ = ["TrainResult", "Trainer"]
 

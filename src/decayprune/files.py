@@ -1,4 +1,9 @@
-"""Atomic file writes: write a temp file in the target folder, fsync, then ``os.replace``."""
+"""Atomic file writes: write a temp file in the target folder, fsync, then ``os.replace``.
+
+The one place the package writes files that must never be seen half-written (configs,
+checkpoints, results, weights, pruned-model specs). New files get the usual permissions
+(``0o666`` less the umask), not the ``0o600`` of a temp file.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,12 @@ from safetensors.torch import save_file
 __all__ = ["save_safetensors_atomic", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def _temp_path(path: Path) -> Iterator[Path]:
     """Yield a temp path next to ``path``; on success move it over ``path``, else delete it."""
@@ -23,6 +34,7 @@ def _temp_path(path: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         with open(tmp, "rb") as handle:

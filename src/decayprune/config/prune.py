@@ -1,0 +1,149 @@
+"""Settings of a pruning run: the base method and its criterion, the MACs budget, the schedule
+and the zeroing policy (DPM).
+
+Method and criterion options are validated here, when the config is loaded (before any
+training), against the typed ``Options`` model each method and criterion registers.
+
+Example:
+    >>> s = PruneSettings(method="depgraph", speed_up=2.0, method_options={"sparse_lambda": "1e-4"})
+    >>> s.remaining_macs_fraction(), s.method_options["sparse_lambda"]
+    (0.5, 0.0001)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from ..registry import CRITERIA, METHODS, Registry
+from .messages import validation_problems
+
+__all__ = ["DecaySettings", "Policy", "PruneSettings", "validate_options"]
+
+Policy = Literal["oneshot", "sp", "sp+sr"]
+
+
+class DecaySettings(BaseModel):
+    """How selected structures go to zero: at once (``oneshot``) or by DPM's decay.
+
+    Example:
+        >>> DecaySettings(policy="sp+sr", steps=50).self_rectifying
+        True
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Policy = Field("sp+sr", description="oneshot: zero at selection; sp: smooth decay; sp+sr: decay + self-rectifying")
+    steps: int = Field(100, ge=1, description="N: optimizer steps a structure takes to decay from its norm to exactly zero")
+    t_rate: float = Field(1.0, description="T_rate: release when C_rate (push-back in decay quanta) exceeds this")
+    t_len: float = Field(2.0, ge=0, description="T_len: release when C_len (gradient norm / layer mean) exceeds this")
+    window: int = Field(1, ge=1, description="W: both conditions must hold this many consecutive steps")
+    cooldown: int = Field(200, ge=0, description="steps a released structure may not be selected again")
+
+    @property
+    def smooth(self) -> bool:
+        """True for the DPM policies (``sp`` and ``sp+sr``)."""
+        return self.policy != "oneshot"
+
+    @property
+    def self_rectifying(self) -> bool:
+        """True when self-rectifying is on (``sp+sr``)."""
+        return self.policy == "sp+sr"
+
+
+def validate_options(registry: Registry[Any], name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Check ``options`` against the ``Options`` model of the registered ``name``; typed values out.
+
+    Entries without an ``Options`` model take no options.
+
+    Example:
+        >>> validate_options(METHODS, "depgraph", {"sparse_lambda": "0.001"})["sparse_lambda"]
+        0.001
+    """
+    options_model = getattr(registry.get(name), "Options", None)
+    if options_model is None:
+        if options:
+            raise ValueError(f"{registry.kind} {name!r} takes no options, got {sorted(options)}")
+        return {}
+    try:
+        return options_model.model_validate(options).model_dump()
+    except ValidationError as exc:
+        problems = validation_problems(exc, options_model)
+        raise ValueError("; ".join(problems)) from None
+
+
+class PruneSettings(BaseModel):
+    """What to prune, to which budget, on which schedule, and how structures reach zero.
+
+    Example:
+        >>> PruneSettings(method="l1", target_macs_fraction=0.3).criterion_name()
+        'l1_filter'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field("depgraph", description="base pruning method (see `decayprune.list_methods()`)")
+    method_options: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True, description="typed options of the method"
+    )
+    criterion: str | None = Field(
+        None, description="importance criterion for methods that rank by one (default: the method's own)"
+    )
+    criterion_options: dict[str, Any] = Field(default_factory=dict, description="typed options of the criterion")
+    target_macs_fraction: float | None = Field(None, gt=0, lt=1, description="fraction of the base MACs to keep, e.g. 0.5")
+    speed_up: float | None = Field(None, gt=1, description="base MACs / pruned MACs, e.g. 2.0 (alternative to target_macs_fraction)")
+    decay: DecaySettings = Field(default_factory=DecaySettings, description="zeroing policy and DPM settings")
+    iterative_steps: int = Field(5, ge=1, description="selection points over the pruning phase; the budget tightens linearly")
+    start_epoch: float = Field(0.0, ge=0, description="epoch (of the pruning run) of the first selection")
+    end_epoch: float | None = Field(None, ge=0, description="epoch of the last selection (default: leaves room for the decay and recovery)")
+    ignored_layers: list[str] = Field(default_factory=list, description="module names whose output channels are never pruned")
+    round_to: int | None = Field(None, ge=1, description="pruned channels per layer are a multiple of this")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in METHODS:
+            raise ValueError(METHODS.allowed_message(value))
+        return value
+
+    @field_validator("criterion")
+    @classmethod
+    def _known_criterion(cls, value: str | None) -> str | None:
+        if value is not None and value not in CRITERIA:
+            raise ValueError(CRITERIA.allowed_message(value))
+        return value
+
+    @field_validator("method_options")
+    @classmethod
+    def _method_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        method = info.data.get("method")
+        return value if method is None else validate_options(METHODS, method, value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PruneSettings":
+        if (self.target_macs_fraction is None) == (self.speed_up is None):
+            raise ValueError("give exactly one of target_macs_fraction (fraction kept, 0..1) or speed_up (> 1)")
+        method_cls = METHODS.get(self.method)
+        if self.criterion is not None and not getattr(method_cls, "uses_criterion", False):
+            raise ValueError(
+                f"method {self.method!r} does not rank by a criterion, so 'criterion' does not apply; "
+                f"methods that take one: {', '.join(n for n in METHODS.names() if getattr(METHODS.get(n), 'uses_criterion', False))}"
+            )
+        name = self.criterion_name()
+        if name is None and self.criterion_options:
+            raise ValueError(f"method {self.method!r} has no criterion, so criterion_options do not apply")
+        if name is not None:
+            try:
+                self.criterion_options = validate_options(CRITERIA, name, self.criterion_options)
+            except ValueError as err:
+                raise ValueError(f"criterion_options: {err}") from None
+        return self
+
+    def criterion_name(self) -> str | None:
+        """The criterion in force: ``criterion`` when set, else the method's default (None if it has none)."""
+        return self.criterion or getattr(METHODS.get(self.method), "default_criterion", None)
+
+    def remaining_macs_fraction(self) -> float:
+        """The fraction of the base MACs the pruned model may keep."""
+        return self.target_macs_fraction if self.target_macs_fraction is not None else 1.0 / float(self.speed_up)
