@@ -60,7 +60,7 @@ def check_budget_and_equivalence(model: torch.nn.Module, pruner: Pruner, opt: to
     base = count_cost(model, x[:1]).macs
     pruner.finish()
     pruner.structures.zero_pruned_(opt)
-    assert pruner.structures.macs() <= pruner.final_target
+    assert pruner.structures.macs() <= pruner.final_macs
     model.eval()
     with torch.no_grad():
         masked = model(x[:64])
@@ -144,16 +144,16 @@ def test_selection_schedule_and_linear_budget() -> None:
     settings = PruneSettings(method="depgraph", target_macs_fraction=0.4, iterative_steps=4,
                              decay=DecaySettings(policy="sp", steps=10))
     pruner = Pruner(model, torch.zeros(1, 1, 8, 8), settings, total_steps=100)
-    steps = pruner.selection_steps
-    assert len(steps) == 4 and steps == sorted(steps) and steps[0] >= 1
+    steps = pruner.schedule.steps
+    assert len(steps) == 4 and list(steps) == sorted(steps) and steps[0] >= 1
     # The last selection leaves the decay plus recovery time before the end.
     assert steps[-1] + settings.decay.steps <= 100
-    assert pruner.target_macs_at(0) == pytest.approx(pruner.base_macs)
-    assert pruner.target_macs_at(steps[-1]) == pytest.approx(pruner.final_target)
-    assert pruner.final_target == pytest.approx(0.4 * pruner.base_macs)
-    budgets = [pruner.target_macs_at(s) for s in steps]
+    assert pruner.macs_budget(0) == pytest.approx(pruner.base_macs)
+    assert pruner.macs_budget(steps[-1]) == pytest.approx(pruner.final_macs)
+    assert pruner.final_macs == pytest.approx(0.4 * pruner.base_macs)
+    budgets = [pruner.macs_budget(s) for s in steps]
     assert all(a > b for a, b in zip(budgets, budgets[1:]))
-    assert pruner.in_pruning_phase(steps[-1]) and not pruner.in_pruning_phase(steps[-1] + 1)
+    assert pruner.schedule.in_pruning_phase(steps[-1]) and not pruner.schedule.in_pruning_phase(steps[-1] + 1)
 
 
 # ---------------------------------------------------------------------------- validation

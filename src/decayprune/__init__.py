@@ -13,13 +13,16 @@ The one-object API for your own training loop::
 
 from __future__ import annotations
 
+from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainSettings, load_config
+from .criteria import Criterion, create_criterion, list_criteria, register_criterion
 from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
-from .decay import DecayEngine, DecaySettings, decay_norm
+from .decay import DecayEngine, decay_norm
+from .errors import UserError
 from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
-from .methods import PruningMethod, create_method, list_methods, register_method
+from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method, list_methods, register_method
 from .models import create as create_model
 from .models import list_models, register_model
-from .pruner import PruneSettings, Pruner
+from .pruner import Pruner
 from .structure import (
     StructureSet,
     UnsupportedModelError,
@@ -27,38 +30,48 @@ from .structure import (
     load_pruned,
     save_pruned,
 )
-from .train import Trainer, TrainHook, TrainSettings, evaluate
+from .train import Trainer, TrainHook, evaluate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfigError",
+    "Criterion",
     "DatasetSplits",
     "DecayEngine",
     "DecaySettings",
     "LatencyResult",
     "ModelCost",
+    "PruneContext",
     "PruneSettings",
     "Pruner",
     "PruningMethod",
+    "RunConfig",
+    "SelectionSchedule",
     "StructureSet",
     "TensorLoader",
     "TrainHook",
     "TrainSettings",
     "Trainer",
     "UnsupportedModelError",
+    "UserError",
     "compact",
     "count_cost",
+    "create_criterion",
     "create_method",
     "create_model",
     "decay_norm",
     "evaluate",
     "format_count",
+    "list_criteria",
     "list_datasets",
     "list_methods",
     "list_models",
+    "load_config",
     "load_dataset",
     "load_pruned",
     "measure_latency",
+    "register_criterion",
     "register_method",
     "register_model",
     "save_pruned",

@@ -7,13 +7,14 @@ A user's own training loop needs three calls::
     for x, y in loader:
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(); loss.backward()
-        pruner.after_backward()      # keep-at-zero grads, regulariser, self-rectifying inputs
+        pruner.after_backward()      # keep-at-zero grads, self-rectifying inputs, method regulariser
         opt.step()
         pruner.after_step()          # keep-at-zero, decay step, releases, new selections
     pruner.compact()                 # physical removal (optimizer state remapped)
 
-The built-in :class:`~decayprune.train.Trainer` calls them for you when the pruner is
-passed as a hook.
+Methods that own the optimizer (OTOv2's DHSPG) supply it through
+``pruner.build_optimizer(TrainSettings(...))``, which returns a plain optimizer for the others.
+The built-in :class:`~decayprune.train.Trainer` calls all of this when the pruner is a hook.
 """
 
 from __future__ import annotations
@@ -21,17 +22,24 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .config import PruneSettings
+from .config import PruneSettings, TrainSettings
+from .criteria import create_criterion
 from .decay import DecayEngine
-from .methods import PruningMethod, create_method
+from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method
 from .structure import CompactionReport, StructureSet, compact
 from .train.hooks import TrainHook
+from .train.optim import build_optimizer
+from .files import write_text_atomic
+
+__all__ = ["Pruner", "PruneSettings"]
 
 
 class Pruner(TrainHook):
@@ -40,13 +48,23 @@ class Pruner(TrainHook):
     Args:
         model: The model to prune (modified in place).
         example_inputs: Inputs for tracing and MACs (batch 1).
-        settings: A :class:`PruneSettings`.
+        settings: A :class:`~decayprune.config.PruneSettings`.
         optimizer: The training optimizer (its state of pruned structures is held at zero
             and remapped at compaction). Can be set later with :meth:`bind`.
         total_steps: Optimizer steps of the whole pruning run (for the default schedule).
         steps_per_epoch: Optimizer steps per epoch (to read epochs in ``settings``).
         run_dir: Where ``dpm_events.jsonl`` is written (None: kept in memory only).
-        method: A ready method instance (overrides ``settings.method``).
+        method: A ready method instance (overrides ``settings.method`` and its criterion).
+        calibration_data: Batches ``(inputs, labels)`` for criteria that need data (e.g. the
+            training loader); each pass takes a fresh iterator.
+        loss_fn: ``loss_fn(outputs, labels)`` for data passes (default: cross-entropy).
+
+    Example:
+        >>> from decayprune import create_model
+        >>> model = create_model("small_cnn", num_classes=10, in_channels=1)
+        >>> p = Pruner(model, torch.zeros(1, 1, 8, 8), PruneSettings(target_macs_fraction=0.5), total_steps=100)
+        >>> p.schedule.steps, type(p.method).__name__, type(p.method.criterion).__name__
+        ((1, 19, 38, 56, 75), 'DepGraph', 'GroupMagnitude')
     """
 
     def __init__(
@@ -60,6 +78,8 @@ class Pruner(TrainHook):
         steps_per_epoch: int | None = None,
         run_dir: str | os.PathLike | None = None,
         method: PruningMethod | None = None,
+        calibration_data: Iterable[Any] | None = None,
+        loss_fn: Any = F.cross_entropy,
     ) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
@@ -79,66 +99,78 @@ class Pruner(TrainHook):
         self.events: list[dict] = []
         self._events_path = Path(run_dir) / "dpm_events.jsonl" if run_dir is not None else None
         self.engine = DecayEngine(self.structures, settings.decay, sink=self._record)
-        self.method = method or create_method(settings.method, **settings.method_options)
+        self.method = method or self._create_method(settings)
+        self.schedule = SelectionSchedule.from_settings(settings, total_steps, self.steps_per_epoch)
         self.base_macs = self.structures.macs()
         self.base_params = self.structures.params()
-        self.final_target = self.base_macs * settings.remaining_macs_fraction()
-        self.selection_steps = self._selection_steps()
-        self.step = 0
+        self.context = PruneContext(
+            model=model, structures=self.structures, decay=self.engine, schedule=self.schedule,
+            base_macs=self.base_macs, final_macs=self.base_macs * settings.remaining_macs_fraction(),
+            loss_fn=loss_fn, calibration_data=calibration_data,
+        )
+        criterion = self.method.criterion
+        if criterion is not None and criterion.needs_data and calibration_data is None:
+            raise ValueError(
+                f"criterion {criterion.name!r} needs {', '.join(sorted(criterion.needs))}: pass calibration_data "
+                "(e.g. the training loader) to the Pruner"
+            )
         self.bind(optimizer)
-        self.method.attach(self)
+        self.method.setup(self.context)
+
+    @staticmethod
+    def _create_method(settings: PruneSettings) -> PruningMethod:
+        name = settings.criterion_name()
+        criterion = create_criterion(name, **settings.criterion_options) if name is not None else None
+        return create_method(settings.method, criterion, **settings.method_options)
 
     # ------------------------------------------------------------------ schedule
-    def _selection_steps(self) -> list[int]:
-        s = self.settings
-        start = max(1, int(round(s.start_epoch * self.steps_per_epoch)))  # steps are counted from 1
-        if s.end_epoch is not None:
-            end = int(round(s.end_epoch * self.steps_per_epoch))
-        else:
-            decay = s.decay.steps if s.decay.smooth else 0
-            # Leave the decay plus a quarter of the run for recovery after the last selection.
-            end = max(start, self.total_steps - decay - self.total_steps // 4)
-        if end < start:
-            raise ValueError(f"pruning ends (step {end}) before it starts (step {start})")
-        k = s.iterative_steps
-        if k == 1:
-            return [start]
-        return sorted({start + round(i * (end - start) / (k - 1)) for i in range(k)})
+    @property
+    def step(self) -> int:
+        """Optimizer steps taken so far."""
+        return self.context.step
 
-    def is_selection_step(self, step: int) -> bool:
-        """True when ``step`` is one of the scheduled selection points."""
-        return step in self.selection_steps
+    @property
+    def final_macs(self) -> float:
+        """MACs the pruned model may keep."""
+        return self.context.final_macs
 
-    def in_pruning_phase(self, step: int) -> bool:
-        """True up to the last selection point (regularisers use it)."""
-        return step <= self.selection_steps[-1]
-
-    def target_macs_at(self, step: int) -> float:
-        """The MACs budget in force at ``step``: linear from base to final over the selections."""
-        done = sum(1 for s in self.selection_steps if s <= step)
-        frac = done / len(self.selection_steps)
-        return self.base_macs - (self.base_macs - self.final_target) * frac
+    def macs_budget(self, step: int | None = None) -> float:
+        """The MACs budget in force at ``step`` (default: now)."""
+        return self.context.macs_budget(step)
 
     # ------------------------------------------------------------------ hooks
     def bind(self, optimizer: torch.optim.Optimizer | None) -> None:
         """Attach the optimizer whose state is held at zero and remapped at compaction."""
         self.optimizer = optimizer
         self.engine.optimizer = optimizer
+        self.context.optimizer = optimizer
+
+    def build_optimizer(self, settings: TrainSettings, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """The training optimizer: the method's own (e.g. DHSPG) or a plain one from ``settings``; bound."""
+        optimizer = self.method.build_optimizer(self.context, settings) or build_optimizer(model or self.model, settings)
+        self.bind(optimizer)
+        return optimizer
 
     def after_backward(self, trainer: Any = None) -> None:
-        """Call after ``loss.backward()`` and before ``optimizer.step()``."""
-        self.method.regularize(self, self.step)
+        """Call after ``loss.backward()`` and before ``optimizer.step()``.
+
+        The decay engine reads the loss gradients first (keep-at-zero, self-rectifying inputs);
+        then the method adds its regulariser.
+        """
         self.engine.after_backward()
+        self.method.after_backward(self.context)
 
     def after_step(self, trainer: Any = None) -> None:
         """Call after ``optimizer.step()``."""
-        self.step += 1
-        released = self.engine.after_step(self.step)
+        ctx = self.context
+        ctx.step += 1
+        released = self.engine.after_step(ctx.step)
         if released:
-            self.method.on_release(self, released, self.step)
-        ids = self.method.select(self, self.step)
+            self.method.on_release(ctx, released)
+        self.method.after_step(ctx)
+        ids = self.method.select(ctx)
         if ids is not None and len(ids):
-            self.engine.start(torch.as_tensor(ids, dtype=torch.long), self.step)
+            self.engine.start(torch.as_tensor(ids, dtype=torch.long), ctx.step)
 
     def finish(self) -> None:
         """Complete every decay still running (zero it now)."""
@@ -156,16 +188,30 @@ class Pruner(TrainHook):
             )
 
     def compact(self) -> CompactionReport:
-        """Finish pending decays and physically remove every pruned structure.
+        """Finish pending decays, fold added multipliers and physically remove every pruned structure.
 
         Warns when the pruned model keeps more than the target MACs (+1% tolerance).
         """
         self.finish()
         self._warn_if_target_missed()
+        self.context.fold_channel_multipliers()
+        self.method.before_compact(self.context)
         self.structures.zero_pruned_(self.optimizer)
-        return compact(self.structures, self.optimizer)
+        before = dict(self.model.named_parameters())
+        report = compact(self.structures, self.optimizer)
+        after = dict(self.model.named_parameters())
+        param_map = {before[n]: p for n, p in after.items() if n in before and before[n] is not p}
+        self.method.on_compact(self.context, param_map)
+        return report
 
     # TrainHook interface ------------------------------------------------
+    def provide_optimizer(self, model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer | None:
+        """The Trainer asks for its optimizer here: the method's own, or None for the default."""
+        optimizer = self.method.build_optimizer(self.context, settings)
+        if optimizer is not None:
+            self.bind(optimizer)
+        return optimizer
+
     def on_train_start(self, trainer: Any) -> None:
         self.bind(trainer.optimizer)
 
@@ -198,7 +244,7 @@ class Pruner(TrainHook):
                 "events_logged": len(self.events)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
+        self.context.step = int(state["step"])
         self.engine.load_state_dict(state["engine"])
         self.method.load_state_dict(state["method"])
         self._truncate_events(int(state.get("events_logged", 0)))
@@ -208,6 +254,4 @@ class Pruner(TrainHook):
             return
         lines = self._events_path.read_text().splitlines()[:count]
         self.events = [json.loads(line) for line in lines]
-        tmp = self._events_path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in lines))
-        os.replace(tmp, self._events_path)
+        write_text_atomic(self._events_path, "".join(line + "\n" for line in lines))

@@ -6,14 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from decayprune.criteria import create_criterion, layer_normalize
 from decayprune.methods import (
     DepGraph,
-    L1Filter,
+    L1Pruning,
     PruningMethod,
-    RandomSelection,
+    RandomPruning,
     create_method,
     fill_to_budget,
-    layer_normalize,
     list_methods,
     method_class,
     register_method,
@@ -32,6 +32,11 @@ def make_pruner(method: str = "depgraph", round_to: int | None = None, **options
     return Pruner(model, X1, settings, total_steps=100)
 
 
+def regularize(p: Pruner, step: int) -> None:
+    p.context.step = step
+    p.method.after_backward(p.context)
+
+
 @pytest.fixture(scope="module")
 def pruner() -> Pruner:
     return make_pruner()
@@ -45,10 +50,10 @@ def per_layer_counts(pruner: Pruner, mask: torch.Tensor) -> dict[str, int]:
 
 
 def test_registry_lists_the_builtin_methods() -> None:
-    assert {"depgraph", "l1", "random"} <= set(list_methods())
+    assert {"depgraph", "iterative", "l1", "random"} <= set(list_methods())
     assert list_methods() == sorted(list_methods())
     assert method_class("depgraph") is DepGraph
-    assert method_class("l1") is L1Filter and method_class("random") is RandomSelection
+    assert method_class("l1") is L1Pruning and method_class("random") is RandomPruning
 
 
 def test_unknown_method_suggests_a_close_name() -> None:
@@ -67,7 +72,7 @@ def test_duplicate_registration_is_refused() -> None:
 
 
 def test_create_method_checks_options() -> None:
-    assert create_method("depgraph", sparse_lambda=1e-4).sparse_lambda == 1e-4
+    assert create_method("depgraph", sparse_lambda=1e-4).options.sparse_lambda == 1e-4
     with pytest.raises(ValueError, match="bad options.*depgraph"):
         create_method("depgraph", no_such_option=1)
     with pytest.raises(ValueError, match="sparse_lambda"):
@@ -81,7 +86,7 @@ def test_create_method_checks_options() -> None:
 @pytest.mark.parametrize("name", list_methods())
 def test_every_method_scores_every_structure(name: str) -> None:
     p = make_pruner(name)
-    scores = p.method.scores(p)
+    scores = p.method.scores(p.context)
     assert scores.shape == (p.structures.num_structures,)
     assert torch.isfinite(scores).all() and (scores >= 0).all()
 
@@ -91,9 +96,9 @@ def test_every_method_scores_every_structure(name: str) -> None:
 
 def test_fill_to_budget_meets_the_target_minimally(pruner: Pruner) -> None:
     s = pruner.structures
-    scores = pruner.method.scores(pruner)
+    scores = pruner.method.scores(pruner.context)
     target = 0.5 * pruner.base_macs
-    ids = fill_to_budget(pruner, scores, target, torch.ones(s.num_structures, dtype=torch.bool))
+    ids = fill_to_budget(pruner.context, scores, target, torch.ones(s.num_structures, dtype=torch.bool))
     assert ids.numel() > 0 and ids.unique().numel() == ids.numel()
     mask = torch.zeros(s.num_structures, dtype=torch.bool)
     mask[ids] = True
@@ -113,7 +118,7 @@ def test_fill_to_budget_meets_the_target_minimally(pruner: Pruner) -> None:
 
 def test_fill_to_budget_already_met_returns_nothing(pruner: Pruner) -> None:
     s = pruner.structures
-    ids = fill_to_budget(pruner, pruner.method.scores(pruner), 2 * pruner.base_macs,
+    ids = fill_to_budget(pruner.context, pruner.method.scores(pruner.context), 2 * pruner.base_macs,
                          torch.ones(s.num_structures, dtype=torch.bool))
     assert ids.numel() == 0
 
@@ -122,7 +127,7 @@ def test_fill_to_budget_already_met_returns_nothing(pruner: Pruner) -> None:
 def test_fill_to_budget_respects_layer_caps(pruner: Pruner, ranking: str) -> None:
     s = pruner.structures
     # An unreachable target: every layer is cut to its cap and no further.
-    ids = fill_to_budget(pruner, pruner.method.scores(pruner), 0.01 * pruner.base_macs,
+    ids = fill_to_budget(pruner.context, pruner.method.scores(pruner.context), 0.01 * pruner.base_macs,
                          torch.ones(s.num_structures, dtype=torch.bool), ranking=ranking, max_layer_ratio=0.5)
     mask = torch.zeros(s.num_structures, dtype=torch.bool)
     mask[ids] = True
@@ -134,13 +139,13 @@ def test_fill_to_budget_only_picks_candidates(pruner: Pruner) -> None:
     s = pruner.structures
     candidates = torch.zeros(s.num_structures, dtype=torch.bool)
     candidates[::2] = True
-    ids = fill_to_budget(pruner, pruner.method.scores(pruner), 0.6 * pruner.base_macs, candidates)
+    ids = fill_to_budget(pruner.context, pruner.method.scores(pruner.context), 0.6 * pruner.base_macs, candidates)
     assert ids.numel() > 0 and candidates[ids].all()
 
 
 def test_layer_ranking_prunes_layers_evenly(pruner: Pruner) -> None:
     s = pruner.structures
-    ids = fill_to_budget(pruner, pruner.method.scores(pruner), 0.5 * pruner.base_macs,
+    ids = fill_to_budget(pruner.context, pruner.method.scores(pruner.context), 0.5 * pruner.base_macs,
                          torch.ones(s.num_structures, dtype=torch.bool), ranking="layer")
     mask = torch.zeros(s.num_structures, dtype=torch.bool)
     mask[ids] = True
@@ -148,7 +153,7 @@ def test_layer_ranking_prunes_layers_evenly(pruner: Pruner) -> None:
     fractions = [per_layer_counts(pruner, mask)[layer.name] / layer.size for layer in s.layers]
     assert max(fractions) - min(fractions) <= 1.0 / min(layer.size for layer in s.layers) + 1e-9
     with pytest.raises(ValueError, match="ranking"):
-        fill_to_budget(pruner, pruner.method.scores(pruner), 0.5 * pruner.base_macs,
+        fill_to_budget(pruner.context, pruner.method.scores(pruner.context), 0.5 * pruner.base_macs,
                        torch.ones(s.num_structures, dtype=torch.bool), ranking="diagonal")
 
 
@@ -157,7 +162,7 @@ def test_fill_to_budget_rounds_per_layer(ranking: str) -> None:
     p = make_pruner(round_to=8)
     s = p.structures
     target = 0.5 * p.base_macs
-    ids = fill_to_budget(p, p.method.scores(p), target, torch.ones(s.num_structures, dtype=torch.bool),
+    ids = fill_to_budget(p.context, p.method.scores(p.context), target, torch.ones(s.num_structures, dtype=torch.bool),
                          ranking=ranking)
     mask = torch.zeros(s.num_structures, dtype=torch.bool)
     mask[ids] = True
@@ -182,20 +187,20 @@ def test_layer_normalize_gives_unit_layer_means() -> None:
 def test_depgraph_scores_are_mean_group_norms(pruner: Pruner) -> None:
     s = pruner.structures
     model = s.model
-    raw = DepGraph(normalize=False).scores(pruner)
+    raw = create_criterion("group_norm", normalize=False).score(pruner.context)
     first = next(layer for layer in s.layers if layer.name == "features.0")
     conv, bn, nxt = model.features[0], model.features[1], model.features[3]
     with torch.no_grad():
         hand = (conv.weight.pow(2).sum((1, 2, 3)) + bn.weight.pow(2) + bn.bias.pow(2)
                 + nxt.weight.pow(2).sum((0, 2, 3))) / 4  # four coupled slices per channel
     torch.testing.assert_close(raw[first.first : first.first + first.size], hand, rtol=1e-5, atol=0)
-    normalized = DepGraph(normalize=True).scores(pruner)
+    normalized = create_criterion("group_norm", normalize=True).score(pruner.context)
     torch.testing.assert_close(normalized, layer_normalize(raw, s.layer_of, len(s.layers)))
 
 
 def test_l1_scores_sum_absolute_filter_weights(pruner: Pruner) -> None:
     s = pruner.structures
-    scores = L1Filter().scores(pruner)
+    scores = create_criterion("l1_filter").score(pruner.context)
     for layer in s.layers:
         conv = layer.root
         hand = conv.weight.detach().abs().sum((1, 2, 3))
@@ -203,9 +208,9 @@ def test_l1_scores_sum_absolute_filter_weights(pruner: Pruner) -> None:
 
 
 def test_random_scores_follow_their_seed(pruner: Pruner) -> None:
-    a = RandomSelection(seed=3).scores(pruner)
-    b = RandomSelection(seed=3).scores(pruner)
-    c = RandomSelection(seed=4).scores(pruner)
+    a = create_criterion("random", seed=3).score(pruner.context)
+    b = create_criterion("random", seed=3).score(pruner.context)
+    c = create_criterion("random", seed=4).score(pruner.context)
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -219,7 +224,7 @@ def test_depgraph_sparse_learning_adds_group_lasso_gradient() -> None:
     x = torch.randn(4, 1, 8, 8)
     F.cross_entropy(model(x), torch.tensor([0, 1, 2, 3])).backward()
     grads = {n: q.grad.clone() for n, q in model.named_parameters()}
-    p.method.regularize(p, step=1)
+    regularize(p, step=1)
     conv, bn, nxt = model.features[0], model.features[1], model.features[3]
     with torch.no_grad():
         norm = (conv.weight.pow(2).sum((1, 2, 3)) + bn.weight.pow(2) + bn.bias.pow(2)
@@ -238,7 +243,7 @@ def test_depgraph_sparse_learning_adds_group_lasso_gradient() -> None:
         torch.testing.assert_close(nxt.weight.grad - grads["features.3.weight"], expected, rtol=1e-4, atol=1e-7)
     # Outside the pruning phase nothing is added.
     grads = {n: q.grad.clone() for n, q in model.named_parameters()}
-    p.method.regularize(p, step=p.selection_steps[-1] + 1)
+    regularize(p, step=p.schedule.steps[-1] + 1)
     assert all(torch.equal(grads[n], q.grad) for n, q in model.named_parameters())
 
 
@@ -247,20 +252,20 @@ def test_depgraph_without_sparse_learning_leaves_gradients() -> None:
     model = p.structures.model
     F.cross_entropy(model(torch.randn(2, 1, 8, 8)), torch.tensor([0, 1])).backward()
     grads = {n: q.grad.clone() for n, q in model.named_parameters()}
-    p.method.regularize(p, step=1)
+    regularize(p, step=1)
     assert all(torch.equal(grads[n], q.grad) for n, q in model.named_parameters())
 
 
 def test_l1_uses_only_producing_weights(pruner: Pruner) -> None:
     names = {sl.name for _l, sl, _i in pruner.structures.parameter_slices(PRODUCER)}
     assert "features.1.weight" in names  # BN gamma is a producer slice ...
-    before = L1Filter().scores(pruner)
+    before = create_criterion("l1_filter").score(pruner.context)
     bn = pruner.structures.model.features[1]
     with torch.no_grad():
         saved = bn.weight.clone()
         bn.weight.mul_(10.0)  # ... but does not change the L1 filter score
     try:
-        assert torch.equal(L1Filter().scores(pruner), before)
+        assert torch.equal(create_criterion("l1_filter").score(pruner.context), before)
     finally:
         with torch.no_grad():
             bn.weight.copy_(saved)

@@ -1,34 +1,28 @@
-"""Base pruning methods: who is selected, when, and with which regulariser."""
+"""Base pruning methods: who is selected, when, and with which regulariser, optimizer or gates.
 
-from .base import PruningMethod, fill_to_budget, list_methods, method_class, register_method
-from .depgraph import DepGraph, layer_normalize
-from .magnitude import L1Filter, RandomSelection
-from .scheduled import ScheduledMethod
+A method sees a :class:`PruneContext` and answers through the hooks of :class:`PruningMethod`.
+Ranking methods combine a criterion (:mod:`decayprune.criteria`) with the selection schedule.
+"""
 
-
-def create_method(name: str, **options) -> PruningMethod:
-    """Build a registered method by name with its options.
-
-    Example:
-        >>> create_method("depgraph", sparse_lambda=1e-4).sparse_lambda
-        0.0001
-    """
-    cls = method_class(name)
-    try:
-        return cls(**options)
-    except TypeError as err:
-        raise ValueError(f"bad options for pruning method '{name}': {err}") from None
-
+from .base import PruningMethod, create_method, list_methods, method_class, register_method
+from .budget import fill_to_budget
+from .context import PruneContext
+from .depgraph import DepGraph
+from .iterative import IterativeMethod, RankingOptions
+from .magnitude import L1Pruning, RandomPruning
+from .schedule import SelectionSchedule
 
 __all__ = [
-    "PruningMethod",
-    "ScheduledMethod",
     "DepGraph",
-    "L1Filter",
-    "RandomSelection",
+    "IterativeMethod",
+    "L1Pruning",
+    "PruneContext",
+    "PruningMethod",
+    "RandomPruning",
+    "RankingOptions",
+    "SelectionSchedule",
     "create_method",
     "fill_to_budget",
-    "layer_normalize",
     "list_methods",
     "method_class",
     "register_method",

@@ -278,6 +278,10 @@ class StructureSet:
                 shape[s.dim] = -1
                 param.mul_(vec.view(shape))
 
+    def slices_changed(self) -> None:
+        """Forget cached plans after slices were added or removed (e.g. a channel multiplier)."""
+        self._zero_plan = None
+
     def set_pruned(self, ids: torch.Tensor | Sequence[int], value: bool = True) -> None:
         """Mark structures as pruned (held at zero) or un-pruned."""
         self.pruned[torch.as_tensor(ids, dtype=torch.long)] = value

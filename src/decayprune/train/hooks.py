@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import torch
+import torch.nn as nn
+
 if TYPE_CHECKING:
+    from decayprune.config.train import TrainSettings
     from decayprune.train.trainer import Trainer
 
 __all__ = ["TrainHook"]
@@ -30,6 +34,14 @@ class TrainHook:
         >>> CountSteps().state_dict()
         {'steps': 0}
     """
+
+    def provide_optimizer(self, model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer | None:
+        """Return the optimizer the Trainer should use (e.g. a pruning method's own), or None.
+
+        Asked once, when the Trainer is built without an explicit optimizer; the first hook
+        that returns one wins, otherwise the Trainer builds its default from the settings.
+        """
+        return None
 
     def on_train_start(self, trainer: Trainer) -> None:
         """Called once when :meth:`Trainer.fit` starts (after a resume has been restored)."""

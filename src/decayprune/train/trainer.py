@@ -136,7 +136,7 @@ class Trainer:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
-        self.optimizer = optimizer if optimizer is not None else build_optimizer(model, settings)
+        self.optimizer = optimizer or self._optimizer_from_hooks(model, settings) or build_optimizer(model, settings)
         self.steps_per_epoch = _steps_per_epoch(train_loader)
         self.scheduler = build_scheduler(self.optimizer, settings, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -148,6 +148,13 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._last_loss: torch.Tensor | None = None
         self._last_test: tuple[int, dict[str, Any]] | None = None
+
+    def _optimizer_from_hooks(self, model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer | None:
+        for hook in self.hooks:
+            optimizer = hook.provide_optimizer(model, settings)
+            if optimizer is not None:
+                return optimizer
+        return None
 
     @property
     def last_loss(self) -> float | None:

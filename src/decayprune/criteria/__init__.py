@@ -1,0 +1,39 @@
+"""Importance criteria over structures: a registry of scoring functions (see :mod:`.base`).
+
+=============  ======================================================  =========
+name           score (low = pruned first)                             needs
+=============  ======================================================  =========
+group_norm     squared L2 over all coupled slices (DepGraph)           weights
+l1_filter      sum of |w| of the producing filters (Li et al. 2017)    weights
+l2_filter      L2 norm of the producing filters (Li et al. 2017)       weights
+random         seeded uniform random (the control)                     weights
+=============  ======================================================  =========
+"""
+
+from .base import Criterion, Need, create_criterion, criterion_class, list_criteria, register_criterion
+from .distributed import all_reduce_mean
+from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm
+from .passes import backward_passes, capture_outputs, forward_passes
+from .random import RandomScores
+from .reduce import is_weight_of, layer_normalize, module_of, sum_over_slices
+
+__all__ = [
+    "Criterion",
+    "GroupMagnitude",
+    "L1FilterNorm",
+    "L2FilterNorm",
+    "Need",
+    "RandomScores",
+    "all_reduce_mean",
+    "backward_passes",
+    "capture_outputs",
+    "create_criterion",
+    "criterion_class",
+    "forward_passes",
+    "is_weight_of",
+    "layer_normalize",
+    "list_criteria",
+    "module_of",
+    "register_criterion",
+    "sum_over_slices",
+]

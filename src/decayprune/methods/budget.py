@@ -1,0 +1,138 @@
+"""Budget filling: pick the lowest-scored structures until the committed set meets a MACs budget.
+
+Shared by every method that ranks structures (criterion + schedule). Two rankings: ``global``
+(one order over all layers, scores must be comparable) and ``layer`` (every layer pruned by
+about the same fraction). A per-layer cap keeps any layer from being starved, and
+``round_to`` keeps per-layer counts multiples of a hardware-friendly number.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .context import PruneContext
+
+__all__ = ["fill_to_budget"]
+
+
+def fill_to_budget(
+    ctx: "PruneContext",
+    scores: torch.Tensor,
+    macs_budget: float,
+    candidates: torch.Tensor,
+    *,
+    ranking: str = "global",
+    max_layer_ratio: float = 0.9,
+    committed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Pick the lowest-scored candidates so that the committed set's MACs reach ``macs_budget``.
+
+    Args:
+        ctx: Gives the structures and what is already committed.
+        scores: Importance per structure (low = prune first); comparable across layers
+            when ``ranking == "global"``.
+        macs_budget: MACs the model may still have once every committed structure is gone.
+        candidates: Bool mask of structures that may be picked.
+        ranking: ``"global"`` (one ranking over all layers) or ``"layer"`` (the same fraction
+            of every layer, lowest-scored first within each).
+        max_layer_ratio: No layer loses more than this fraction of its structures (and every
+            layer keeps at least one), so no layer is starved.
+        committed: What counts as already removed (default: the engine's committed set).
+
+    Returns:
+        The ids to start removing (possibly empty).
+    """
+    structures = ctx.structures
+    committed = ctx.decay.committed() if committed is None else committed
+    if structures.macs(committed) <= macs_budget:
+        return torch.zeros(0, dtype=torch.long)
+    caps = _layer_caps(ctx, committed, max_layer_ratio)
+    if ranking == "global":
+        order = _global_order(scores, candidates, structures.layer_of, caps)
+    elif ranking == "layer":
+        order = _layer_order(ctx, scores, candidates, caps, committed)
+    else:
+        raise ValueError(f"ranking must be 'global' or 'layer', got {ranking!r}")
+    pick = lambda k: _round_per_layer(order[:k], structures)  # noqa: E731
+    return _smallest_sufficient(ctx, committed, pick, order.numel(), macs_budget)
+
+
+def _layer_caps(ctx: "PruneContext", committed: torch.Tensor, max_layer_ratio: float) -> torch.Tensor:
+    s = ctx.structures
+    caps = []
+    for layer in s.layers:
+        limit = min(int(layer.size * max_layer_ratio), layer.size - 1)
+        rt = s.round_to or 1
+        limit = (limit // rt) * rt
+        caps.append(max(limit - int(committed[layer.first : layer.first + layer.size].sum()), 0))
+    return torch.tensor(caps, dtype=torch.long)
+
+
+def _global_order(scores: torch.Tensor, candidates: torch.Tensor, layer_of: torch.Tensor, caps: torch.Tensor) -> torch.Tensor:
+    ids = candidates.nonzero().flatten()
+    ids = ids[torch.argsort(scores[ids].cpu(), stable=True)]
+    # Drop, per layer, the candidates beyond that layer's cap (keeps the ranking order).
+    layer = layer_of[ids]
+    rank_in_layer = torch.zeros_like(ids)
+    for lid in torch.unique(layer).tolist():
+        where = (layer == lid).nonzero().flatten()
+        rank_in_layer[where] = torch.arange(where.numel())
+    return ids[rank_in_layer < caps[layer]]
+
+
+def _round_per_layer(ids: torch.Tensor, structures) -> torch.Tensor:
+    """Keep, per layer, a multiple of ``round_to`` of the picked ids (in pick order)."""
+    rt = structures.round_to or 1
+    if rt == 1 or ids.numel() == 0:
+        return ids
+    layer = structures.layer_of[ids]
+    keep = torch.zeros(ids.numel(), dtype=torch.bool)
+    for lid in torch.unique(layer).tolist():
+        where = (layer == lid).nonzero().flatten()
+        keep[where[: (where.numel() // rt) * rt]] = True
+    return ids[keep]
+
+
+def _layer_order(ctx: "PruneContext", scores: torch.Tensor, candidates: torch.Tensor, caps: torch.Tensor,
+                 committed: torch.Tensor) -> torch.Tensor:
+    """Interleave layers so every prefix prunes each layer by about the same fraction.
+
+    Within a layer candidates go lowest score first; across layers the next pick is the one
+    whose layer would then have the smallest pruned fraction.
+    """
+    s = ctx.structures
+    ids_all, keys_all = [], []
+    for layer in s.layers:
+        ids = layer.ids[candidates[layer.first : layer.first + layer.size]]
+        ids = ids[torch.argsort(scores[ids].cpu(), stable=True)][: int(caps[layer.index])]
+        already = int(committed[layer.first : layer.first + layer.size].sum())
+        ids_all.append(ids)
+        keys_all.append((already + torch.arange(1, ids.numel() + 1, dtype=torch.float64)) / layer.size)
+    if not ids_all:
+        return torch.zeros(0, dtype=torch.long)
+    ids, keys = torch.cat(ids_all), torch.cat(keys_all)
+    return ids[torch.argsort(keys, stable=True)]
+
+
+def _smallest_sufficient(ctx: "PruneContext", committed: torch.Tensor, pick, upper: int, macs_budget: float) -> torch.Tensor:
+    """Binary search for the smallest k whose pick meets the target (or the largest allowed)."""
+    s = ctx.structures
+
+    def macs_with(k: int) -> float:
+        mask = committed.clone()
+        mask[pick(k)] = True
+        return s.macs(mask)
+
+    lo, hi = 0, upper
+    if macs_with(hi) > macs_budget:
+        return pick(hi)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if macs_with(mid) <= macs_budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    return pick(lo)

@@ -1,0 +1,88 @@
+"""Criterion + schedule: rank structures by a criterion at each selection point and fill the budget.
+
+At each of ``iterative_steps`` evenly spaced selection points the MACs budget tightens
+linearly from the base model's to the final target; the criterion scores every structure and
+the lowest-scored are handed to the zeroing policy until the budget is met. After a
+self-rectifying release the budget is refilled at the next step with the next-best
+candidates (released structures sit out their cool-down unless the budget cannot be met
+without them).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from .base import PruningMethod, register_method
+from .budget import fill_to_budget
+
+if TYPE_CHECKING:
+    from .context import PruneContext
+
+__all__ = ["IterativeMethod", "RankingOptions"]
+
+
+class RankingOptions(BaseModel):
+    """How scores become a selection (options shared by every criterion-ranking method)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ranking: Literal["global", "layer"] = Field("global", description="one ranking over all layers, or per layer")
+    max_layer_ratio: float = Field(0.9, gt=0, le=1, description="most any layer may lose")
+
+
+@register_method("iterative")
+class IterativeMethod(PruningMethod):
+    """Prune the lowest-scored structures by any criterion on the budget schedule.
+
+    Example:
+        >>> from decayprune.criteria import create_criterion
+        >>> IterativeMethod(create_criterion("l2_filter"), ranking="layer").options.ranking
+        'layer'
+    """
+
+    uses_criterion = True
+    default_criterion = "group_norm"
+    Options = RankingOptions
+
+    def __init__(self, criterion: Any = None, **options: Any) -> None:
+        super().__init__(criterion, **options)
+        if self.criterion is None:
+            raise ValueError(f"method {self.name!r} ranks by a criterion; pass one (see decayprune.list_criteria())")
+        self._refill = False
+
+    def scores(self, ctx: "PruneContext") -> torch.Tensor:
+        """Importance of every structure (the criterion's scores), shape ``[S]``."""
+        return self.criterion.score(ctx)
+
+    def select(self, ctx: "PruneContext") -> torch.Tensor | None:
+        scheduled = ctx.schedule.is_selection_step(ctx.step)
+        if not (scheduled or self._refill):
+            return None
+        self._refill = False
+        budget = ctx.macs_budget()
+        if ctx.committed_macs() <= budget:
+            return None
+        scores = self.scores(ctx)
+        ranking, cap = self.options.ranking, self.options.max_layer_ratio
+        picked = fill_to_budget(ctx, scores, budget, ctx.decay.available(ctx.step), ranking=ranking, max_layer_ratio=cap)
+        committed = ctx.decay.committed()
+        committed[picked] = True
+        if ctx.structures.macs(committed) > budget:
+            # Not enough fresh candidates (e.g. many releases cooling down): the budget wins over
+            # the cool-down, so released structures may be picked again, lowest score first.
+            extra = fill_to_budget(ctx, scores, budget, ~committed, ranking=ranking, max_layer_ratio=cap,
+                                   committed=committed)
+            picked = torch.cat([picked, extra])
+        return picked
+
+    def on_release(self, ctx: "PruneContext", ids: list[int]) -> None:
+        self._refill = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "refill": self._refill}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._refill = bool(state.get("refill", False))
