@@ -223,7 +223,7 @@ class Pruner(TrainHook):
         committed = self.engine.committed()
         return {
             "pruned_structures": int(self.structures.pruned.sum()),
-            "decaying_structures": int(self.engine.active.sum()),
+            "decaying_structures": int(self.engine.decaying.sum()),
             "releases": self.engine.releases,
             "macs_committed_fraction": self.structures.macs(committed) / self.base_macs,
         }
