@@ -175,7 +175,7 @@ class Pruner(TrainHook):
     def after_step(self, trainer: Any = None) -> None:
         """Call after ``optimizer.step()``."""
         self.step += 1
-        released = self.engine.after_step(self.step)
+        released = self.engine.after_step(self.step, skipped=getattr(trainer, "last_step_skipped_flag", False))
         if released:
             self.method.on_release(self, released, self.step)
         ids = self.method.select(self, self.step)

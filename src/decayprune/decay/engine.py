@@ -288,7 +288,7 @@ class DecayEngine:
             grads = plan.tensors("grad")
             plan.mul_(grads, plan.gather(keep))
             if sr:
-                plan.add_sumsq_(self._grad_sq, grads)
+                plan.add_sumsq_(self._grad_sq, "grad")
 
     @torch.no_grad()
     def after_step(self, step: int, skipped: bool | torch.Tensor = False) -> list[int]:

@@ -271,7 +271,7 @@ class StructureSet:
         if fn is None:
             out = torch.zeros(self.num_structures + 1, device=device, dtype=torch.float32)
             for plan in self.flat_plans(role):
-                plan.add_sumsq_(out, plan.tensors(source))
+                plan.add_sumsq_(out, source)
             out = out[: self.num_structures]
         else:
             out = self._reduce_slow(fn, role, source, device)
@@ -542,14 +542,19 @@ class FlatPlan:
             holder.copy_(e.ids_on(device).view(shape).expand(e.param.shape))
             parts.append(holder.as_strided((holder.numel(),), (1,)))
         self.numels = [p.numel() for p in self.params]
-        self._strides = [p.stride() for p in self.params]
+        self._layout = self._current_layout()
         self.index = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=device)
         self._buffer = torch.empty(self.index.numel(), device=device)
         self._views = self._as_params(self._buffer)
+        with torch.no_grad():
+            self._flat_params = [p.detach().as_strided((p.numel(),), (1,)) for p in self.params]
+
+    def _current_layout(self) -> list[tuple[tuple[int, ...], int]]:
+        return [(p.stride(), p.data_ptr()) for p in self.params]
 
     def matches_layout(self) -> bool:
-        """False once a parameter changed its strides (the element order of ``index`` is then stale)."""
-        return all(p.stride() == st for p, st in zip(self.params, self._strides))
+        """False once a parameter changed its strides or storage (``index`` and views are then stale)."""
+        return self._current_layout() == self._layout
 
     def _as_params(self, flat: torch.Tensor) -> list[torch.Tensor]:
         return [chunk.as_strided(p.shape, p.stride()) for chunk, p in zip(flat.split(self.numels), self.params)]
@@ -594,11 +599,16 @@ class FlatPlan:
         return t.as_strided((t.numel(),), (1,))
 
     @torch.no_grad()
-    def add_sumsq_(self, out: torch.Tensor, tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:
-        """``out[s] += sum of squares of the elements of structure s`` (``out`` has ``S + 1`` entries)."""
+    def add_sumsq_(self, out: torch.Tensor, source: str = "weight") -> torch.Tensor:
+        """``out[s] +=`` the sum of squares of structure s's elements of the parameters
+        (``source="weight"``) or their gradients (``"grad"``); ``out`` has ``S + 1`` entries."""
         if not self.params:
             return out
-        flat = torch.cat([self._flat(t, p) for t, p in zip(tensors, self.params)]).float()
+        if source == "weight":
+            parts = self._flat_params
+        else:
+            parts = [self._flat(p.grad, p) for p in self.params]
+        flat = torch.cat(parts).float()
         return out.index_add_(0, self.index, flat.square_())
 
 
