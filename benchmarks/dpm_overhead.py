@@ -205,6 +205,7 @@ def run(model_name: str, device: torch.device, args: argparse.Namespace, console
             t = v.step(x, y, sync)
             if i >= args.warmup:
                 times[v.name].append(t)
+    first = variants[-1].pruner.step + 1
     profiled = {v.name: profile_counts(v, x, y, args.profile_steps, device) for v in variants if v.pruner is not None}
     base = statistics.median(times["plain"])
     table = Table(title=f"one training step: {model_name}, batch {batch}, {size}x{size}, {device.type}, "
@@ -222,8 +223,8 @@ def run(model_name: str, device: torch.device, args: argparse.Namespace, console
     engine = pr.engine
     console.print(f"structures {pr.structures.num_structures}: pruned {int(pr.structures.pruned.sum())} (oneshot: "
                   f"{int(variants[1].pruner.structures.pruned.sum())}), decaying {variants[-1].decaying()}; "
-                  f"sync_every {getattr(engine, 'sync_every', 1)}; profiled {args.profile_steps} steps; "
-                  f"threads {torch.get_num_threads()}")
+                  f"read-back every {getattr(engine, 'sync_every', 1)} steps; profiled steps {first}-"
+                  f"{first + args.profile_steps - 1}; threads {torch.get_num_threads()}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -525,7 +525,8 @@ class FlatPlan:
 
     Attributes:
         params: The parameters (each once).
-        index: ``[E]`` structure id of every element (``S`` outside any structure), on the device.
+        index: ``[E]`` structure id of every element (``S`` outside any structure), on the device
+            (int32: 4 bytes per parameter element, plus a float32 buffer once values are gathered).
     """
 
     def __init__(self, entries: list[SliceEntry], num_structures: int, device: torch.device) -> None:
@@ -538,19 +539,22 @@ class FlatPlan:
                                  "decayprune needs dense (contiguous or channels-last) parameters")
             shape = [1] * e.param.dim()
             shape[e.dim] = -1
-            holder = torch.empty_like(e.param, dtype=torch.long, device=device)  # same strides as the parameter
+            holder = torch.empty_like(e.param, dtype=self._index_dtype(), device=device)  # the parameter's strides
             holder.copy_(e.ids_on(device).view(shape).expand(e.param.shape))
             parts.append(holder.as_strided((holder.numel(),), (1,)))
         self.numels = [p.numel() for p in self.params]
         self._layout = self._current_layout()
-        self.index = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=device)
-        self._buffer = torch.empty(self.index.numel(), device=device)
-        self._views = self._as_params(self._buffer)
+        self.index = torch.cat(parts) if parts else torch.zeros(0, dtype=self._index_dtype(), device=device)
+        self._buffer: torch.Tensor | None = None  # allocated by the first gather (reductions need none)
+        self._views: list[torch.Tensor] = []
         with torch.no_grad():
             self._flat_params = [p.detach().as_strided((p.numel(),), (1,)) for p in self.params]
 
     def _current_layout(self) -> list[tuple[tuple[int, ...], int]]:
         return [(p.stride(), p.data_ptr()) for p in self.params]
+
+    def _index_dtype(self) -> torch.dtype:
+        return torch.int32 if self.num_structures < 2**31 - 1 else torch.long
 
     def matches_layout(self) -> bool:
         """False once a parameter changed its strides or storage (``index`` and views are then stale)."""
@@ -570,6 +574,9 @@ class FlatPlan:
 
         ``padded`` has ``S + 1`` entries. The views share one buffer, overwritten by the next call.
         """
+        if self._buffer is None:
+            self._buffer = torch.empty(self.index.numel(), device=self.index.device)
+            self._views = self._as_params(self._buffer)
         torch.index_select(padded.to(self._buffer.dtype), 0, self.index, out=self._buffer)
         return self._views
 
