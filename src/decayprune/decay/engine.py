@@ -106,6 +106,7 @@ class DecayEngine:
         self._backward_seen = True
         self._grad_sq: torch.Tensor | None = None
         self._mask_version = -1
+        self._keep_version = 0  # bumped whenever the keep vector may have changed (cached gathers)
         self._pruned_any = False
         self._n_decaying = 0
         self._dev = torch.device("cpu")
@@ -134,11 +135,13 @@ class DecayEngine:
             self._state = {k: v.to(device) for k, v in self._state.items()}
             self._dev = device
             self._layer_of = self.structures.layer_of.to(device)
+            self._keep_version += 1
         if self.structures.mask_version != self._mask_version:
             st = self._state
             keep = self.structures.keep_vector().clone()
             keep[:-1].masked_fill_(st["completed_flag"], 0.0)
             st["keep"] = keep
+            self._keep_version += 1
             self._mask_version = self.structures.mask_version
             self._pruned_any = bool(self.structures.pruned.any())
 
@@ -173,17 +176,17 @@ class DecayEngine:
     @property
     def done_steps(self) -> torch.Tensor:
         """Decay steps done per structure (a CPU copy)."""
-        return self._state["done_steps"].cpu()
+        return self._state["done_steps"].to("cpu", copy=True)
 
     @property
     def l_init(self) -> torch.Tensor:
         """Norm of each decaying structure when its decay started (a CPU copy)."""
-        return self._state["l_init"].cpu()
+        return self._state["l_init"].to("cpu", copy=True)
 
     @property
     def streak(self) -> torch.Tensor:
         """Consecutive steps each decaying structure met both release conditions (a CPU copy)."""
-        return self._state["streak"].cpu()
+        return self._state["streak"].to("cpu", copy=True)
 
     def committed(self) -> torch.Tensor:
         """Structures that are pruned or on their way to zero."""
@@ -195,14 +198,13 @@ class DecayEngine:
         return ~self.committed() & (self.cooldown_until <= step)
 
     # ------------------------------------------------------------------ events
-    def _emit(self, kind: str, step: int | list[int], ids: torch.Tensor, c_rate: torch.Tensor | None = None,
+    def _emit(self, kind: str, step: int, ids: torch.Tensor, c_rate: torch.Tensor | None = None,
               c_len: torch.Tensor | None = None) -> None:
         if self.sink is None:
             return
-        steps = step if isinstance(step, list) else [step] * ids.numel()
         for i, sid in enumerate(ids.tolist()):
             layer = self.structures.layers[int(self.structures.layer_of[sid])].name
-            event = DecayEvent(kind, steps[i], sid, layer,
+            event = DecayEvent(kind, step, sid, layer,
                                None if c_rate is None else float(c_rate[i]),
                                None if c_len is None else float(c_len[i]))
             self.sink(event.as_dict())
@@ -226,7 +228,7 @@ class DecayEngine:
         self._n_decaying = int(self._decaying.sum())
         if completed.numel() == 0 and released.numel() == 0:
             return
-        info = torch.stack([st["completed_step"].float(), st["released_step"].float(), st["c_rate"], st["c_len"]]).cpu()
+        info = torch.stack([st[k].double() for k in ("completed_step", "released_step", "c_rate", "c_len")]).cpu()
         events = [(int(info[0, i]), 1, "complete", i) for i in completed.tolist()]
         events += [(int(info[1, i]), 0, "release", i) for i in released.tolist()]
         st["completed_flag"].zero_()
@@ -237,8 +239,7 @@ class DecayEngine:
             self._pending_released += released.tolist()
         if completed.numel():
             self.structures.set_pruned(completed)
-            self._mask_version = self.structures.mask_version  # the device already holds them at zero
-            self._pruned_any = True
+            self._check_device()  # rebuilds the keep vector from the mask (zeros where it already was)
             self.completed += completed.numel()
         for step, _order, kind, sid in sorted(events):
             ids = torch.tensor([sid])
@@ -280,13 +281,12 @@ class DecayEngine:
         self._grad_sq = None
         if not self._committed_any():
             return
-        keep = self._state["keep"]
         sr = self.settings.self_rectifying and self._any_decaying()
         if sr:
             self._grad_sq = torch.zeros(self.structures.num_structures + 1, device=self._dev)
         for plan in self.structures.flat_plans(PRODUCER):
             grads = plan.tensors("grad")
-            plan.mul_(grads, plan.gather(keep))
+            plan.mul_(grads, self._keep_factors(plan))
             if sr:
                 plan.add_sumsq_(self._grad_sq, "grad")
 
@@ -317,9 +317,13 @@ class DecayEngine:
         released, self._pending_released = self._pending_released, []
         return released
 
+    def _keep_factors(self, plan) -> list[torch.Tensor]:
+        """Per-element keep factors of ``plan``, gathered again only when the keep vector changed."""
+        return plan.gather(self._state["keep"], "keep", ("engine", id(self), self._keep_version))
+
     def _hold_at_zero(self) -> None:
         for plan in self.structures.flat_plans(PRODUCER):
-            factors = plan.gather(self._state["keep"])
+            factors = self._keep_factors(plan)
             plan.mul_(plan.params, factors)
             if self.optimizer is not None:
                 plan.mul_state_(self.optimizer, factors)
@@ -345,12 +349,13 @@ class DecayEngine:
         st["completed_step"].masked_fill_(finished, step)
         keep = st["keep"]
         keep[:-1].masked_fill_(finished, 0.0)
+        self._keep_version += 1  # finished decays may have changed it (unknown to the host)
         factor.mul_(keep[:-1])
         padded = torch.cat([factor, keep[-1:]])
         for plan in s.flat_plans(PRODUCER):
             plan.mul_(plan.params, plan.gather(padded))
             if self.optimizer is not None:
-                plan.mul_state_(self.optimizer, plan.gather(keep))
+                plan.mul_state_(self.optimizer, self._keep_factors(plan))
 
     def _rectify(self, step: int, post: torch.Tensor, advance: torch.Tensor | None) -> None:
         s, st, cfg = self.structures, self._state, self.settings

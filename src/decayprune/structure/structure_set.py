@@ -416,7 +416,7 @@ class StructureSet:
             return
         keep = self.keep_vector()
         for plan in self.flat_plans(PRODUCER):
-            factors = plan.gather(keep)
+            factors = plan.gather(keep, "keep", ("mask", self.mask_version))
             plan.mul_(plan.params, factors)
             if grads:
                 plan.mul_(plan.tensors("grad"), factors)
@@ -430,7 +430,7 @@ class StructureSet:
             return
         keep = self.keep_vector()
         for plan in self.flat_plans(PRODUCER):
-            plan.mul_(plan.tensors("grad"), plan.gather(keep))
+            plan.mul_(plan.tensors("grad"), plan.gather(keep, "keep", ("mask", self.mask_version)))
 
     # ------------------------------------------------------------------ cost
     def macs(self, pruned: torch.Tensor | None = None) -> float:
@@ -522,6 +522,8 @@ class FlatPlan:
     views (one per parameter, same shape and strides) feed one ``torch._foreach_mul_``; per-
     structure sums of squares are one ``cat``, one ``square_`` and one ``index_add_``. So a DPM
     pass costs a bounded number of kernels whatever the number of parameters, and no host sync.
+    On the CPU, where launches are cheap and memory bandwidth is not, sums of squares are one
+    per-row norm per parameter instead (no model-sized copy).
 
     Attributes:
         params: The parameters (each once).
@@ -529,9 +531,15 @@ class FlatPlan:
             (int32: 4 bytes per parameter element, plus a float32 buffer once values are gathered).
     """
 
+    row_sums_on_cpu = True
+    """Sums of squares per row and parameter on the CPU (False: the accelerator's fused path)."""
+
     def __init__(self, entries: list[SliceEntry], num_structures: int, device: torch.device) -> None:
         self.params = [e.param for e in entries]
         self.num_structures = num_structures
+        self._rows = [(tuple(d for d in range(e.param.dim()) if d != e.dim), e.dim) for e in entries]
+        self.row_index = torch.cat([e.ids_on(device) for e in entries]) if entries else \
+            torch.zeros(0, dtype=torch.long, device=device)
         parts = []
         for e in entries:
             if not _is_dense(e.param):
@@ -545,8 +553,8 @@ class FlatPlan:
         self.numels = [p.numel() for p in self.params]
         self._layout = self._current_layout()
         self.index = torch.cat(parts) if parts else torch.zeros(0, dtype=self._index_dtype(), device=device)
-        self._buffer: torch.Tensor | None = None  # allocated by the first gather (reductions need none)
-        self._views: list[torch.Tensor] = []
+        self._buffers: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}  # allocated on first gather
+        self._versions: dict[str, object] = {}
         with torch.no_grad():
             self._flat_params = [p.detach().as_strided((p.numel(),), (1,)) for p in self.params]
 
@@ -569,16 +577,21 @@ class FlatPlan:
             return list(self.params)
         return [p.grad for p in self.params]
 
-    def gather(self, padded: torch.Tensor) -> list[torch.Tensor]:
+    def gather(self, padded: torch.Tensor, slot: str = "values", version: object = None) -> list[torch.Tensor]:
         """Views, shaped like the parameters, of ``padded[structure of each element]``.
 
-        ``padded`` has ``S + 1`` entries. The views share one buffer, overwritten by the next call.
+        ``padded`` has ``S + 1`` entries. The views share the buffer of ``slot``, overwritten by
+        the next gather into it; with a ``version`` equal to the last one the gather is skipped
+        (the caller vouches that ``padded`` did not change).
         """
-        if self._buffer is None:
-            self._buffer = torch.empty(self.index.numel(), device=self.index.device)
-            self._views = self._as_params(self._buffer)
-        torch.index_select(padded.to(self._buffer.dtype), 0, self.index, out=self._buffer)
-        return self._views
+        if slot not in self._buffers:
+            buffer = torch.empty(self.index.numel(), device=self.index.device)
+            self._buffers[slot] = (buffer, self._as_params(buffer))
+        buffer, views = self._buffers[slot]
+        if version is None or self._versions.get(slot) != version:
+            torch.index_select(padded.to(buffer.dtype), 0, self.index, out=buffer)
+            self._versions[slot] = version
+        return views
 
     @staticmethod
     @torch.no_grad()
@@ -611,12 +624,27 @@ class FlatPlan:
         (``source="weight"``) or their gradients (``"grad"``); ``out`` has ``S + 1`` entries."""
         if not self.params:
             return out
+        if self.row_sums_on_cpu and self.index.device.type == "cpu":
+            return self._add_row_sumsq_(out, source)
         if source == "weight":
             parts = self._flat_params
         else:
             parts = [self._flat(p.grad, p) for p in self.params]
         flat = torch.cat(parts).float()
         return out.index_add_(0, self.index, flat.square_())
+
+
+    def _add_row_sumsq_(self, out: torch.Tensor, source: str) -> torch.Tensor:
+        parts = []
+        for p, (others, dim) in zip(self.params, self._rows):
+            t = p if source == "weight" else p.grad
+            if t is None:
+                parts.append(torch.zeros(p.shape[dim], device=p.device))
+            elif not others:
+                parts.append(t.detach().float().abs())
+            else:
+                parts.append(torch.linalg.vector_norm(t.detach(), dim=others, dtype=torch.float32))
+        return out.index_add_(0, self.row_index, torch.cat(parts).square_())
 
 
 def build_flat_plans(entries: list[SliceEntry], num_structures: int, device: torch.device) -> list[FlatPlan]:
