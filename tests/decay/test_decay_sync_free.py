@@ -99,7 +99,7 @@ def test_steady_state_step_makes_no_host_sync(policy: str) -> None:
 
 def test_compute_ops_per_step_do_not_grow_with_depth(monkeypatch: pytest.MonkeyPatch) -> None:
     # The accelerator's path (on the CPU, sums of squares are one cheap row norm per parameter).
-    monkeypatch.setattr(FlatPlan, "row_sums_on_cpu", False)
+    monkeypatch.setattr(FlatPlan, "cpu_row_ops", False)
 
     def compute_ops(model_name: str) -> int:
         run = Run(model_name, "sp+sr", sync_every=8)
@@ -241,3 +241,23 @@ def test_sync_every_must_be_positive() -> None:
     assert engine.sync_every == 16
     with pytest.raises(ValueError, match="sync_every"):
         engine.sync_every = 0
+
+
+# ---------------------------------------------------------------------------- the accelerator's path
+
+
+@pytest.mark.parametrize("name", ["smooth_sgd", "smooth_adamw", "oneshot", "release", "cooldown", "round_trip"])
+def test_fused_element_path_is_exact_too(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The engine's exactness tests, on the element-level path GPUs take (the CPU fills rows)."""
+    import test_decay_engine as t  # noqa: PLC0415  (test folders have no __init__)
+
+    monkeypatch.setattr(FlatPlan, "cpu_row_ops", False)
+    runs = {
+        "smooth_sgd": lambda: t.test_smooth_pruning_follows_the_schedule(t._sgd),
+        "smooth_adamw": lambda: t.test_smooth_pruning_follows_the_schedule(t._adamw),
+        "oneshot": t.test_oneshot_zeroes_at_once,
+        "release": lambda: t.test_self_rectifying_releases_a_pushed_back_structure(3),
+        "cooldown": t.test_released_structures_cool_down,
+        "round_trip": t.test_state_dict_round_trip,
+    }
+    runs[name]()

@@ -414,9 +414,16 @@ class StructureSet:
         """Hold pruned structures at exactly zero: weights, gradients and optimizer state."""
         if not self.pruned.any():
             return
-        keep = self.keep_vector()
         for plan in self.flat_plans(PRODUCER):
-            factors = plan.gather(keep, "keep", ("mask", self.mask_version))
+            if plan.use_row_ops():
+                rows = plan.dead_rows(self.pruned, ("mask", self.mask_version))
+                plan.zero_rows_(plan.params, rows)
+                if grads:
+                    plan.zero_rows_(plan.tensors("grad"), rows)
+                if optimizer is not None:
+                    plan.zero_rows_state_(optimizer, rows)
+                continue
+            factors = plan.gather(self.keep_vector(), "keep", ("mask", self.mask_version))
             plan.mul_(plan.params, factors)
             if grads:
                 plan.mul_(plan.tensors("grad"), factors)
@@ -428,9 +435,11 @@ class StructureSet:
         """Zero only the gradients of pruned structures (call after backward)."""
         if not self.pruned.any():
             return
-        keep = self.keep_vector()
         for plan in self.flat_plans(PRODUCER):
-            plan.mul_(plan.tensors("grad"), plan.gather(keep, "keep", ("mask", self.mask_version)))
+            if plan.use_row_ops():
+                plan.zero_rows_(plan.tensors("grad"), plan.dead_rows(self.pruned, ("mask", self.mask_version)))
+            else:
+                plan.mul_(plan.tensors("grad"), plan.gather(self.keep_vector(), "keep", ("mask", self.mask_version)))
 
     # ------------------------------------------------------------------ cost
     def macs(self, pruned: torch.Tensor | None = None) -> float:
@@ -523,7 +532,8 @@ class FlatPlan:
     structure sums of squares are one ``cat``, one ``square_`` and one ``index_add_``. So a DPM
     pass costs a bounded number of kernels whatever the number of parameters, and no host sync.
     On the CPU, where launches are cheap and memory bandwidth is not, sums of squares are one
-    per-row norm per parameter instead (no model-sized copy).
+    per-row norm per parameter instead (no model-sized copy), and keep-at-zero can fill only the
+    rows of pruned structures (:meth:`dead_rows`, :meth:`zero_rows_`).
 
     Attributes:
         params: The parameters (each once).
@@ -531,13 +541,15 @@ class FlatPlan:
             (int32: 4 bytes per parameter element, plus a float32 buffer once values are gathered).
     """
 
-    row_sums_on_cpu = True
-    """Sums of squares per row and parameter on the CPU (False: the accelerator's fused path)."""
+    cpu_row_ops = True
+    """On the CPU, per-row ops per parameter instead of model-sized element passes (False: the
+    accelerator's fused path everywhere)."""
 
     def __init__(self, entries: list[SliceEntry], num_structures: int, device: torch.device) -> None:
         self.params = [e.param for e in entries]
         self.num_structures = num_structures
         self._rows = [(tuple(d for d in range(e.param.dim()) if d != e.dim), e.dim) for e in entries]
+        self._entry_ids = [e.ids for e in entries]
         self.row_index = torch.cat([e.ids_on(device) for e in entries]) if entries else \
             torch.zeros(0, dtype=torch.long, device=device)
         parts = []
@@ -624,7 +636,7 @@ class FlatPlan:
         (``source="weight"``) or their gradients (``"grad"``); ``out`` has ``S + 1`` entries."""
         if not self.params:
             return out
-        if self.row_sums_on_cpu and self.index.device.type == "cpu":
+        if self.use_row_ops():
             return self._add_row_sumsq_(out, source)
         if source == "weight":
             parts = self._flat_params
@@ -633,6 +645,38 @@ class FlatPlan:
         flat = torch.cat(parts).float()
         return out.index_add_(0, self.index, flat.square_())
 
+
+    def use_row_ops(self) -> bool:
+        """True on the CPU (see :attr:`cpu_row_ops`)."""
+        return self.cpu_row_ops and self.index.device.type == "cpu"
+
+    def dead_rows(self, pruned: torch.Tensor, version: object) -> list[tuple[int, int, torch.Tensor]]:
+        """``(parameter number, dim, positions)`` of the rows of ``pruned`` structures (cached per version)."""
+        if self._versions.get("dead") != version:
+            dead = torch.cat([pruned.bool().cpu(), torch.zeros(1, dtype=torch.bool)])
+            rows = []
+            for i, (entry_ids, (_others, dim)) in enumerate(zip(self._entry_ids, self._rows)):
+                pos = dead[entry_ids].nonzero().flatten()
+                if pos.numel():
+                    rows.append((i, dim, pos.to(self.index.device)))
+            self._dead_rows, self._versions["dead"] = rows, version
+        return self._dead_rows
+
+    @staticmethod
+    @torch.no_grad()
+    def zero_rows_(tensors: Sequence[torch.Tensor | None], rows: list[tuple[int, int, torch.Tensor]]) -> None:
+        """Fill the given rows of ``tensors`` (aligned with :attr:`params`) with exact zeros."""
+        for i, dim, pos in rows:
+            if tensors[i] is not None:
+                tensors[i].index_fill_(dim, pos, 0)
+
+    def zero_rows_state_(self, optimizer: torch.optim.Optimizer, rows: list[tuple[int, int, torch.Tensor]]) -> None:
+        """:meth:`zero_rows_` on the optimizer's per-element state of each parameter."""
+        for i, dim, pos in rows:
+            p = self.params[i]
+            for value in optimizer.state.get(p, {}).values():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                    value.index_fill_(dim, pos, 0)
 
     def _add_row_sumsq_(self, out: torch.Tensor, source: str) -> torch.Tensor:
         parts = []
