@@ -29,13 +29,13 @@ import argparse
 import statistics
 import time
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
+from torch import nn
 
 from decayprune import DecaySettings, Pruner, PruneSettings, create_model
 
@@ -88,7 +88,7 @@ class ResNet50Like(nn.Module):
 def build_model(name: str) -> nn.Module:
     if name == "resnet50":
         try:
-            import torchvision  # noqa: PLC0415
+            import torchvision
 
             return torchvision.models.resnet50()
         except ImportError:

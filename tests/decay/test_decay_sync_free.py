@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from decayprune.decay import DecayEngine, DecaySettings
 from decayprune.models import create
@@ -60,9 +60,8 @@ class Run:
 
 
 def _profile(call) -> tuple[Counter, Counter]:
-    with torch.profiler.profile() as prof:
-        with torch.profiler.record_function("dpm"):
-            call()
+    with torch.profiler.profile() as prof, torch.profiler.record_function("dpm"):
+        call()
     every, top = Counter(), Counter()
     for ev in prof.events():
         if _inside(ev, "dpm"):
@@ -249,7 +248,7 @@ def test_sync_every_must_be_positive() -> None:
 @pytest.mark.parametrize("name", ["smooth_sgd", "smooth_adamw", "oneshot", "release", "cooldown", "round_trip"])
 def test_fused_element_path_is_exact_too(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """The engine's exactness tests, on the element-level path GPUs take (the CPU fills rows)."""
-    import test_decay_engine as t  # noqa: PLC0415  (test folders have no __init__)
+    import test_decay_engine as t
 
     monkeypatch.setattr(FlatPlan, "cpu_row_ops", False)
     runs = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 from decayprune.models import create
 from decayprune.structure import CONSUMER, PRODUCER, StructureSet
@@ -40,8 +40,8 @@ def test_reduce_matches_a_per_slice_loop(role: str | None) -> None:
     net = _net()
     s = StructureSet(net, torch.randn(1, 3, 8, 8))
     net(torch.randn(2, 3, 8, 8)).square().sum().backward()
-    sq = lambda v: v.pow(2).sum(1)  # noqa: E731
-    absmax = lambda v: v.abs().amax(1)  # noqa: E731
+    sq = lambda v: v.pow(2).sum(1)
+    absmax = lambda v: v.abs().amax(1)
     torch.testing.assert_close(s.reduce(role=role), _loop_reduce(s, sq, role), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(s.reduce(role=role, source="grad"), _loop_reduce(s, sq, role, grad=True),
                                rtol=1e-5, atol=1e-7)

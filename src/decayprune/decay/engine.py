@@ -21,8 +21,8 @@ steps, and the base method is asked to pick replacements so its budget still hol
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -117,7 +117,7 @@ class DecayEngine:
     # ------------------------------------------------------------------ device state
     @staticmethod
     def _fresh_state(n: int, device: torch.device) -> dict[str, torch.Tensor]:
-        zeros = lambda dtype: torch.zeros(n, dtype=dtype, device=device)  # noqa: E731
+        zeros = lambda dtype: torch.zeros(n, dtype=dtype, device=device)
         return {
             "decaying": zeros(torch.bool), "done_steps": zeros(torch.long), "l_init": zeros(torch.float32),
             "streak": zeros(torch.long),

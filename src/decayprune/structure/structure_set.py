@@ -10,12 +10,12 @@ keep-at-zero masks are a handful of tensor ops per parameter, never a Python loo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import torch
-import torch.nn as nn
 import torch_pruning as tp
+from torch import nn
 
 from .cost import CostModel
 from .slices import (
@@ -219,9 +219,6 @@ class StructureSet:
         # Created on first use (not in the constructor): entries and flat plans per device and role.
         return self.__dict__.setdefault("_rw_cache", {})
 
-    def _layers(self, layers: Iterable[int] | None) -> Iterable[LayerGroup]:
-        return self.layers if layers is None else (self.layers[i] for i in layers)
-
     def _device(self) -> torch.device:
         for layer in self.layers:
             return layer.slices[0].param.device
@@ -255,8 +252,9 @@ class StructureSet:
 
         Each parameter tensor (``source="grad"``: its gradient; missing gradients count as 0)
         is viewed as ``[positions, -1]`` along its sliced dim and ``fn`` maps that view to one
-        value per position. ``fn=None`` is the sum of squares, computed in one fused pass over
-        every parameter (a handful of kernels whatever the model size). ``role``: ``PRODUCER``,
+        value per position. ``fn=None`` is the sum of squares, computed by :class:`FlatPlan` (a
+        handful of kernels whatever the model size; on the CPU one row norm per parameter);
+        other ``fn`` run once per (parameter, dim). ``role``: ``PRODUCER``,
         ``CONSUMER`` or ``None`` (both). ``layers``: only these layer groups (others are 0).
 
         Example:
@@ -327,7 +325,7 @@ class StructureSet:
         for plan in self.flat_plans(role):
             plan.mul_(plan.params, plan.gather(padded))
 
-    def flat_plans(self, role: str | None = PRODUCER) -> list["FlatPlan"]:
+    def flat_plans(self, role: str | None = PRODUCER) -> list[FlatPlan]:
         """Element-level plans of the slices of ``role`` on the model's current device (cached).
 
         One plan per pass; a parameter sliced twice (e.g. a conv's rows and columns with
@@ -701,4 +699,4 @@ def build_flat_plans(entries: list[SliceEntry], num_structures: int, device: tor
         target.append(entry)
     return [FlatPlan(p, num_structures, device) for p in passes]
 
-__all__ = ["StructureSet", "LayerGroup", "FlatPlan", "SliceEntry", "find_classifier", "UnsupportedModelError", "PRODUCER", "CONSUMER"]
+__all__ = ["CONSUMER", "PRODUCER", "FlatPlan", "LayerGroup", "SliceEntry", "StructureSet", "UnsupportedModelError", "find_classifier"]
