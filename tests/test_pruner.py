@@ -94,7 +94,7 @@ def test_every_method_and_policy_meets_the_budget(digits, method: str, policy: s
     else:
         assert {"start", "complete"} <= kinds and "oneshot" not in kinds
     # The schedule leaves room for the decay: nothing is still decaying at the end.
-    assert not pruner.engine.active.any()
+    assert not pruner.engine.decaying.any()
     check_budget_and_equivalence(model, pruner, opt, digits[0], 0.4)
 
 
@@ -134,7 +134,7 @@ def test_state_dict_restores_progress(digits) -> None:
     other.load_state_dict(state)
     assert other.step == pruner.step == 30
     assert torch.equal(other.structures.pruned, pruner.structures.pruned)
-    assert torch.equal(other.engine.active, pruner.engine.active)
+    assert torch.equal(other.engine.decaying, pruner.engine.decaying)
 
 
 # ---------------------------------------------------------------------------- schedule

@@ -164,7 +164,7 @@ class Pruner(TrainHook):
         """Call after ``optimizer.step()``."""
         ctx = self.context
         ctx.step += 1
-        released = self.engine.after_step(ctx.step)
+        released = self.engine.after_step(ctx.step, skipped=getattr(trainer, "last_step_skipped_flag", False))
         if released:
             self.method.on_release(ctx, released)
         self.method.after_step(ctx)
@@ -227,7 +227,7 @@ class Pruner(TrainHook):
         committed = self.engine.committed()
         return {
             "pruned_structures": int(self.structures.pruned.sum()),
-            "decaying_structures": int(self.engine.active.sum()),
+            "decaying_structures": int(self.engine.decaying.sum()),
             "releases": self.engine.releases,
             "macs_committed_fraction": self.structures.macs(committed) / self.base_macs,
         }

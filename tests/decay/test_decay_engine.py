@@ -89,7 +89,7 @@ def test_smooth_pruning_follows_the_schedule(make_opt: Callable) -> None:
     others[targets] = False
     l_init = setup.structures.producer_norms()[targets].clone()
     setup.engine.start(targets, step=3)
-    assert setup.engine.active[targets].all()
+    assert setup.engine.decaying[targets].all()
     for n in range(1, total + 1):
         setup.step(3 + n)
         norms = setup.structures.producer_norms()[targets]
@@ -98,7 +98,7 @@ def test_smooth_pruning_follows_the_schedule(make_opt: Callable) -> None:
             assert not setup.structures.pruned[targets].any()
         else:
             assert torch.all(norms == 0.0)
-    assert setup.structures.pruned[targets].all() and not setup.engine.active.any()
+    assert setup.structures.pruned[targets].all() and not setup.engine.decaying.any()
     assert setup.engine.completed == 3
     assert [e["kind"] for e in setup.events].count("complete") == 3
     assert {e["structure"] for e in setup.events if e["kind"] == "start"} == set(targets.tolist())
@@ -117,7 +117,7 @@ def test_oneshot_zeroes_at_once() -> None:
     setup.step(1)
     targets = torch.tensor([0, 9])
     setup.engine.start(targets, step=1)
-    assert setup.structures.pruned[targets].all() and not setup.engine.active.any()
+    assert setup.structures.pruned[targets].all() and not setup.engine.decaying.any()
     assert setup.engine.completed == 2
     assert [e["kind"] for e in setup.events] == ["oneshot", "oneshot"]
     _assert_held_at_zero(setup, targets)
@@ -129,7 +129,7 @@ def test_oneshot_zeroes_at_once() -> None:
 def test_empty_start_is_a_no_op() -> None:
     setup = Setup(DecaySettings(policy="sp", steps=3))
     setup.engine.start(torch.zeros(0, dtype=torch.long), step=0)
-    assert not setup.engine.active.any() and setup.events == []
+    assert not setup.engine.decaying.any() and setup.events == []
     assert setup.step(1) == []
 
 
@@ -140,7 +140,7 @@ def test_finish_forces_pending_decays_to_zero() -> None:
     setup.step(1)
     assert torch.all(setup.structures.producer_norms()[targets] > 0)
     setup.engine.finish(step=1)
-    assert setup.structures.pruned[targets].all() and not setup.engine.active.any()
+    assert setup.structures.pruned[targets].all() and not setup.engine.decaying.any()
     assert [e["kind"] for e in setup.events][-2:] == ["forced", "forced"]
     _assert_held_at_zero(setup, targets)
 
@@ -178,7 +178,7 @@ def test_self_rectifying_releases_a_pushed_back_structure(window: int) -> None:
         if pushed in released:
             released_at = k
         if k < window:
-            assert engine.active[pushed], "released before the window was full"
+            assert engine.decaying[pushed], "released before the window was full"
     assert released_at == window
     assert engine.releases == 1
     releases = [e for e in setup.events if e["kind"] == "release"]
@@ -186,7 +186,7 @@ def test_self_rectifying_releases_a_pushed_back_structure(window: int) -> None:
     assert releases[0]["c_rate"] > 1.0 and releases[0]["c_len"] > 2.0
     assert releases[0]["layer"] == "0"
     # The released structure keeps its weights and trains normally; the quiet one completed.
-    assert not engine.active[pushed] and not setup.structures.pruned[pushed]
+    assert not engine.decaying[pushed] and not setup.structures.pruned[pushed]
     assert setup.structures.producer_norms()[pushed] > 0
     assert setup.structures.pruned[quiet] and setup.structures.producer_norms()[quiet] == 0.0
     assert [e["structure"] for e in setup.events if e["kind"] == "complete"] == [quiet]
@@ -230,13 +230,13 @@ def test_state_dict_round_trip() -> None:
     clone = DecayEngine(clone_s, setup.engine.settings)
     clone.optimizer = clone_opt
     clone.load_state_dict(state)
-    for key in ("active", "done_steps", "l_init", "streak", "cooldown_until"):
+    for key in ("decaying", "done_steps", "l_init", "streak", "cooldown_until"):
         assert torch.equal(getattr(clone, key), getattr(setup.engine, key)), key
     assert torch.equal(clone_s.pruned, setup.structures.pruned)
     assert (clone.releases, clone.completed) == (setup.engine.releases, setup.engine.completed) and clone.releases == 1
     # Mutating the saved state does not reach back into the engine.
-    state["active"].fill_(False)
-    assert setup.engine.active.any()
+    state["decaying"].fill_(False)
+    assert setup.engine.decaying.any()
 
     # Both continue identically.
     x = torch.randn(8, 3, 6, 6)

@@ -40,6 +40,12 @@ class DecaySettings(BaseModel):
     t_len: float = Field(2.0, ge=0, description="T_len: release when C_len (gradient norm / layer mean) exceeds this")
     window: int = Field(1, ge=1, description="W: both conditions must hold this many consecutive steps")
     cooldown: int = Field(200, ge=0, description="steps a released structure may not be selected again")
+    sync_every: int | None = Field(
+        None, ge=1,
+        description="K: DPM's events (completions, releases) are read back to the host every K optimizer steps "
+        "(and whenever the pruned/decaying sets are queried, e.g. at selection points); the math is exact in "
+        "between. None: 1 on the CPU, 32 on an accelerator",
+    )
 
     @property
     def smooth(self) -> bool:

@@ -21,12 +21,12 @@ steps, and the base method is asked to pick replacements so its budget still hol
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-from ..structure import StructureSet
+from ..structure import PRODUCER, StructureSet
 from .schedule import decay_norm
 from ..config.prune import DecaySettings
 
@@ -48,8 +48,29 @@ class DecayEvent:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+DEFAULT_DEVICE_SYNC_EVERY = 32
+"""Read-back period K on an accelerator when ``DecaySettings.sync_every`` is left unset."""
+
+
 class DecayEngine:
     """Drives selected structures to zero according to a :class:`DecaySettings` policy.
+
+    All per-step state (decaying mask, ``L_init``, decay counters, SR streaks, gradient norms,
+    the keep-at-zero vector) lives on the model's device, and one step is a fixed number of
+    fused ops over every producer parameter with no host sync. What the host must know
+    (completions, releases, the ``pruned`` mask, events) is read back at *sync points*: every
+    :attr:`sync_every` calls of :meth:`after_step`, and whenever a caller asks (:attr:`decaying`,
+    :meth:`committed`, :meth:`available`, :meth:`start`, :meth:`finish`, :meth:`state_dict`,
+    :meth:`sync`). Between sync points the math is already exact: a finished decay is held at
+    zero (weights, gradients, optimizer state) on the device; only its bookkeeping
+    (``structures.pruned``, ``complete`` events, the ids :meth:`after_step` returns) lags by at
+    most ``sync_every - 1`` steps. Events keep the step at which they happened.
+
+    Call :meth:`after_backward` after every backward (also each micro-batch under gradient
+    accumulation) and :meth:`after_step` once per optimizer step; a second :meth:`after_step`
+    with no :meth:`after_backward` in between raises ``RuntimeError`` (it would count one
+    optimizer step twice). Pass ``skipped`` when AMP skipped the optimizer step: counters and
+    streaks then do not advance.
 
     Args:
         structures: The model's structures; pruned ones are held at zero.
@@ -62,7 +83,8 @@ class DecayEngine:
         >>> s = StructureSet(net, torch.randn(1, 4))
         >>> eng = DecayEngine(s, DecaySettings(policy="sp", steps=2))
         >>> eng.start(torch.tensor([0]), step=0)
-        >>> eng.after_step(step=1); eng.after_step(step=2)
+        >>> for k in (1, 2):
+        ...     eng.after_backward(); released = eng.after_step(step=k)
         >>> bool(s.pruned[0]), float(net[0].weight[0].abs().sum())
         (True, 0.0)
     """
@@ -72,27 +94,108 @@ class DecayEngine:
         self.settings = settings
         self.sink = sink
         n = structures.num_structures
-        self.active = torch.zeros(n, dtype=torch.bool)
-        self.done_steps = torch.zeros(n, dtype=torch.long)
-        self.l_init = torch.zeros(n)
-        self.streak = torch.zeros(n, dtype=torch.long)
+        self._sync_every = settings.sync_every
+        # Host mirrors, exact at sync points.
+        self._decaying = torch.zeros(n, dtype=torch.bool)
         self.cooldown_until = torch.full((n,), -1, dtype=torch.long)
         self.releases = 0
         self.completed = 0
-        self._grad_norms: torch.Tensor | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self._pending_released: list[int] = []
+        self._steps_since_sync = 0
+        self._backward_seen = True
+        self._grad_sq: torch.Tensor | None = None
+        self._mask_version = -1
+        self._keep_version = 0  # bumped whenever the keep vector may have changed (cached gathers)
+        self._pruned_any = False
+        self._n_decaying = 0
+        self._dev = torch.device("cpu")
+        self._layer_of = structures.layer_of
+        self._state = self._fresh_state(n, self._dev)
+        self._check_device()
+
+    # ------------------------------------------------------------------ device state
+    @staticmethod
+    def _fresh_state(n: int, device: torch.device) -> dict[str, torch.Tensor]:
+        zeros = lambda dtype: torch.zeros(n, dtype=dtype, device=device)
+        return {
+            "decaying": zeros(torch.bool), "done_steps": zeros(torch.long), "l_init": zeros(torch.float32),
+            "streak": zeros(torch.long),
+            # Events since the last sync point: completions and releases with their step and statistics.
+            "completed_flag": zeros(torch.bool), "completed_step": zeros(torch.long),
+            "released_flag": zeros(torch.bool), "released_step": zeros(torch.long),
+            "c_rate": zeros(torch.float32), "c_len": zeros(torch.float32),
+            "keep": torch.ones(n + 1, device=device),  # 0 = held at zero; last entry: padding slot
+        }
+
+    def _check_device(self) -> None:
+        """Follow the model to its device; refresh the keep vector when the pruned mask changed."""
+        device = self.structures._device()
+        if device != self._dev:
+            self._state = {k: v.to(device) for k, v in self._state.items()}
+            self._dev = device
+            self._layer_of = self.structures.layer_of.to(device)
+            self._keep_version += 1
+        if self.structures.mask_version != self._mask_version:
+            st = self._state
+            keep = self.structures.keep_vector().clone()
+            keep[:-1].masked_fill_(st["completed_flag"], 0.0)
+            st["keep"] = keep
+            self._keep_version += 1
+            self._mask_version = self.structures.mask_version
+            self._pruned_any = bool(self.structures.pruned.any())
+
+    @property
+    def sync_every(self) -> int:
+        """K: events are read back every K optimizer steps (``settings.sync_every``; unset: 1 on
+        the CPU, where a read-back costs no device sync, and 32 on an accelerator)."""
+        if self._sync_every is not None:
+            return self._sync_every
+        return 1 if self._dev.type == "cpu" else DEFAULT_DEVICE_SYNC_EVERY
+
+    @sync_every.setter
+    def sync_every(self, value: int | None) -> None:
+        if value is not None and value < 1:
+            raise ValueError(f"sync_every must be >= 1, got {value}")
+        self._sync_every = value
+
+    def _any_decaying(self) -> bool:
+        return self._n_decaying > 0
+
+    def _committed_any(self) -> bool:
+        """Host-side: is anything pruned or decaying (no device read)."""
+        return self._n_decaying > 0 or self._pruned_any
 
     # ------------------------------------------------------------------ queries
+    @property
+    def decaying(self) -> torch.Tensor:
+        """Structures on their way to zero (bool ``[S]`` on the CPU; reads back pending events)."""
+        self.sync()
+        return self._decaying
+
+    @property
+    def done_steps(self) -> torch.Tensor:
+        """Decay steps done per structure (a CPU copy)."""
+        return self._state["done_steps"].to("cpu", copy=True)
+
+    @property
+    def l_init(self) -> torch.Tensor:
+        """Norm of each decaying structure when its decay started (a CPU copy)."""
+        return self._state["l_init"].to("cpu", copy=True)
+
+    @property
+    def streak(self) -> torch.Tensor:
+        """Consecutive steps each decaying structure met both release conditions (a CPU copy)."""
+        return self._state["streak"].to("cpu", copy=True)
+
     def committed(self) -> torch.Tensor:
         """Structures that are pruned or on their way to zero."""
-        return self.structures.pruned | self.active
+        decaying = self.decaying
+        return self.structures.pruned | decaying
 
     def available(self, step: int) -> torch.Tensor:
         """Structures a method may select now (not committed, not cooling down)."""
         return ~self.committed() & (self.cooldown_until <= step)
-
-    def _active_layers(self) -> list[int]:
-        return torch.unique(self.structures.layer_of[self.active]).tolist()
 
     # ------------------------------------------------------------------ events
     def _emit(self, kind: str, step: int, ids: torch.Tensor, c_rate: torch.Tensor | None = None,
@@ -106,95 +209,206 @@ class DecayEngine:
                                None if c_len is None else float(c_len[i]))
             self.sink(event.as_dict())
 
+    def sync(self) -> None:
+        """Read back what happened on the device since the last sync point.
+
+        Completed decays become ``structures.pruned`` (``complete`` events), releases start
+        their cool-down (``release`` events, and their ids are returned by the next
+        :meth:`after_step`). Costs a few device-to-host copies; a no-op when no step ran since.
+        """
+        if self._steps_since_sync == 0:
+            return
+        self._steps_since_sync = 0
+        st = self._state
+        if not self._any_decaying():
+            return
+        flags = torch.stack([st["completed_flag"], st["released_flag"], st["decaying"]]).cpu()
+        completed, released = flags[0].nonzero().flatten(), flags[1].nonzero().flatten()
+        self._decaying = flags[2].clone()
+        self._n_decaying = int(self._decaying.sum())
+        if completed.numel() == 0 and released.numel() == 0:
+            return
+        info = torch.stack([st[k].double() for k in ("completed_step", "released_step", "c_rate", "c_len")]).cpu()
+        events = [(int(info[0, i]), 1, "complete", i) for i in completed.tolist()]
+        events += [(int(info[1, i]), 0, "release", i) for i in released.tolist()]
+        st["completed_flag"].zero_()
+        st["released_flag"].zero_()
+        if released.numel():
+            self.cooldown_until[released] = info[1, released].long() + self.settings.cooldown
+            self.releases += released.numel()
+            self._pending_released += released.tolist()
+        if completed.numel():
+            self.structures.set_pruned(completed)
+            self._check_device()  # rebuilds the keep vector from the mask (zeros where it already was)
+            self.completed += completed.numel()
+        for step, _order, kind, sid in sorted(events):
+            ids = torch.tensor([sid])
+            if kind == "release":
+                self._emit(kind, step, ids, info[2, sid : sid + 1], info[3, sid : sid + 1])
+            else:
+                self._emit(kind, step, ids)
+
     # ------------------------------------------------------------------ lifecycle
     def start(self, ids: torch.Tensor, step: int) -> None:
         """Begin removing ``ids``: zero them now (``oneshot``) or start their decay."""
-        ids = torch.as_tensor(ids, dtype=torch.long)
+        ids = torch.as_tensor(ids, dtype=torch.long).cpu()
         if ids.numel() == 0:
             return
+        self.sync()
         if not self.settings.smooth:
             self.structures.set_pruned(ids)
             self.structures.zero_pruned_(self.optimizer)
             self.completed += ids.numel()
             self._emit("oneshot", step, ids)
             return
-        norms = self.structures.producer_norms(torch.unique(self.structures.layer_of[ids]).tolist())
-        self.active[ids] = True
-        self.done_steps[ids] = 0
-        self.streak[ids] = 0
-        self.l_init[ids] = norms[ids].cpu()
+        self._check_device()
+        st = self._state
+        norms = self.structures.producer_norms()
+        dev_ids = ids.to(self._dev)
+        st["decaying"][dev_ids] = True
+        st["done_steps"][dev_ids] = 0
+        st["streak"][dev_ids] = 0
+        st["l_init"][dev_ids] = norms[dev_ids]
+        self._decaying[ids] = True
+        self._n_decaying = int(self._decaying.sum())
         self._emit("start", step, ids)
 
+    @torch.no_grad()
     def after_backward(self) -> None:
-        """Zero gradients of pruned structures; record what self-rectifying needs."""
-        self.structures.zero_grads_of_pruned_()
-        if not self.active.any():
-            self._grad_norms = None
+        """Zero gradients of held structures; record the gradient norms self-rectifying needs."""
+        self._backward_seen = True
+        self._check_device()
+        self._grad_sq = None
+        if not self._committed_any():
             return
-        if self.settings.self_rectifying:
-            self._grad_norms = self.structures.grad_norms(self._active_layers()).cpu()
+        sr = self.settings.self_rectifying and self._any_decaying()
+        if sr:
+            self._grad_sq = torch.zeros(self.structures.num_structures + 1, device=self._dev)
+        for plan in self.structures.flat_plans(PRODUCER):
+            grads = plan.tensors("grad")
+            if self._rows_only(plan):
+                plan.zero_rows_(grads, self._dead_rows(plan))
+            else:
+                plan.mul_(grads, self._keep_factors(plan))
+            if sr:
+                plan.add_sumsq_(self._grad_sq, "grad")
 
-    def after_step(self, step: int) -> list[int]:
-        """Apply keep-at-zero and one decay step; return the ids released at this step."""
-        s = self.structures
-        s.zero_pruned_(self.optimizer, grads=False)
-        if not self.active.any():
-            return []
-        layers = self._active_layers()
-        post = s.producer_norms(layers).cpu()
-        released = self._rectify(step, post) if self.settings.self_rectifying else torch.zeros(0, dtype=torch.long)
-        ids = self.active.nonzero().flatten()
-        self.done_steps[ids] += 1
-        target = decay_norm(self.l_init[ids], self.settings.steps, self.done_steps[ids])
-        current = post[ids]
-        factor = torch.where(current > 0, target / current.clamp_min(1e-30), torch.zeros_like(target))
-        finished = self.done_steps[ids] >= self.settings.steps
-        factor[finished] = 0.0
-        factors = torch.ones(s.num_structures)
-        factors[ids] = factor
-        s.scale_producers_(factors, layers)
-        done = ids[finished]
-        if done.numel():
-            self.active[done] = False
-            s.set_pruned(done)
-            s.zero_pruned_(self.optimizer, grads=False)
-            self.completed += done.numel()
-            self._emit("complete", step, done)
-        return released.tolist()
+    @torch.no_grad()
+    def after_step(self, step: int, skipped: bool | torch.Tensor = False) -> list[int]:
+        """Keep-at-zero and one decay step; return the ids released (as read back so far).
 
-    def _rectify(self, step: int, post: torch.Tensor) -> torch.Tensor:
-        s = self.structures
-        ids = self.active.nonzero().flatten()
-        if self._grad_norms is None:
-            return torch.zeros(0, dtype=torch.long)
+        Args:
+            step: The optimizer step just done (events are stamped with it).
+            skipped: True (or a device bool tensor) when the optimizer step did not happen, e.g.
+                AMP's GradScaler found inf/NaN gradients: counters and streaks do not advance.
+        """
+        if not self._backward_seen:
+            raise RuntimeError(
+                "DecayEngine.after_step called twice without after_backward in between: call after_step once "
+                "per optimizer step (under gradient accumulation, after the step, not after each micro-batch)"
+            )
+        self._backward_seen = False
+        self._check_device()
+        self._steps_since_sync += 1
+        if self._committed_any() and not (isinstance(skipped, bool) and skipped):
+            if self._any_decaying():
+                self._decay_step(step, skipped)
+            else:
+                self._hold_at_zero()
+        if self._steps_since_sync >= self.sync_every:
+            self.sync()
+        released, self._pending_released = self._pending_released, []
+        return released
+
+    def _keep_factors(self, plan) -> list[torch.Tensor]:
+        """Per-element keep factors of ``plan``, gathered again only when the keep vector changed."""
+        return plan.gather(self._state["keep"], "keep", ("engine", id(self), self._keep_version))
+
+    def _rows_only(self, plan) -> bool:
+        # Row fills touch only the held rows: cheaper on the CPU. Only while nothing decays, since
+        # the keep vector then equals the host's mask (no completion can be pending on the device).
+        return plan.use_row_ops() and not self._any_decaying()
+
+    def _dead_rows(self, plan) -> list[tuple[int, int, torch.Tensor]]:
+        return plan.dead_rows(self.structures.pruned, ("mask", self.structures.mask_version))
+
+    def _hold_at_zero(self) -> None:
+        for plan in self.structures.flat_plans(PRODUCER):
+            if self._rows_only(plan):
+                rows = self._dead_rows(plan)
+                plan.zero_rows_(plan.params, rows)
+                if self.optimizer is not None:
+                    plan.zero_rows_state_(self.optimizer, rows)
+                continue
+            factors = self._keep_factors(plan)
+            plan.mul_(plan.params, factors)
+            if self.optimizer is not None:
+                plan.mul_state_(self.optimizer, factors)
+
+    def _decay_step(self, step: int, skipped: bool | torch.Tensor) -> None:
+        """Self-rectifying, then rescale decaying structures to their scheduled norm, all on device."""
+        s, st, n_steps = self.structures, self._state, self.settings.steps
+        post = s.reduce(role=PRODUCER).sqrt()
+        # A Python bool never reaches the device (a host-to-device copy would be a sync point).
+        advance = None if isinstance(skipped, bool) else torch.logical_not(skipped.to(self._dev, torch.bool))
+        if self.settings.self_rectifying and self._grad_sq is not None:
+            self._rectify(step, post, advance)
+        decaying = st["decaying"]
+        counted = decaying if advance is None else decaying & advance
+        done = st["done_steps"] + counted.long()
+        target = decay_norm(st["l_init"], n_steps, done)
+        factor = torch.where(post > 0, target / post.clamp_min(1e-30), torch.zeros_like(target))
+        finished = decaying & (done >= n_steps)
+        factor = torch.where(counted, factor, torch.ones_like(factor)).masked_fill_(finished, 0.0)
+        st["done_steps"].copy_(done)
+        decaying.logical_and_(~finished)
+        st["completed_flag"].logical_or_(finished)
+        st["completed_step"].masked_fill_(finished, step)
+        keep = st["keep"]
+        keep[:-1].masked_fill_(finished, 0.0)
+        self._keep_version += 1  # finished decays may have changed it (unknown to the host)
+        factor.mul_(keep[:-1])
+        padded = torch.cat([factor, keep[-1:]])
+        for plan in s.flat_plans(PRODUCER):
+            plan.mul_(plan.params, plan.gather(padded))
+            if self.optimizer is not None:
+                plan.mul_state_(self.optimizer, self._keep_factors(plan))
+
+    def _rectify(self, step: int, post: torch.Tensor, advance: torch.Tensor | None) -> None:
+        s, st, cfg = self.structures, self._state, self.settings
+        decaying = st["decaying"]
         # Nothing touches the weights between the last rescale and this step, so the norm before
         # the step is the one the schedule imposed (L_init for a decay that just started).
-        before = decay_norm(self.l_init[ids], self.settings.steps, self.done_steps[ids])
-        quantum = (self.l_init[ids] / self.settings.steps).clamp_min(1e-12)
-        c_rate = (post[ids] - before) / quantum
-        alive = ~s.pruned
-        layer_sum = torch.zeros(len(s.layers)).index_add_(0, s.layer_of[alive], self._grad_norms[alive])
-        layer_cnt = torch.zeros(len(s.layers)).index_add_(0, s.layer_of[alive], torch.ones(int(alive.sum())))
+        before = decay_norm(st["l_init"], cfg.steps, st["done_steps"])
+        quantum = (st["l_init"] / cfg.steps).clamp_min(1e-12)
+        c_rate = (post - before) / quantum
+        grad_norms = self._grad_sq[:-1].sqrt()
+        alive = st["keep"][:-1]
+        layers = len(s.layers)
+        layer_sum = torch.zeros(layers, device=self._dev).index_add_(0, self._layer_of, grad_norms * alive)
+        layer_cnt = torch.zeros(layers, device=self._dev).index_add_(0, self._layer_of, alive)
         layer_mean = layer_sum / layer_cnt.clamp_min(1)
-        c_len = self._grad_norms[ids] / layer_mean[s.layer_of[ids]].clamp_min(1e-12)
-        resisting = (c_rate > self.settings.t_rate) & (c_len > self.settings.t_len)
-        self.streak[ids] = torch.where(resisting, self.streak[ids] + 1, torch.zeros_like(self.streak[ids]))
-        release = resisting & (self.streak[ids] >= self.settings.window)
-        out = ids[release]
-        if out.numel():
-            self.active[out] = False
-            self.streak[out] = 0
-            self.cooldown_until[out] = step + self.settings.cooldown
-            self.releases += out.numel()
-            self._emit("release", step, out, c_rate[release], c_len[release])
-        return out
+        c_len = grad_norms / layer_mean[self._layer_of].clamp_min(1e-12)
+        resisting = (c_rate > cfg.t_rate) & (c_len > cfg.t_len)
+        counted = decaying if advance is None else decaying & advance
+        streak = torch.where(resisting, st["streak"] + 1, torch.zeros_like(st["streak"]))
+        streak = torch.where(counted, streak, st["streak"])
+        release = counted & resisting & (streak >= cfg.window)
+        st["streak"].copy_(streak.masked_fill_(release, 0))
+        st["released_flag"].logical_or_(release)
+        st["released_step"].masked_fill_(release, step)
+        st["c_rate"].copy_(torch.where(release, c_rate, st["c_rate"]))
+        st["c_len"].copy_(torch.where(release, c_len, st["c_len"]))
+        decaying.logical_and_(~release)
 
     def finish(self, step: int) -> None:
         """Zero every structure still decaying (end of training) and mark it pruned."""
-        ids = self.active.nonzero().flatten()
+        ids = self.decaying.nonzero().flatten()
         if ids.numel() == 0:
             return
-        self.active[ids] = False
+        self._state["decaying"][ids.to(self._dev)] = False
+        self._decaying[ids] = False
+        self._n_decaying = int(self._decaying.sum())
         self.structures.set_pruned(ids)
         self.structures.zero_pruned_(self.optimizer)
         self.completed += ids.numel()
@@ -202,11 +416,13 @@ class DecayEngine:
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
+        self.sync()
+        st = self._state
         return {
-            "active": self.active.clone(),
-            "done_steps": self.done_steps.clone(),
-            "l_init": self.l_init.clone(),
-            "streak": self.streak.clone(),
+            "decaying": self._decaying.clone(),
+            "done_steps": st["done_steps"].cpu().clone(),
+            "l_init": st["l_init"].cpu().clone(),
+            "streak": st["streak"].cpu().clone(),
             "cooldown_until": self.cooldown_until.clone(),
             "pruned": self.structures.pruned.clone(),
             "releases": self.releases,
@@ -214,8 +430,19 @@ class DecayEngine:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("active", "done_steps", "l_init", "streak", "cooldown_until"):
-            getattr(self, key).copy_(state[key])
+        decaying = state["decaying"] if "decaying" in state else state["active"]  # "active": before 0.x renaming
+        self._state = self._fresh_state(self.structures.num_structures, self._dev)
+        st = self._state
+        st["decaying"].copy_(decaying)
+        for key in ("done_steps", "l_init", "streak"):
+            st[key].copy_(state[key])
+        self._decaying = decaying.clone().cpu().bool()
+        self._n_decaying = int(self._decaying.sum())
+        self.cooldown_until.copy_(state["cooldown_until"])
         self.structures.set_mask(state["pruned"])
+        self._mask_version = -1
+        self._check_device()
         self.releases = int(state["releases"])
         self.completed = int(state["completed"])
+        self._pending_released = []
+        self._steps_since_sync = 0

@@ -89,7 +89,9 @@ class Trainer:
     Attributes hooks may use: ``model``, ``optimizer``, ``scheduler``, ``scaler``,
     ``settings``, ``epoch`` (0-based index of the running epoch; after ``fit`` the number
     of epochs done), ``global_step`` (optimizer steps done), ``device``, ``run_dir``,
-    ``last_loss``, ``last_step_skipped`` (AMP skipped the step) and ``stop_training``
+    ``last_loss``, ``last_step_skipped`` (AMP skipped the step; reading it syncs with the
+    device), ``last_step_skipped_flag`` (the same as a device bool tensor, or False without AMP,
+    for hooks that must not sync) and ``stop_training``
     (set it to True to stop after the current epoch; under DDP set it on every rank).
 
     Example:
@@ -144,7 +146,7 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.stop_training = False
-        self.last_step_skipped = False
+        self.last_step_skipped_flag: bool | torch.Tensor = False
         self.history: list[dict[str, Any]] = []
         self._last_loss: torch.Tensor | None = None
         self._last_test: tuple[int, dict[str, Any]] | None = None
@@ -160,6 +162,11 @@ class Trainer:
     def last_loss(self) -> float | None:
         """Training loss of the latest step (None before the first step)."""
         return None if self._last_loss is None else float(self._last_loss)
+
+    @property
+    def last_step_skipped(self) -> bool:
+        """True when AMP's GradScaler skipped the latest optimizer step (inf/NaN gradients)."""
+        return bool(self.last_step_skipped_flag)
 
     @property
     def checkpoint_dir(self) -> Path | None:
@@ -335,10 +342,11 @@ class Trainer:
         for hook in self.hooks:
             hook.after_backward(self)
         if self.use_amp:
-            scale = self.scaler.get_scale()
+            # The scale shrinks exactly when the step was skipped; compared on the device (no sync).
+            scale = self.scaler._get_scale_async().clone()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.last_step_skipped = self.scaler.get_scale() < scale
+            self.last_step_skipped_flag = self.scaler._get_scale_async() < scale
             with warnings.catch_warnings():  # a skipped first AMP step makes torch warn about the order
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
                 self.scheduler.step()
