@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from decayprune.config import load_config
-from decayprune.experiment import run_prune_job
+from decayprune.jobs import run_prune_job
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Aggressive budget and short fine-tuning so that differences between policies can show (DESIGN.md 8).

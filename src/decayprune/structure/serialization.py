@@ -10,30 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from ..errors import WeightsError
+from ..files import save_safetensors_atomic, write_json_atomic
 
 SPEC_VERSION = 1
 _SHAPE_ATTRS = ("in_channels", "out_channels", "groups", "in_features", "out_features", "num_features",
                 "num_channels", "normalized_shape", "embedding_dim", "num_parameters")
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def model_spec(model: nn.Module, arch: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -71,29 +61,38 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, arch: dict[str, Any] 
         arch: Rebuild recipe stored in the spec (see :func:`model_spec`).
 
     Returns:
-        The two paths written.
+        The two paths written (each written atomically through :mod:`decayprune.files`).
     """
     base = Path(path)
     base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
     weights, spec_path = base.with_suffix(".safetensors"), base.with_suffix(".json")
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_write(weights, lambda tmp: save_file(state, tmp))
-    spec = model_spec(model, arch)
-    _atomic_write(spec_path, lambda tmp: Path(tmp).write_text(json.dumps(spec, indent=1)))
+    save_safetensors_atomic(weights, model.state_dict())
+    write_json_atomic(spec_path, model_spec(model, arch))
     return weights, spec_path
 
 
 def read_spec(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a spec JSON file."""
+    """Read and validate a spec JSON file.
+
+    Raises:
+        WeightsError: The file is missing, not JSON, or not a decayprune spec of this version.
+    """
     spec_path = Path(path)
     spec_path = spec_path.with_suffix(".json") if spec_path.suffix != ".json" else spec_path
     if not spec_path.is_file():
-        raise FileNotFoundError(f"pruned-model spec '{spec_path}' not found (expected next to the .safetensors file)")
-    spec = json.loads(spec_path.read_text())
-    if spec.get("format") != "decayprune.pruned":
-        raise ValueError(f"'{spec_path}' is not a decayprune pruned-model spec (format={spec.get('format')!r})")
+        raise WeightsError(f"pruned-model spec '{spec_path}' not found (expected next to the .safetensors file)")
+    try:
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"cannot read pruned-model spec '{spec_path}': {exc}") from None
+    if not isinstance(spec, dict) or spec.get("format") != "decayprune.pruned":
+        found = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
+        raise WeightsError(f"'{spec_path}' is not a decayprune pruned-model spec (format={found!r})")
     if spec.get("version") != SPEC_VERSION:
-        raise ValueError(f"'{spec_path}' has spec version {spec.get('version')!r}; this decayprune reads {SPEC_VERSION}")
+        raise WeightsError(f"'{spec_path}' has spec version {spec.get('version')!r}; this decayprune reads {SPEC_VERSION}")
+    for key in ("modules", "tensors"):
+        if not isinstance(spec.get(key), dict):
+            raise WeightsError(f"'{spec_path}' has no valid {key!r} entry")
     return spec
 
 
@@ -102,13 +101,13 @@ def apply_spec(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     modules = dict(model.named_modules())
     for name, attrs in spec["modules"].items():
         if name not in modules:
-            raise ValueError(f"spec names module '{name}' that the model does not have")
+            raise WeightsError(f"spec names module '{name}' that the model does not have (another architecture?)")
         for attr, value in attrs.items():
             setattr(modules[name], attr, tuple(value) if isinstance(value, list) else value)
     current = model.state_dict()
     missing = set(spec["tensors"]) ^ set(current)
     if missing:
-        raise ValueError(f"spec and model disagree on tensors: {sorted(missing)[:5]}")
+        raise WeightsError(f"spec and model disagree on tensors: {sorted(missing)[:5]} (another architecture?)")
     for key, shape in spec["tensors"].items():
         if list(current[key].shape) == shape:
             continue
@@ -144,11 +143,23 @@ def load_pruned(path: str | os.PathLike, model: nn.Module | None = None, device:
     if model is None:
         arch = spec.get("arch")
         if not arch:
-            raise ValueError(f"'{base}.json' has no 'arch' entry; pass the unpruned model to load_pruned()")
+            raise WeightsError(f"'{base}.json' has no 'arch' entry; pass the unpruned model to load_pruned()")
         from ..models import create
 
-        model = create(arch["name"], **arch.get("kwargs", {}))
+        try:
+            model = create(arch["name"], **arch.get("kwargs", {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightsError(f"'{base}.json': cannot rebuild its architecture {arch!r}: {exc}") from None
     apply_spec(model, spec)
-    state = load_file(str(base.with_suffix(".safetensors")), device=str(device))
-    model.load_state_dict(state, strict=True)
+    weights = base.with_suffix(".safetensors")
+    if not weights.is_file():
+        raise WeightsError(f"weights file '{weights}' does not exist (expected next to '{base}.json')")
+    try:
+        state = load_file(str(weights), device=str(device))
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"cannot read weights '{weights}' as safetensors: {exc}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"weights '{weights}' do not fit the spec '{base}.json': {exc}") from None
     return model.to(device)
