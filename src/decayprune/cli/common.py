@@ -66,14 +66,14 @@ def make_console(*, stderr: bool = False) -> Console:
 
 
 def show_progress(args: argparse.Namespace, console: Console) -> bool:
-    """Progress bars only on a terminal and without ``--no-progress`` (per-epoch lines are printed anyway)."""
-    return not getattr(args, "no_progress", False) and console.is_terminal
+    """Progress display unless ``--no-progress``: a live bar on a terminal, only per-epoch lines elsewhere."""
+    return not getattr(args, "no_progress", False)
 
 
 def add_progress_option(parser: argparse.ArgumentParser) -> None:
     """``--no-progress``."""
     parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bars (they are off anyway when not on a terminal)."
+        "--no-progress", action="store_true", help="quiet training: no progress bar and no per-epoch lines (when not on a terminal there is no bar anyway)."
     )
 
 

@@ -105,8 +105,8 @@ def load_model_files(path: str | Path) -> LoadedModel:
 
 
 def _export_pt2(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    program = torch.export.export(model, (example,))
-    tmp = path.with_name(f".{path.name}.part")
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},))
+    tmp = path.with_name(f".part.{path.name}")
     try:
         torch.export.save(program, str(tmp))
         write_bytes_atomic(path, tmp.read_bytes())
@@ -130,7 +130,7 @@ def export_model(loaded: LoadedModel, out_dir: str | Path, *, formats: Sequence[
     """Write ``loaded``'s model to ``out_dir`` in each of ``formats`` (see :data:`EXPORT_FORMATS`).
 
     ``safetensors`` writes ``model.safetensors`` + ``model.json`` (reload with
-    :func:`load_model_files`); ``pt2`` a ``torch.export`` program, ``model.pt2`` (load with
+    :func:`load_model_files`); ``pt2`` a ``torch.export`` program with a dynamic batch dimension, ``model.pt2`` (load with
     ``torch.export.load``); ``onnx`` ``model.onnx`` with a dynamic batch dimension (needs ``onnx``).
 
     Raises:
