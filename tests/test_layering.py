@@ -28,8 +28,12 @@ assert not bad, bad
     ("module", "bare", "predicate"),
     [
         ("decayprune", False, "m.startswith(('decayprune.cli', 'decayprune.jobs'))"),
-        ("decayprune.config", True, "m.startswith(('torch_pruning', 'decayprune.structure', 'decayprune.decay', "
-                                    "'decayprune.pruner', 'decayprune.methods', 'decayprune.cli', 'decayprune.jobs'))"),
+        (
+            "decayprune.config",
+            True,
+            "m.startswith(('torch_pruning', 'decayprune.structure', 'decayprune.decay', "
+            "'decayprune.pruner', 'decayprune.methods', 'decayprune.cli', 'decayprune.jobs'))",
+        ),
         ("decayprune.jobs", False, "m.startswith('decayprune.cli')"),
     ],
 )

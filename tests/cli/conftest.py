@@ -5,17 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_testing import PRUNE_TINY, TINY
 
 from decayprune.cli import main
-
-from cli_testing import PRUNE_TINY, TINY
 
 
 @pytest.fixture(scope="package")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny digits train run shared by the tests that read its outputs."""
     out = tmp_path_factory.mktemp("runs")
-    code = main(["train", *TINY, "--set", "train.epochs=1", "--output-dir", str(out), "--name", "tiny", "--no-progress"])
+    code = main(
+        ["train", *TINY, "--set", "train.epochs=1", "--output-dir", str(out), "--name", "tiny", "--no-progress"]
+    )
     assert code == 0
     return out / "tiny"
 

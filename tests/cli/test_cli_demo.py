@@ -29,13 +29,22 @@ def test_demo_runs_and_prints_clean_lines(
     small["pretrain"] = dict(small["pretrain"], epochs=1)
     small["finetune"] = dict(small["finetune"], epochs=2)
     monkeypatch.setattr(demo, "DEMO_SETTINGS", small)
-    monkeypatch.setattr(demo, "DEMO_POLICIES", tuple((label, {**d, "steps": 2} if "steps" in d else d)
-                                                     for label, d in demo.DEMO_POLICIES))
+    monkeypatch.setattr(
+        demo,
+        "DEMO_POLICIES",
+        tuple((label, {**d, "steps": 2} if "steps" in d else d) for label, d in demo.DEMO_POLICIES),
+    )
     for _ in range(2):  # a second demo replaces the first's run folders (no appended event logs)
         code, out, err = run_cli(capsys, ["demo", "--output-dir", str(tmp_path)])
         assert code == 0, err
-    for text in ("phase 1/3: pretraining", "phase 2/3: pruning depgraph + sp+sr", "phase 3/3: compaction removed",
-                 "depgraph oneshot", "depgraph sp ", "depgraph sp+sr"):
+    for text in (
+        "phase 1/3: pretraining",
+        "phase 2/3: pruning depgraph + sp+sr",
+        "phase 3/3: compaction removed",
+        "depgraph oneshot",
+        "depgraph sp ",
+        "depgraph sp+sr",
+    ):
         assert text in out
     assert out.count("phase 1/3") == 1  # one base model for all three policies
     assert "loss nan" not in out + err

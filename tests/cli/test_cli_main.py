@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_testing import run_cli
 
 from decayprune.cli import COMMAND_MODULES, COMMANDS, build_parser
-
-from cli_testing import run_cli
 
 
 def test_every_command_module_has_one_command() -> None:
@@ -74,12 +73,18 @@ def test_argparse_misuse_exit_2(capsys: pytest.CaptureFixture[str], argv: list[s
         (["eval"], ["eval needs --weights FILE or --run DIR"]),
         (["export", "--output", "out"], ["exactly one of --run DIR or --weights FILE"]),
         (["prune", "--set", "train.epochs=1"], ["the config has no 'prune' section"]),
-        (["prune", "--set", "prune={method: depgraph, target_macs_fraction: 0.5, decay: {policy: sp+rs}}"],
-         ["prune.decay.policy", "sp+sr"]),
+        (
+            ["prune", "--set", "prune={method: depgraph, target_macs_fraction: 0.5, decay: {policy: sp+rs}}"],
+            ["prune.decay.policy", "sp+sr"],
+        ),
     ],
 )
 def test_user_errors_exit_2_with_one_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], expected: list[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    argv: list[str],
+    expected: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(capsys, argv)
@@ -113,7 +118,8 @@ def test_output_dir_that_is_a_file(capsys: pytest.CaptureFixture[str], tmp_path:
 
 
 def test_python_m_decayprune_help() -> None:
-    proc = subprocess.run([sys.executable, "-m", "decayprune", "--help"], capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "decayprune", "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert "train" in proc.stdout and "export" in proc.stdout

@@ -47,7 +47,9 @@ def test_eval_reproduces_train_result(capsys: pytest.CaptureFixture[str], traine
     assert f"{result['top1']:.2f}%" in out
 
 
-def test_eval_refuses_weights_of_another_model(capsys: pytest.CaptureFixture[str], trained_run: Path, tmp_path: Path) -> None:
+def test_eval_refuses_weights_of_another_model(
+    capsys: pytest.CaptureFixture[str], trained_run: Path, tmp_path: Path
+) -> None:
     plain = tmp_path / "w.safetensors"  # no .json spec next to it: read as weights of the configured model
     plain.write_bytes((trained_run / "model.safetensors").read_bytes())
     code, _, err = run_cli(capsys, ["eval", "--weights", str(plain), "--set", "model.width=2", *TINY])
@@ -94,8 +96,17 @@ def test_eval_and_measure_a_pruned_run(capsys: pytest.CaptureFixture[str], prune
     assert code == 0, err
     assert json.loads(out)["top1"] == pytest.approx(record["final"]["top1"])
     # The pruned file alone (its .json next to it) works too, with the run's data config.
-    code, out, err = run_cli(capsys, ["eval", "--weights", str(pruned_run / "pruned.safetensors"),
-                                      "--config", str(pruned_run / "config.yaml"), "--json"])
+    code, out, err = run_cli(
+        capsys,
+        [
+            "eval",
+            "--weights",
+            str(pruned_run / "pruned.safetensors"),
+            "--config",
+            str(pruned_run / "config.yaml"),
+            "--json",
+        ],
+    )
     assert code == 0, err
     assert json.loads(out)["top1"] == pytest.approx(record["final"]["top1"])
     for source in (["--run", str(pruned_run)], ["--weights", str(pruned_run / "pruned.safetensors")]):

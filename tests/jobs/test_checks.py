@@ -14,13 +14,18 @@ def _prune(**kw) -> PruneSettings:
 
 
 def test_a_fitting_schedule_is_returned() -> None:
-    schedule = check_schedule(_prune(iterative_steps=3, decay={"policy": "sp", "steps": 5}), epochs=4, steps_per_epoch=10)
+    schedule = check_schedule(
+        _prune(iterative_steps=3, decay={"policy": "sp", "steps": 5}), epochs=4, steps_per_epoch=10
+    )
     assert schedule.steps[-1] + 5 <= 40
 
 
 def test_start_after_the_end() -> None:
-    with pytest.raises(ScheduleError, match=r"start_epoch=5 is at step 50, after the last step of the run "
-                                            r"\(finetune.epochs=3 x 10 steps per epoch = 30 steps\)"):
+    with pytest.raises(
+        ScheduleError,
+        match=r"start_epoch=5 is at step 50, after the last step of the run "
+        r"\(finetune.epochs=3 x 10 steps per epoch = 30 steps\)",
+    ):
         check_schedule(_prune(start_epoch=5), epochs=3, steps_per_epoch=10)
 
 
@@ -32,8 +37,11 @@ def test_end_outside_the_run() -> None:
 
 
 def test_decay_longer_than_the_run() -> None:
-    with pytest.raises(ScheduleError, match=r"decay.steps=100000000 is too long: the last selection \(step 1\) "
-                                            r"plus N=100000000 decay steps = step 100000001"):
+    with pytest.raises(
+        ScheduleError,
+        match=r"decay.steps=100000000 is too long: the last selection \(step 1\) "
+        r"plus N=100000000 decay steps = step 100000001",
+    ):
         check_schedule(_prune(decay={"policy": "sp+sr", "steps": 10**8}), epochs=3, steps_per_epoch=10)
     # oneshot does not decay: the same N does not matter.
     check_schedule(_prune(decay={"policy": "oneshot", "steps": 10**8}), epochs=3, steps_per_epoch=10)

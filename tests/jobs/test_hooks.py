@@ -44,8 +44,15 @@ def _data() -> list[tuple[torch.Tensor, torch.Tensor]]:
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     model = _PoisonAfter()
     data = _data()
-    trainer = Trainer(model, data, data, TrainSettings(epochs=4, device="cpu"), run_dir=tmp_path,
-                      hooks=[DivergenceGuard(), _PoisonAtEpoch(model, 2)], progress=False)
+    trainer = Trainer(
+        model,
+        data,
+        data,
+        TrainSettings(epochs=4, device="cpu"),
+        run_dir=tmp_path,
+        hooks=[DivergenceGuard(), _PoisonAtEpoch(model, 2)],
+        progress=False,
+    )
     with pytest.raises(TrainingDivergedError, match=r"the loss became nan in epoch 3 \(step 7\)") as info:
         trainer.fit()
     assert isinstance(info.value, UserError) and info.value.epoch == 2 and info.value.step == 7
@@ -55,13 +62,27 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
 def test_elapsed_time_adds_up_across_a_resume(tmp_path: Path) -> None:
     data = _data()
     first = ElapsedTime()
-    Trainer(nn.Linear(4, 3), data, data, TrainSettings(epochs=1, device="cpu"), run_dir=tmp_path,
-            hooks=[first], progress=False).fit()
+    Trainer(
+        nn.Linear(4, 3),
+        data,
+        data,
+        TrainSettings(epochs=1, device="cpu"),
+        run_dir=tmp_path,
+        hooks=[first],
+        progress=False,
+    ).fit()
     spent = first.total_s
     assert spent > 0 and first.total_s == spent  # frozen once training ended
     second = ElapsedTime()
-    Trainer(nn.Linear(4, 3), data, data, TrainSettings(epochs=2, device="cpu"), run_dir=tmp_path,
-            hooks=[second], progress=False).fit(resume=True)
+    Trainer(
+        nn.Linear(4, 3),
+        data,
+        data,
+        TrainSettings(epochs=2, device="cpu"),
+        run_dir=tmp_path,
+        hooks=[second],
+        progress=False,
+    ).fit(resume=True)
     assert second.total_s > spent
     fresh = ElapsedTime()
     fresh.load_state_dict({"elapsed_s": 100.0})

@@ -26,8 +26,12 @@ def _cfg(tmp_path, policy: str = "sp+sr", **extra):
         "model": {"name": "small_cnn"},
         "pretrain": {"epochs": 2, "batch_size": 64, "lr": 0.05, "device": "cpu"},
         "finetune": {"epochs": 2, "batch_size": 64, "lr": 0.01, "device": "cpu"},
-        "prune": {"method": "depgraph", "target_macs_fraction": 0.4, "iterative_steps": 2,
-                  "decay": {"policy": policy, "steps": 3}},
+        "prune": {
+            "method": "depgraph",
+            "target_macs_fraction": 0.4,
+            "iterative_steps": 2,
+            "decay": {"policy": policy, "steps": 3},
+        },
     }
     values.update(extra)
     return load_config(None, values=values)
@@ -48,9 +52,17 @@ def test_prune_job_meets_target_and_writes_run_folder(tmp_path, policy):
     assert record["final"]["top1"] == pytest.approx(record["masked_top1"], abs=1e-9)
     saved = json.loads((run / "result.json").read_text())
     assert saved == record and saved["policy"] == policy and saved["status"] == "ok"
-    assert saved["decay"] == ({} if policy == "oneshot" else
-                              {"steps": 3, "t_rate": cfg.prune.decay.t_rate, "t_len": cfg.prune.decay.t_len,
-                               "window": cfg.prune.decay.window, "cooldown": cfg.prune.decay.cooldown})
+    assert saved["decay"] == (
+        {}
+        if policy == "oneshot"
+        else {
+            "steps": 3,
+            "t_rate": cfg.prune.decay.t_rate,
+            "t_len": cfg.prune.decay.t_len,
+            "window": cfg.prune.decay.window,
+            "cooldown": cfg.prune.decay.cooldown,
+        }
+    )
     assert set(saved) <= _documented_fields(), "every result.json field is documented in jobs/results.py"
     assert all(key in (results_module.__doc__ or "") for key in saved["base"])
     assert saved["wall_time_s"] == pytest.approx(sum(saved["phase_time_s"].values()))

@@ -73,37 +73,55 @@ def show_progress(args: argparse.Namespace, console: Console) -> bool:
 def add_progress_option(parser: argparse.ArgumentParser) -> None:
     """``--no-progress``."""
     parser.add_argument(
-        "--no-progress", action="store_true", help="quiet training: no progress bar and no per-epoch lines (when not on a terminal there is no bar anyway)."
+        "--no-progress",
+        action="store_true",
+        help="quiet training: no progress bar and no per-epoch lines (when not on a terminal there is no bar anyway).",
     )
 
 
 def add_run_options(parser: argparse.ArgumentParser, *, run_folder: bool = True) -> None:
     """Add ``--config``, ``--set``, ``--data-dir`` and, with ``run_folder``, ``--name`` and ``--output-dir``."""
     parser.add_argument(
-        "--config", "-c", type=Path, metavar="FILE",
+        "--config",
+        "-c",
+        type=Path,
+        metavar="FILE",
         help=f"YAML run config (keys: {', '.join(RunConfig.model_fields)}). "
         "Without it the defaults are used: the embedded 'digits' data and 'small_cnn'.",
     )
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one config value by its dotted key, e.g. --set train.lr=0.05 "
         "--set data.train_subset=500 (values are read as YAML; repeatable).",
     )
     if run_folder:
-        parser.add_argument("--name", metavar="NAME", help="run name (config key 'name'); the run folder is OUTPUT_DIR/NAME.")
-        parser.add_argument("--output-dir", type=Path, metavar="DIR", help="folder that holds run folders (config key 'output_dir').")
-    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="folder holding the dataset files (config key 'data.data_dir').")
+        parser.add_argument(
+            "--name", metavar="NAME", help="run name (config key 'name'); the run folder is OUTPUT_DIR/NAME."
+        )
+        parser.add_argument(
+            "--output-dir", type=Path, metavar="DIR", help="folder that holds run folders (config key 'output_dir')."
+        )
+    parser.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="folder holding the dataset files (config key 'data.data_dir')."
+    )
 
 
 def add_resume_options(parser: argparse.ArgumentParser) -> None:
     """``--resume`` and ``--overwrite`` (safe run folders, :mod:`decayprune.jobs.rundir`)."""
     parser.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="continue the run in OUTPUT_DIR/NAME; without --config its saved config.yaml is used. A change "
         "of a setting that alters the result is refused, naming the keys.",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="start afresh even if OUTPUT_DIR/NAME holds a run (its files are deleted)."
+        "--overwrite",
+        action="store_true",
+        help="start afresh even if OUTPUT_DIR/NAME holds a run (its files are deleted).",
     )
 
 

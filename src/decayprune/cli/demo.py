@@ -43,16 +43,24 @@ def demo_configs(output_dir: Path) -> list[tuple[str, RunConfig]]:
     """
     configs = []
     for label, decay in DEMO_POLICIES:
-        values: dict[str, Any] = dict(DEMO_SETTINGS, prune={**DEMO_PRUNE, "decay": decay},
-                                      name=f"demo-depgraph-{label.replace('+', '-')}", output_dir=str(output_dir))
+        values: dict[str, Any] = dict(
+            DEMO_SETTINGS,
+            prune={**DEMO_PRUNE, "decay": decay},
+            name=f"demo-depgraph-{label.replace('+', '-')}",
+            output_dir=str(output_dir),
+        )
         configs.append((label, load_config(None, values=values)))
     return configs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--output-dir``, ``--no-progress``."""
-    parser.add_argument("--output-dir", type=Path, default=Path("runs"),
-                        help="where the demo's run folders go (default: runs; earlier demo runs there are replaced).")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("runs"),
+        help="where the demo's run folders go (default: runs; earlier demo runs there are replaced).",
+    )
     add_progress_option(parser)
 
 
@@ -65,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
         if base_weights is not None:  # reuse the first job's base model: one pretraining for all
             cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"weights": base_weights})})
         console.print(f"[bold]demo: depgraph + {escape(label)}[/] -> {escape(str(cfg.run_dir))}")
-        records.append((label, run_prune_job(cfg, overwrite=True, progress=show_progress(args, console),
-                                             console=console)))
+        records.append(
+            (label, run_prune_job(cfg, overwrite=True, progress=show_progress(args, console), console=console))
+        )
         base_weights = base_weights or cfg.run_dir / "base.safetensors"
     table = Table(title="decayprune demo: small_cnn on digits, DepGraph to 50% of the MACs under each policy")
     for col in ("model", *METRICS, "SR releases"):

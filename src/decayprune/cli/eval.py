@@ -20,12 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--run`` or ``--weights``, config options, ``--json``."""
     add_run_options(parser, run_folder=False)
     parser.add_argument(
-        "--run", type=Path, metavar="DIR",
+        "--run",
+        type=Path,
+        metavar="DIR",
         help="a finished train or prune run folder: uses DIR/config.yaml (unless --config) and its model "
         "(pruned.safetensors + pruned.json of a prune run, model.safetensors of a train run).",
     )
     parser.add_argument(
-        "--weights", type=Path, metavar="FILE",
+        "--weights",
+        type=Path,
+        metavar="FILE",
         help="a .safetensors file: a pruned model with its .json spec next to it, or plain weights of the "
         "configured model (required without --run).",
     )
@@ -58,8 +62,9 @@ def load_for_eval(args: argparse.Namespace) -> tuple[RunConfig, nn.Module, Datas
         return cfg, loaded.model, splits
     if Path(model_path).is_dir():
         load_model_files(model_path)  # raises WeightsError naming what a run folder should hold
-    model = build_model(cfg.model, num_classes=splits.num_classes, in_channels=splits.in_channels,
-                        image_size=splits.image_size)
+    model = build_model(
+        cfg.model, num_classes=splits.num_classes, in_channels=splits.in_channels, image_size=splits.image_size
+    )
     load_weights(model, model_path)
     return cfg, model, splits
 

@@ -22,13 +22,27 @@ def _formats(text: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--run`` or ``--weights``, ``--output``, ``--format``."""
-    parser.add_argument("--run", type=Path, metavar="DIR",
-                        help="a finished prune run folder (its pruned model) or train run folder (its model).")
-    parser.add_argument("--weights", type=Path, metavar="FILE",
-                        help="a model file, e.g. pruned.safetensors, with its .json spec next to it.")
-    parser.add_argument("--output", "-o", type=Path, required=True, metavar="DIR", help="folder to write the exports into.")
     parser.add_argument(
-        "--format", dest="formats", type=_formats, default=["safetensors", "pt2"], metavar="LIST",
+        "--run",
+        type=Path,
+        metavar="DIR",
+        help="a finished prune run folder (its pruned model) or train run folder (its model).",
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        metavar="FILE",
+        help="a model file, e.g. pruned.safetensors, with its .json spec next to it.",
+    )
+    parser.add_argument(
+        "--output", "-o", type=Path, required=True, metavar="DIR", help="folder to write the exports into."
+    )
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        type=_formats,
+        default=["safetensors", "pt2"],
+        metavar="LIST",
         help="comma list of safetensors (weights + JSON spec, reload with eval/measure --weights), pt2 "
         "(torch.export program, torch.export.load) and onnx (needs the 'onnx' package); default: safetensors,pt2.",
     )

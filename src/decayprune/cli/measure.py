@@ -33,30 +33,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Model selection (``--model`` or ``--run`` / ``--weights`` with a spec) and timing options."""
     parser.add_argument("--model", metavar="NAME", help=f"model to build; one of: {', '.join(list_models())}.")
     parser.add_argument(
-        "--run", type=Path, metavar="DIR",
+        "--run",
+        type=Path,
+        metavar="DIR",
         help="measure the model of a finished train or prune run folder (the pruned model of a prune run).",
     )
     parser.add_argument(
-        "--weights", type=Path, metavar="FILE",
+        "--weights",
+        type=Path,
+        metavar="FILE",
         help="with --model: .safetensors weights to load; alone: a pruned model file with its .json spec next to it.",
     )
-    parser.add_argument("--input-shape", type=input_shape, metavar="C,H,W",
-                        help="shape of one input image (default: 3,32,32, or the shape a model file records).")
-    parser.add_argument("--num-classes", type=positive_int, default=10, metavar="N",
-                        help="number of output classes for --model (default: 10).")
-    parser.add_argument("--width", type=positive_float, default=1.0, metavar="W",
-                        help=f"channel-width multiplier for --model (default: 1.0, at most {MAX_WIDTH:g}).")
-    parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
-                        help="images per forward pass for latency (default: 1).")
-    parser.add_argument("--warmup", type=non_negative_int, default=10, metavar="K",
-                        help="untimed forward passes first (default: 10).")
-    parser.add_argument("--repeats", type=positive_int, default=100, metavar="K",
-                        help="timed forward passes; their median and IQR are reported (default: 100).")
-    parser.add_argument("--threads", type=positive_int, default=1, metavar="T",
-                        help="torch CPU threads while timing (default: 1; recorded in the output).")
-    parser.add_argument("--device", type=device_name, default="cpu", metavar="DEV",
-                        help="device to time on: cpu, cuda, cuda:N or auto (default: cpu).")
-    parser.add_argument("--json", action="store_true", help="print the measurements as one JSON object instead of a table.")
+    parser.add_argument(
+        "--input-shape",
+        type=input_shape,
+        metavar="C,H,W",
+        help="shape of one input image (default: 3,32,32, or the shape a model file records).",
+    )
+    parser.add_argument(
+        "--num-classes",
+        type=positive_int,
+        default=10,
+        metavar="N",
+        help="number of output classes for --model (default: 10).",
+    )
+    parser.add_argument(
+        "--width",
+        type=positive_float,
+        default=1.0,
+        metavar="W",
+        help=f"channel-width multiplier for --model (default: 1.0, at most {MAX_WIDTH:g}).",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1,
+        metavar="B",
+        help="images per forward pass for latency (default: 1).",
+    )
+    parser.add_argument(
+        "--warmup", type=non_negative_int, default=10, metavar="K", help="untimed forward passes first (default: 10)."
+    )
+    parser.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=100,
+        metavar="K",
+        help="timed forward passes; their median and IQR are reported (default: 100).",
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        metavar="T",
+        help="torch CPU threads while timing (default: 1; recorded in the output).",
+    )
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default="cpu",
+        metavar="DEV",
+        help="device to time on: cpu, cuda, cuda:N or auto (default: cpu).",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the measurements as one JSON object instead of a table."
+    )
 
 
 def _model(args: argparse.Namespace) -> tuple[nn.Module, str, tuple[int, int, int]]:
@@ -74,12 +115,19 @@ def _model(args: argparse.Namespace) -> tuple[nn.Module, str, tuple[int, int, in
         raise UserError("measure needs --model NAME, --run DIR or --weights FILE (a model file with its .json spec)")
     allowed = list_models()
     if args.model not in allowed:
-        raise UserError(f"--model: got {args.model!r}; allowed: {', '.join(allowed)}{did_you_mean(args.model, allowed)}")
+        raise UserError(
+            f"--model: got {args.model!r}; allowed: {', '.join(allowed)}{did_you_mean(args.model, allowed)}"
+        )
     if args.width > MAX_WIDTH:
         raise UserError(f"--width: got {args.width:g}; at most {MAX_WIDTH:g} (wider models do not fit in memory)")
     shape = args.input_shape or (3, 32, 32)
-    model = create(args.model, num_classes=args.num_classes, in_channels=shape[0], width=args.width,
-                   **model_kwargs(args.model, shape[1:]))
+    model = create(
+        args.model,
+        num_classes=args.num_classes,
+        in_channels=shape[0],
+        width=args.width,
+        **model_kwargs(args.model, shape[1:]),
+    )
     if args.weights is not None:
         load_weights(model, args.weights)
     return model, f"{args.model} (width {args.width:g})", shape
@@ -91,8 +139,14 @@ def run(args: argparse.Namespace) -> int:
     model, label, (channels, height, width) = _model(args)
     model.eval()
     cost = count_cost(model, torch.zeros(1, channels, height, width))
-    latency = measure_latency(model, torch.randn(args.batch_size, channels, height, width), warmup=args.warmup,
-                              repeats=args.repeats, device=device, threads=args.threads)
+    latency = measure_latency(
+        model,
+        torch.randn(args.batch_size, channels, height, width),
+        warmup=args.warmup,
+        repeats=args.repeats,
+        device=device,
+        threads=args.threads,
+    )
     record = {
         "model": label,
         "input_shape": [channels, height, width],
@@ -122,8 +176,11 @@ def run(args: argparse.Namespace) -> int:
             [
                 ("MACs / image", format_count(record["macs"])),
                 ("params", format_count(record["params"])),
-                (f"latency median ± IQR (batch {args.batch_size}, {device}, {latency.threads} threads, "
-                 f"{latency.repeats} runs)", f"{latency.median_ms:.3f} ± {latency.iqr_ms:.3f} ms"),
+                (
+                    f"latency median ± IQR (batch {args.batch_size}, {device}, {latency.threads} threads, "
+                    f"{latency.repeats} runs)",
+                    f"{latency.median_ms:.3f} ± {latency.iqr_ms:.3f} ms",
+                ),
                 ("throughput", f"{latency.throughput:,.1f} images/s"),
             ],
         )

@@ -31,15 +31,23 @@ def cells(snapshot: dict[str, Any]) -> list[str]:
         >>> cells({"top1": 91.5, "macs": 2_000_000, "params": 30_000, "latency_ms": 0.25, "latency_iqr_ms": 0.01})
         ['91.50', '2.00M', '30.00K', '0.250 ± 0.010']
     """
-    return [f"{snapshot['top1']:.2f}", format_count(snapshot["macs"]), format_count(snapshot["params"]),
-            f"{snapshot['latency_ms']:.3f} ± {snapshot.get('latency_iqr_ms', 0.0):.3f}"]
+    return [
+        f"{snapshot['top1']:.2f}",
+        format_count(snapshot["macs"]),
+        format_count(snapshot["params"]),
+        f"{snapshot['latency_ms']:.3f} ± {snapshot.get('latency_iqr_ms', 0.0):.3f}",
+    ]
 
 
 def pruned_cells(record: dict[str, Any]) -> list[str]:
     """:func:`cells` of the pruned model, with the change against its base."""
     top1, macs, params, latency = cells(record["final"])
-    return [f"{top1} ({record['delta_top1']:+.2f})", f"{macs} ({record['macs_pct']:.1f}%)",
-            f"{params} ({record['params_pct']:.1f}%)", latency]
+    return [
+        f"{top1} ({record['delta_top1']:+.2f})",
+        f"{macs} ({record['macs_pct']:.1f}%)",
+        f"{params} ({record['params_pct']:.1f}%)",
+        latency,
+    ]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,12 +63,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_run_config(args)
     if cfg.prune is None:
         raise ConfigError(["prune: the config has no 'prune' section; see configs/prune_digits.yaml for an example"])
-    record = run_prune_job(cfg, resume=args.resume, overwrite=args.overwrite,
-                           progress=show_progress(args, console), console=console)
+    record = run_prune_job(
+        cfg, resume=args.resume, overwrite=args.overwrite, progress=show_progress(args, console), console=console
+    )
     table = Table(title=f"{cfg.name}: {record['method']} + {record['policy']} on {cfg.model.name}/{cfg.data.name}")
     for col in ("metric", "base", "pruned"):
         table.add_column(col)
-    for row in zip(METRICS, cells(record["base"]), pruned_cells(record)):
+    for row in zip(METRICS, cells(record["base"]), pruned_cells(record), strict=True):
         table.add_row(*row)
     console.print(table)
     console.print(f"releases: {record['releases']}; results in {escape(str(cfg.run_dir))}")

@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     """Train, print a table, return 0."""
     console = make_console()
     cfg = resolve_run_config(args)
-    record = run_train_job(cfg, resume=args.resume, overwrite=args.overwrite,
-                           progress=show_progress(args, console), console=console)
+    record = run_train_job(
+        cfg, resume=args.resume, overwrite=args.overwrite, progress=show_progress(args, console), console=console
+    )
     console.print(
         metric_table(
             f"{cfg.name}: {cfg.model.name} on {cfg.data.name}",

@@ -92,7 +92,11 @@ def build_model(
     if seed is not None:
         set_seed(seed)
     model = create(
-        cfg.name, num_classes=num_classes, in_channels=in_channels, width=cfg.width, **model_kwargs(cfg.name, image_size)
+        cfg.name,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        width=cfg.width,
+        **model_kwargs(cfg.name, image_size),
     )
     if cfg.weights is not None:
         load_weights(model, cfg.weights)

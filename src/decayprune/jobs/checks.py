@@ -3,10 +3,11 @@
 Example:
     >>> from decayprune.config import PruneSettings
     >>> p = PruneSettings(target_macs_fraction=0.5, start_epoch=5)
-    >>> check_schedule(p, epochs=3, steps_per_epoch=10)
-    Traceback (most recent call last):
-    ...
-    decayprune.errors.ScheduleError: prune.start_epoch=5 is at step 50, after the last step of the run (finetune.epochs=3 x 10 steps per epoch = 30 steps); nothing would be pruned. Use a start_epoch below 3
+    >>> try:
+    ...     check_schedule(p, epochs=3, steps_per_epoch=10)
+    ... except ScheduleError as exc:
+    ...     print(str(exc)[:58])
+    prune.start_epoch=5 is at step 50, after the last step of
 """
 
 from __future__ import annotations

@@ -119,19 +119,27 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         raise ExportError("ONNX export needs the 'onnx' package: pip install 'decayprune[export]'")
     tmp = path.with_name(f".{path.name}.part")
     try:
-        torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (example,),
+            str(tmp),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )
         write_bytes_atomic(path, tmp.read_bytes())
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def export_model(loaded: LoadedModel, out_dir: str | Path, *, formats: Sequence[str] = ("safetensors", "pt2")) -> list[Path]:
+def export_model(
+    loaded: LoadedModel, out_dir: str | Path, *, formats: Sequence[str] = ("safetensors", "pt2")
+) -> list[Path]:
     """Write ``loaded``'s model to ``out_dir`` in each of ``formats`` (see :data:`EXPORT_FORMATS`).
 
     ``safetensors`` writes ``model.safetensors`` + ``model.json`` (reload with
-    :func:`load_model_files`); ``pt2`` a ``torch.export`` program with a dynamic batch dimension, ``model.pt2`` (load with
-    ``torch.export.load``); ``onnx`` ``model.onnx`` with a dynamic batch dimension (needs ``onnx``).
+    :func:`load_model_files`); ``pt2`` a ``torch.export`` program, ``model.pt2`` (load with
+    ``torch.export.load``); ``onnx`` ``model.onnx`` (needs ``onnx``). Both have a dynamic batch dimension.
 
     Raises:
         ExportError: An unknown format, or the model cannot be traced / exported.

@@ -53,8 +53,13 @@ def _base_model(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model to prune and ``{epochs, time_s}`` of its pretraining (over all invocations)."""
     seed = (cfg.pretrain or cfg.finetune).seed
-    model = build_model(cfg.model, num_classes=splits.num_classes, in_channels=splits.in_channels,
-                        image_size=splits.image_size, seed=seed)
+    model = build_model(
+        cfg.model,
+        num_classes=splits.num_classes,
+        in_channels=splits.in_channels,
+        image_size=splits.image_size,
+        seed=seed,
+    )
     if cfg.model.weights is not None:
         return model, {"epochs": 0, "time_s": 0.0}
     base_file, meta_file = run_dir / "base.safetensors", run_dir / "base.json"
@@ -76,8 +81,16 @@ def _base_model(
     pre_dir = run_dir / "pretrain"
     console.print(f"[bold]phase 1/3: pretraining[/] the base model, {cfg.pretrain.epochs} epochs")
     clock = ElapsedTime()
-    trainer = Trainer(model, train_loader, test_loader, cfg.pretrain, run_dir=pre_dir,
-                      hooks=[DivergenceGuard(), clock], progress=progress, console=console)
+    trainer = Trainer(
+        model,
+        train_loader,
+        test_loader,
+        cfg.pretrain,
+        run_dir=pre_dir,
+        hooks=[DivergenceGuard(), clock],
+        progress=progress,
+        console=console,
+    )
     trainer.fit(resume=_has_checkpoint(pre_dir))
     info = {"epochs": int(trainer.epoch), "time_s": clock.total_s}
     save_weights(model, base_file)
@@ -122,8 +135,13 @@ def run_prune_job(
     check_schedule(cfg.prune, epochs=cfg.finetune.epochs, steps_per_epoch=len(train_loader))
     run_dir = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
     record = common_fields(cfg, "prune", [splits.in_channels, *splits.image_size])
-    record.update(method=cfg.prune.method, criterion=cfg.prune.criterion, policy=cfg.prune.decay.policy,
-                  decay=applied_decay(cfg.prune.decay), target_macs_fraction=cfg.prune.remaining_macs_fraction())
+    record.update(
+        method=cfg.prune.method,
+        criterion=cfg.prune.criterion,
+        policy=cfg.prune.decay.policy,
+        decay=applied_decay(cfg.prune.decay),
+        target_macs_fraction=cfg.prune.remaining_macs_fraction(),
+    )
     clock = ElapsedTime()
     pre: dict[str, Any] = {"epochs": 0, "time_s": 0.0}
     try:
@@ -134,13 +152,30 @@ def run_prune_job(
         base = snapshot(model.to(device), test_loader, example, device)
         measure_s = time.perf_counter() - measured
         prune_dir = run_dir / "prune"
-        pruner = Pruner(model.to("cpu"), example, cfg.prune, total_steps=cfg.finetune.epochs * len(train_loader),
-                        steps_per_epoch=len(train_loader), run_dir=prune_dir, calibration_data=train_loader)
-        console.print(f"[bold]phase 2/3: pruning[/] {escape(cfg.prune.method)} + {escape(cfg.prune.decay.policy)} "
-                      f"to {100 * cfg.prune.remaining_macs_fraction():.0f}% of the MACs, "
-                      f"{cfg.finetune.epochs} epochs of training with pruning and fine-tuning")
-        trainer = Trainer(model, train_loader, test_loader, cfg.finetune, run_dir=prune_dir,
-                          hooks=[pruner, DivergenceGuard(), clock], progress=progress, console=console)
+        pruner = Pruner(
+            model.to("cpu"),
+            example,
+            cfg.prune,
+            total_steps=cfg.finetune.epochs * len(train_loader),
+            steps_per_epoch=len(train_loader),
+            run_dir=prune_dir,
+            calibration_data=train_loader,
+        )
+        console.print(
+            f"[bold]phase 2/3: pruning[/] {escape(cfg.prune.method)} + {escape(cfg.prune.decay.policy)} "
+            f"to {100 * cfg.prune.remaining_macs_fraction():.0f}% of the MACs, "
+            f"{cfg.finetune.epochs} epochs of training with pruning and fine-tuning"
+        )
+        trainer = Trainer(
+            model,
+            train_loader,
+            test_loader,
+            cfg.finetune,
+            run_dir=prune_dir,
+            hooks=[pruner, DivergenceGuard(), clock],
+            progress=progress,
+            console=console,
+        )
         trainer.fit(resume=_has_checkpoint(prune_dir))
     except TrainingDivergedError as exc:
         record.update(status="failed", error=str(exc), wall_time_s=pre["time_s"] + clock.total_s)
@@ -152,8 +187,10 @@ def run_prune_job(
     final = snapshot(model, test_loader, example, device)
     save_pruned(model.to("cpu"), run_dir / "pruned", arch=arch_spec(cfg.model, splits))
     measure_s += time.perf_counter() - measured
-    console.print(f"[bold]phase 3/3: compaction[/] removed {int(pruner.structures.pruned.sum())} channel groups: "
-                  f"MACs {base['macs']:,} -> {final['macs']:,}, params {base['params']:,} -> {final['params']:,}")
+    console.print(
+        f"[bold]phase 3/3: compaction[/] removed {int(pruner.structures.pruned.sum())} channel groups: "
+        f"MACs {base['macs']:,} -> {final['macs']:,}, params {base['params']:,} -> {final['params']:,}"
+    )
     record.update(
         base=base,
         final=final,
@@ -169,5 +206,3 @@ def run_prune_job(
         wall_time_s=pre["time_s"] + clock.total_s + measure_s,
     )
     return write_result(run_dir / RESULT_FILE, record)
-
-

@@ -32,7 +32,9 @@ __all__ = ["RESULT_FREE_KEYS", "changed_keys", "config_hash", "prepare_run_dir"]
 CONFIG_FILE = "config.yaml"
 
 #: Leaf keys that may change between an interrupted run and its resume without changing the result.
-RESULT_FREE_KEYS = frozenset({"name", "output_dir", "data_dir", "device", "eval_every", "checkpoint_every", "log_every"})
+RESULT_FREE_KEYS = frozenset(
+    {"name", "output_dir", "data_dir", "device", "eval_every", "checkpoint_every", "log_every"}
+)
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -89,9 +91,7 @@ def _saved_config(run_dir: Path) -> RunConfig:
         raise RunFolderError(f"cannot resume '{run_dir}': its {CONFIG_FILE} is not readable ({exc})") from None
 
 
-def prepare_run_dir(
-    cfg: RunConfig, *, resume: bool | Literal["auto"] = False, overwrite: bool = False
-) -> Path:
+def prepare_run_dir(cfg: RunConfig, *, resume: bool | Literal["auto"] = False, overwrite: bool = False) -> Path:
     """Make ``cfg.run_dir`` ready for a fresh run or a resume, and write the resolved config into it.
 
     Args:

@@ -18,9 +18,7 @@ LATENCY_REPEATS = 50
 LATENCY_THREADS = 1
 
 
-def snapshot(
-    model: nn.Module, test_loader: Any, example: torch.Tensor, device: str | torch.device
-) -> dict[str, float]:
+def snapshot(model: nn.Module, test_loader: Any, example: torch.Tensor, device: str | torch.device) -> dict[str, float]:
     """Test accuracy, MACs, params and CPU latency (median and IQR, one thread) of ``model``.
 
     Example:

@@ -16,8 +16,8 @@ from rich.markup import escape
 from ..config import RunConfig
 from ..errors import RunFolderError, TrainingDivergedError
 from ..measure import count_cost
-from ..train import Trainer, read_checkpoint_meta
 from ..structure import save_pruned
+from ..train import Trainer, read_checkpoint_meta
 from .build import arch_spec, build_model, example_input, load_splits, make_loaders
 from .hooks import DivergenceGuard, ElapsedTime
 from .results import RESULT_FILE, common_fields, write_result
@@ -76,16 +76,24 @@ def run_train_job(
     )
     clock = ElapsedTime()
     trainer = Trainer(
-        model, train_loader, test_loader, cfg.train, run_dir=run_dir,
-        hooks=[DivergenceGuard(), clock], progress=progress, console=console,
+        model,
+        train_loader,
+        test_loader,
+        cfg.train,
+        run_dir=run_dir,
+        hooks=[DivergenceGuard(), clock],
+        progress=progress,
+        console=console,
     )
     input_shape = [splits.in_channels, *splits.image_size]
     record = common_fields(cfg, "train", input_shape)
     try:
         result = trainer.fit(resume=resuming)
     except TrainingDivergedError as exc:
-        write_result(run_dir / RESULT_FILE, {**record, "status": "failed", "error": str(exc),
-                                             "epochs": exc.epoch, "wall_time_s": clock.total_s})
+        write_result(
+            run_dir / RESULT_FILE,
+            {**record, "status": "failed", "error": str(exc), "epochs": exc.epoch, "wall_time_s": clock.total_s},
+        )
         raise
     tail = time.perf_counter()
     model.eval()

@@ -45,7 +45,8 @@ def model_spec(model: nn.Module, arch: dict[str, Any] | None = None) -> dict[str
         if attrs:
             modules[name] = attrs
     tensors = {k: list(v.shape) for k, v in model.state_dict().items()}
-    return {"format": "decayprune.pruned", "version": SPEC_VERSION, "arch": arch, "modules": modules, "tensors": tensors}
+    return {"format": "decayprune.pruned", "version": SPEC_VERSION, "arch": arch, "modules": modules,
+            "tensors": tensors}
 
 
 def _jsonable(value: Any) -> Any:
@@ -89,7 +90,9 @@ def read_spec(path: str | os.PathLike) -> dict[str, Any]:
         found = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
         raise WeightsError(f"'{spec_path}' is not a decayprune pruned-model spec (format={found!r})")
     if spec.get("version") != SPEC_VERSION:
-        raise WeightsError(f"'{spec_path}' has spec version {spec.get('version')!r}; this decayprune reads {SPEC_VERSION}")
+        raise WeightsError(
+            f"'{spec_path}' has spec version {spec.get('version')!r}; this decayprune reads {SPEC_VERSION}"
+        )
     for key in ("modules", "tensors"):
         if not isinstance(spec.get(key), dict):
             raise WeightsError(f"'{spec_path}' has no valid {key!r} entry")
@@ -122,7 +125,9 @@ def apply_spec(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     return model
 
 
-def load_pruned(path: str | os.PathLike, model: nn.Module | None = None, device: str | torch.device = "cpu") -> nn.Module:
+def load_pruned(
+    path: str | os.PathLike, model: nn.Module | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
     """Rebuild a pruned model from ``<path>.safetensors`` + ``<path>.json`` without unpickling.
 
     Args:
