@@ -17,7 +17,15 @@ from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainS
 from .criteria import Criterion, create_criterion, list_criteria, register_criterion
 from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
 from .decay import DecayEngine, decay_norm
-from .errors import UserError
+from .errors import (
+    DataError,
+    ExportError,
+    RunFolderError,
+    ScheduleError,
+    TrainingDivergedError,
+    UserError,
+    WeightsError,
+)
 from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
 from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method, list_methods, register_method
 from .models import create as create_model
@@ -37,9 +45,11 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "Criterion",
+    "DataError",
     "DatasetSplits",
     "DecayEngine",
     "DecaySettings",
+    "ExportError",
     "LatencyResult",
     "ModelCost",
     "PruneContext",
@@ -47,14 +57,18 @@ __all__ = [
     "Pruner",
     "PruningMethod",
     "RunConfig",
+    "RunFolderError",
+    "ScheduleError",
     "SelectionSchedule",
     "StructureSet",
     "TensorLoader",
     "TrainHook",
     "TrainSettings",
     "Trainer",
+    "TrainingDivergedError",
     "UnsupportedModelError",
     "UserError",
+    "WeightsError",
     "compact",
     "count_cost",
     "create_criterion",
