@@ -41,6 +41,16 @@ COMMANDS: dict[str, Command] = {module.COMMAND.name: module.COMMAND for module i
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters (terminal escapes, stray line breaks in values) shown escaped.
+
+    Example:
+        >>> _printable("bad\x1b[2J value\nnext line")
+        'bad\\x1b[2J value\nnext line'
+    """
+    return "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per command."""
     parser = argparse.ArgumentParser(
@@ -87,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         if args.debug:
             raise
-        errors.print(f"[bold red]error:[/] {escape(str(exc) or type(exc).__name__)}")
+        errors.print(f"[bold red]error:[/] {escape(_printable(str(exc) or type(exc).__name__))}")
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         errors.print("interrupted")
