@@ -42,11 +42,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
 
 
 def _printable(text: str) -> str:
-    """``text`` with control characters (terminal escapes, stray line breaks in values) shown escaped.
+    """``text`` with control characters other than line breaks (e.g. terminal escapes) shown escaped.
 
     Example:
-        >>> _printable("bad\x1b[2J value\nnext line")
-        'bad\\x1b[2J value\nnext line'
+        >>> print(_printable("bad " + chr(27) + "[2J value"))
+        bad \\x1b[2J value
     """
     return "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)
 

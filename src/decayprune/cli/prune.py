@@ -29,7 +29,7 @@ def cells(snapshot: dict[str, Any]) -> list[str]:
 
     Example:
         >>> cells({"top1": 91.5, "macs": 2_000_000, "params": 30_000, "latency_ms": 0.25, "latency_iqr_ms": 0.01})
-        ['91.50', '2.00M', '30.00K', '0.250 ± 0.010']
+        ['91.50', '2.00M', '30.0K', '0.250 ± 0.010']
     """
     return [
         f"{snapshot['top1']:.2f}",

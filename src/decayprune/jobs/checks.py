@@ -6,7 +6,7 @@ Example:
     >>> try:
     ...     check_schedule(p, epochs=3, steps_per_epoch=10)
     ... except ScheduleError as exc:
-    ...     print(str(exc)[:58])
+    ...     print(str(exc)[:57])
     prune.start_epoch=5 is at step 50, after the last step of
 """
 
