@@ -6,11 +6,14 @@ the first steps have one.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -34,7 +37,7 @@ class TrainProgress:
         self.enabled = enabled
         self.total_epochs = total_epochs
         self._progress: Progress | None = None
-        self._task: int | None = None
+        self._task: TaskID | None = None
         if not enabled:
             return
         self._progress = Progress(
@@ -53,7 +56,7 @@ class TrainProgress:
         """Reset the bar for the 0-based ``epoch`` with ``total_steps`` steps (None: unknown)."""
         if self._progress is None:
             return
-        fields = {"epoch": epoch + 1, "epochs": self.total_epochs, "stats": "starting"}
+        fields: dict[str, Any] = {"epoch": epoch + 1, "epochs": self.total_epochs, "stats": "starting"}
         if self._task is None:
             self._task = self._progress.add_task("train", total=total_steps, **fields)
         else:
