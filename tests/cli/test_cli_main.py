@@ -123,3 +123,31 @@ def test_python_m_decayprune_help() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "train" in proc.stdout and "export" in proc.stdout
+
+
+@pytest.mark.parametrize("kind", ["truncated-cifar", "pickle-payload", "corrupt-png"])
+def test_broken_data_files_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str) -> None:
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    if kind == "corrupt-png":
+        for split in ("train", "test"):
+            (tmp_path / split / "cat").mkdir(parents=True)
+            (tmp_path / split / "cat" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+        name = "imagefolder"
+    else:
+        folder = tmp_path / "cifar-10-batches-py"
+        folder.mkdir()
+        blob = pickle.dumps({b"data": b"x" * 100})[:20] if kind == "truncated-cifar" else pickle.dumps(Payload())
+        for file in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+            (folder / file).write_bytes(blob)
+        name = "cifar10"
+    argv = ["train", "--set", f"data.name={name}", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "o")]
+    code, out, err = run_cli(capsys, argv)
+    assert code == 2 and "Traceback" not in out + err
+    assert err.startswith(f"error: cannot load dataset '{name}'")
+    assert not (tmp_path / "o").exists()

@@ -60,3 +60,15 @@ def test_onnx_without_onnx_is_a_clear_error(model_files: Path, tmp_path: Path) -
         pytest.skip("onnx is installed")
     with pytest.raises(ExportError, match="needs the 'onnx' package"):
         export_model(load_model_files(model_files), tmp_path / "o", formats=["onnx"])
+
+
+def test_written_files_follow_the_umask(model_files: Path, tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        written = export_model(load_model_files(model_files), tmp_path / "perm", formats=["safetensors", "pt2"])
+    finally:
+        os.umask(old)
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o644, path
