@@ -159,3 +159,14 @@ def test_export_errors(capsys: pytest.CaptureFixture[str], trained_run: Path, tm
     blocker.write_text("x")
     code, _, err = run_cli(capsys, ["export", "--run", str(trained_run), "--output", str(blocker)])
     assert code == 2 and "is a file, not a folder" in err
+
+
+def test_prune_resume_without_config_uses_the_saved_one(capsys: pytest.CaptureFixture[str], pruned_run: Path) -> None:
+    record = json.loads((pruned_run / "result.json").read_text())
+    argv = ["prune", "--resume", "--output-dir", str(pruned_run.parent), "--name", pruned_run.name, "--no-progress"]
+    code, _, err = run_cli(capsys, [*argv, "--set", "finetune.device=cpu"])
+    assert code == 0, err
+    again = json.loads((pruned_run / "result.json").read_text())
+    assert again["final"]["top1"] == record["final"]["top1"] and again["epochs"] == record["epochs"]
+    code, _, err = run_cli(capsys, [*argv, "--set", "finetune.lr=0.5"])
+    assert code == 2 and "finetune.lr changed" in err

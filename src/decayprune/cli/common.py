@@ -142,7 +142,8 @@ def resolve_run_config(args: argparse.Namespace, *, config_path: Path | None = N
         values["data.data_dir"] = str(args.data_dir)
     path = args.config if args.config is not None else config_path
     if path is None and getattr(args, "resume", False):
-        probe = load_config(None, args.overrides, values=values)
+        where = [o for o in args.overrides if o.split("=", 1)[0].strip() in ("name", "output_dir")]
+        probe = load_config(None, where, values={k: v for k, v in values.items() if k in ("name", "output_dir")})
         saved = probe.run_dir / "config.yaml"
         path = saved if saved.is_file() else None
     return load_config(path, args.overrides, values=values)
