@@ -151,3 +151,20 @@ def test_broken_data_files_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert code == 2 and "Traceback" not in out + err
     assert err.startswith(f"error: cannot load dataset '{name}'")
     assert not (tmp_path / "o").exists()
+
+
+def test_threads_option_is_applied_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    import torch
+
+    from decayprune.cli import train
+    from decayprune.cli.common import apply_threads
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    monkeypatch.setattr(train, "_run", lambda args: seen.append(torch.get_num_threads()) or 0)
+    assert train.run(argparse.Namespace(threads=1)) == 0
+    assert seen == [1] and torch.get_num_threads() == before
+    with apply_threads(argparse.Namespace(threads=None)):
+        assert torch.get_num_threads() == before

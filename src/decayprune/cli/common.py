@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ __all__ = [
     "add_progress_option",
     "add_resume_options",
     "add_run_options",
+    "add_threads_option",
+    "apply_threads",
     "device_name",
     "input_shape",
     "make_console",
@@ -108,6 +111,30 @@ def add_run_options(parser: argparse.ArgumentParser, *, run_folder: bool = True)
     parser.add_argument(
         "--data-dir", type=Path, metavar="DIR", help="folder holding the dataset files (config key 'data.data_dir')."
     )
+
+
+def add_threads_option(parser: argparse.ArgumentParser, default: int | None = None) -> None:
+    """``--threads N``: torch CPU threads for the whole command (read back with :func:`apply_threads`)."""
+    shown = f"default: {default}" if default else "default: torch's choice, one per core"
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=default,
+        metavar="N",
+        help=f"torch CPU threads ({shown}); on a shared or small machine fewer threads are often faster.",
+    )
+
+
+@contextmanager
+def apply_threads(args: argparse.Namespace) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(args.threads)`` when given (restored after)."""
+    before = torch.get_num_threads()
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def add_resume_options(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ..config import RunConfig, load_config
 from ..jobs import run_prune_job
-from .common import Command, add_progress_option, make_console, show_progress
+from .common import Command, add_progress_option, add_threads_option, apply_threads, make_console, show_progress
 from .prune import METRICS, cells, pruned_cells
 
 DEMO_SETTINGS: dict[str, Any] = {
@@ -62,10 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the demo's run folders go (default: runs; earlier demo runs there are replaced).",
     )
     add_progress_option(parser)
+    add_threads_option(parser, default=1)  # a tiny model: one thread is fastest, more oversubscribe
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the three jobs on one base model and print the comparison."""
+    with apply_threads(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     console = make_console()
     records = []
     base_weights: Path | None = None

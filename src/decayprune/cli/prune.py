@@ -16,6 +16,8 @@ from .common import (
     add_progress_option,
     add_resume_options,
     add_run_options,
+    add_threads_option,
+    apply_threads,
     make_console,
     resolve_run_config,
     show_progress,
@@ -55,10 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_options(parser)
     add_resume_options(parser)
     add_progress_option(parser)
+    add_threads_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the prune job and print base vs pruned."""
+    with apply_threads(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     console = make_console()
     cfg = resolve_run_config(args)
     if cfg.prune is None:

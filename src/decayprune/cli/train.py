@@ -13,6 +13,8 @@ from .common import (
     add_progress_option,
     add_resume_options,
     add_run_options,
+    add_threads_option,
+    apply_threads,
     make_console,
     metric_table,
     percent,
@@ -26,10 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_options(parser)
     add_resume_options(parser)
     add_progress_option(parser)
+    add_threads_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train, print a table, return 0."""
+    with apply_threads(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     console = make_console()
     cfg = resolve_run_config(args)
     record = run_train_job(
