@@ -8,14 +8,18 @@ from .base import PruningMethod, create_method, list_methods, method_class, regi
 from .budget import fill_to_budget
 from .context import PruneContext
 from .depgraph import DepGraph
+from .dhspg import DHSPG
 from .iterative import IterativeMethod, RankingOptions
 from .magnitude import L1Pruning, RandomPruning
+from .otov2 import OTOv2
 from .schedule import SelectionSchedule
 
 __all__ = [
+    "DHSPG",
     "DepGraph",
     "IterativeMethod",
     "L1Pruning",
+    "OTOv2",
     "PruneContext",
     "PruningMethod",
     "RandomPruning",
