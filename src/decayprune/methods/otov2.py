@@ -15,8 +15,11 @@ redundant set and goes to the zeroing policy:
   DHSPG backfills the budget from the next-highest-scoring groups (which take the lasso
   half-step and are handed over in turn).
 
-At the last selection point (the *deadline*) every group still redundant is handed over at
-once, so the MACs target is met whatever the projection achieved.
+Ours, not the paper's: so that removals are spread over training as with every other method,
+at each later selection point the highest-scoring redundant groups are handed over until the
+committed MACs meet a budget falling linearly to the target; at the last selection point
+(the *deadline*) every group still redundant is handed over, so the MACs target is met
+whatever the projection achieved.
 """
 
 from __future__ import annotations
@@ -135,6 +138,7 @@ class OTOv2(PruningMethod):
         if self._refill:
             self._refill = False
             ids.append(self._backfill(ctx, opt))
+        ids.append(self._scheduled_handover(ctx, opt, torch.cat(ids)))
         if ctx.step >= self.deadline:
             # Past the deadline every group still redundant goes to the zeroing policy now.
             self._handed_all = True
@@ -145,6 +149,24 @@ class OTOv2(PruningMethod):
             return None
         out = torch.unique(out)
         return out[~ctx.decay.committed()[out]]
+
+    def _scheduled_handover(self, ctx: "PruneContext", opt: DHSPG, leaving: torch.Tensor) -> torch.Tensor:
+        """At each selection point after the partition, hand over redundant groups (highest score first)
+        until the committed MACs meet a budget falling linearly from the base to the target at the
+        last point, so removals are spread over training even when few groups reach the half-space."""
+        points = [p for p in ctx.schedule.steps if p > opt.partition_step + 1]
+        if ctx.step not in points:
+            return torch.zeros(0, dtype=torch.long)
+        done = sum(1 for p in points if p <= ctx.step) / len(points)
+        budget = ctx.base_macs - (ctx.base_macs - ctx.final_macs) * done
+        committed = ctx.decay.committed()
+        committed[leaving] = True
+        if ctx.structures.macs(committed) <= budget:
+            return torch.zeros(0, dtype=torch.long)
+        picked = fill_to_budget(ctx, -opt.scores, budget, opt.redundant & ~committed, ranking=self.options.ranking,
+                                max_layer_ratio=1.0, committed=committed)
+        opt.redundant[picked] = False
+        return picked
 
     def _backfill(self, ctx: "PruneContext", opt: DHSPG) -> torch.Tensor:
         """Mark the next-highest-scoring free groups redundant until the final MACs target holds again.
