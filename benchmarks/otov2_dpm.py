@@ -33,20 +33,46 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"name": "small_cnn"},
         "pretrain": {"epochs": 12, "batch_size": 64, "lr": 0.05, "schedule": "cosine"},
         "finetune": {"epochs": 6, "batch_size": 64, "lr": 0.01, "schedule": "cosine"},
-        "prune": {"method": "otov2", "target_macs_fraction": 0.2, "iterative_steps": 3,
-                  "method_options": {"epsilon": 0.95},
-                  "decay": {"steps": 20, "cooldown": 40}},
+        "prune": {
+            "method": "otov2",
+            "target_macs_fraction": 0.2,
+            "iterative_steps": 3,
+            "method_options": {"epsilon": 0.95},
+            "decay": {"steps": 20, "cooldown": 40},
+        },
     },
     # The DPM paper's OTOv2 row (VGG16-BN, CIFAR-10, ~26% of the FLOPs): needs a GPU and the data.
     "gpu": {
         "data": {"name": "cifar10"},
         "model": {"name": "vgg16"},
-        "pretrain": {"epochs": 160, "batch_size": 128, "lr": 0.1, "schedule": "step", "milestones": [80, 120],
-                     "weight_decay": 5e-4, "amp": True, "channels_last": True},
-        "finetune": {"epochs": 120, "batch_size": 128, "lr": 0.05, "schedule": "step", "milestones": [60, 90],
-                     "weight_decay": 5e-4, "amp": True, "channels_last": True},
-        "prune": {"method": "otov2", "target_macs_fraction": 0.265, "iterative_steps": 10, "end_epoch": 40,
-                  "method_options": {"epsilon": 0.95}, "decay": {"steps": 400, "cooldown": 1000}},
+        "pretrain": {
+            "epochs": 160,
+            "batch_size": 128,
+            "lr": 0.1,
+            "schedule": "step",
+            "milestones": [80, 120],
+            "weight_decay": 5e-4,
+            "amp": True,
+            "channels_last": True,
+        },
+        "finetune": {
+            "epochs": 120,
+            "batch_size": 128,
+            "lr": 0.05,
+            "schedule": "step",
+            "milestones": [60, 90],
+            "weight_decay": 5e-4,
+            "amp": True,
+            "channels_last": True,
+        },
+        "prune": {
+            "method": "otov2",
+            "target_macs_fraction": 0.265,
+            "iterative_steps": 10,
+            "end_epoch": 40,
+            "method_options": {"epsilon": 0.95},
+            "decay": {"steps": 400, "cooldown": 1000},
+        },
     },
 }
 
@@ -72,13 +98,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for seed in args.seeds:
         base_weights = None
         for policy in args.policies:
-            tree = _merge(preset, {
-                "name": f"{args.preset}-otov2-{policy.replace('+', '-')}-s{seed}",
-                "output_dir": str(args.output_dir),
-                "finetune": {"seed": seed, "device": args.device},
-                "pretrain": {"seed": seed, "device": args.device},
-                "prune": {"decay": {"policy": policy}},
-            })
+            tree = _merge(
+                preset,
+                {
+                    "name": f"{args.preset}-otov2-{policy.replace('+', '-')}-s{seed}",
+                    "output_dir": str(args.output_dir),
+                    "finetune": {"seed": seed, "device": args.device},
+                    "pretrain": {"seed": seed, "device": args.device},
+                    "prune": {"decay": {"policy": policy}, "method_options": args.options},
+                },
+            )
             if args.data_dir:
                 tree["data"]["data_dir"] = str(args.data_dir)
             if base_weights is not None:
@@ -119,13 +148,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/bench-otov2"))
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an otov2 method option, e.g. --option ranking=layer (repeatable)")
     args = parser.parse_args(argv)
+    args.options = dict(PRESETS[args.preset]["prune"].get("method_options", {}))
+    for item in args.option:
+        key, _, value = item.partition("=")
+        args.options[key] = value
     start = time.perf_counter()
     records = run(args)
     preset = PRESETS[args.preset]
-    title = (f"OTOv2 (DHSPG) on {preset['model']['name']} / {preset['data']['name']} "
-             f"(preset {args.preset}, target {records[0]['target_macs_fraction']:.0%} MACs, "
-             f"{time.perf_counter() - start:.0f} s)")
+    title = (
+        f"OTOv2 (DHSPG) on {preset['model']['name']} / {preset['data']['name']} "
+        f"(preset {args.preset}, target {records[0]['target_macs_fraction']:.0%} MACs, "
+        f"{time.perf_counter() - start:.0f} s)"
+    )
     Console().print(table(records, title))
     summary = args.output_dir / f"{args.preset}-otov2-summary.json"
     summary.parent.mkdir(parents=True, exist_ok=True)

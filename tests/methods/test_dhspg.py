@@ -36,11 +36,14 @@ def group_grads(model: nn.Sequential) -> torch.Tensor:
     return torch.cat([model[0].weight.grad, model[0].bias.grad.unsqueeze(1)], dim=1)
 
 
-@pytest.mark.parametrize("variant,reference", [
-    ("sgd", lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-2)),
-    ("adam", lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-2)),
-    ("adamw", lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=1e-2)),
-])
+@pytest.mark.parametrize(
+    "variant,reference",
+    [
+        ("sgd", lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-2)),
+        ("adam", lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-2)),
+        ("adamw", lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=1e-2)),
+    ],
+)
 def test_base_direction_matches_torch(variant: str, reference) -> None:
     a, b = net(), net()
     lr = 0.1 if variant == "sgd" else 0.01
@@ -50,7 +53,7 @@ def test_base_direction_matches_torch(variant: str, reference) -> None:
         for model, opt in ((a, ours), (b, theirs)):
             backward(model)
             opt.step()
-    for pa, pb in zip(a.parameters(), b.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
 
 
@@ -58,8 +61,9 @@ def test_partition_picks_the_groups_the_formula_says() -> None:
     model = net()
     s = StructureSet(model, X[:1])
     assert s.num_structures == 6
-    opt = DHSPG(model.parameters(), s, lr=0.01, target_group_sparsity=0.5, partition_step=0,
-                half_space_project_steps=100)
+    opt = DHSPG(
+        model.parameters(), s, lr=0.01, target_group_sparsity=0.5, partition_step=0, half_space_project_steps=100
+    )
     backward(model)
     x, d = group_tensors(model).double(), group_grads(model).double()
     opt.step()
@@ -85,8 +89,18 @@ def test_half_space_projection_zeroes_exactly_the_groups_meeting_its_condition()
     model = net(3)
     s = StructureSet(model, X[:1])
     lr, eps = 0.5, 0.3
-    opt = DHSPG(model.parameters(), s, lr=lr, lmbda=1.0, lmbda_amplify=2.0, hat_lmbda_coeff=10.0, epsilon=eps,
-                target_group_sparsity=0.5, partition_step=0, half_space_project_steps=0)
+    opt = DHSPG(
+        model.parameters(),
+        s,
+        lr=lr,
+        lmbda=1.0,
+        lmbda_amplify=2.0,
+        hat_lmbda_coeff=10.0,
+        epsilon=eps,
+        target_group_sparsity=0.5,
+        partition_step=0,
+        half_space_project_steps=0,
+    )
     backward(model)
     x, d = group_tensors(model).double(), group_grads(model).double()
     opt.step()
@@ -107,9 +121,18 @@ def test_half_space_projection_zeroes_exactly_the_groups_meeting_its_condition()
 
 def test_report_only_and_projection_cap() -> None:
     model = net(3)
-    opt = DHSPG(model.parameters(), StructureSet(model, X[:1]), lr=0.5, lmbda=1.0, epsilon=0.3,
-                target_group_sparsity=0.5, partition_step=0, half_space_project_steps=0,
-                project=False, max_projections_per_step=1)
+    opt = DHSPG(
+        model.parameters(),
+        StructureSet(model, X[:1]),
+        lr=0.5,
+        lmbda=1.0,
+        epsilon=0.3,
+        target_group_sparsity=0.5,
+        partition_step=0,
+        half_space_project_steps=0,
+        project=False,
+        max_projections_per_step=1,
+    )
     backward(model)
     opt.step()
     assert int(opt.pending.sum()) == 1  # capped, and reported without zeroing
@@ -122,8 +145,14 @@ def test_zero_groups_stay_zero() -> None:
     with torch.no_grad():
         model[0].weight[2].zero_()
         model[0].bias[2].zero_()
-    opt = DHSPG(model.parameters(), StructureSet(model, X[:1]), lr=0.1, momentum=0.9, partition_step=100,
-                half_space_project_steps=100)
+    opt = DHSPG(
+        model.parameters(),
+        StructureSet(model, X[:1]),
+        lr=0.1,
+        momentum=0.9,
+        partition_step=100,
+        half_space_project_steps=100,
+    )
     for _ in range(3):
         backward(model)
         assert group_grads(model)[2].abs().sum() > 0
@@ -135,8 +164,17 @@ def test_zero_groups_stay_zero() -> None:
 @pytest.mark.parametrize("variant", ["sgd", "adamw"])
 def test_state_dict_resume_is_exact(variant: str) -> None:
     def make(model: nn.Module) -> DHSPG:
-        return DHSPG(model.parameters(), StructureSet(model, X[:1]), variant=variant, lr=0.05, momentum=0.9,
-                     lmbda=0.05, target_group_sparsity=0.5, partition_step=1, half_space_project_steps=3)
+        return DHSPG(
+            model.parameters(),
+            StructureSet(model, X[:1]),
+            variant=variant,
+            lr=0.05,
+            momentum=0.9,
+            lmbda=0.05,
+            target_group_sparsity=0.5,
+            partition_step=1,
+            half_space_project_steps=3,
+        )
 
     a = net()
     opt_a = make(a)
@@ -155,7 +193,7 @@ def test_state_dict_resume_is_exact(variant: str) -> None:
     for _ in range(3):
         backward(b)
         opt_b.step()
-    for pa, pb in zip(a.parameters(), b.parameters()):
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(pa, pb)
     assert opt_a.redundant.tolist() == opt_b.redundant.tolist()
 

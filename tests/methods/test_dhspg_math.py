@@ -33,7 +33,7 @@ def test_redundancy_scores_by_hand() -> None:
     got = redundancy_scores(cos, avg)
     inv = [1 / (1 + 1e-6), 1 / (0.5 + 1e-6), 1 / (0.25 + 1e-6)]
     inv_norm = math.sqrt(sum(v * v for v in inv))
-    want = [0.5 * c / 1.0 + 0.5 * v / inv_norm for c, v in zip([0.6, 0.8, 0.0], inv)]
+    want = [0.5 * c / 1.0 + 0.5 * v / inv_norm for c, v in zip([0.6, 0.8, 0.0], inv, strict=True)]
     assert got.tolist() == pytest.approx(want, rel=1e-6)
     assert int(torch.argmax(got)) == 1  # 0.4 + 0.218 beats the smallest group (0 + 0.436)
 
@@ -69,8 +69,16 @@ def test_adaptive_lambda_cases_by_hand() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(0.01, 10), st.floats(-5, 5), st.one_of(st.just(0.0), st.floats(1e-3, 10))), min_size=1, max_size=8),
-       st.floats(1e-4, 1.0), st.floats(1.0, 50.0), st.floats(1.0, 1e3))
+@given(
+    st.lists(
+        st.tuples(st.floats(0.01, 10), st.floats(-5, 5), st.one_of(st.just(0.0), st.floats(1e-3, 10))),
+        min_size=1,
+        max_size=8,
+    ),
+    st.floats(1e-4, 1.0),
+    st.floats(1.0, 50.0),
+    st.floats(1.0, 1e3),
+)
 def test_adaptive_lambda_stays_within_its_bounds(groups, lmbda: float, amplify: float, hat: float) -> None:
     norm = torch.tensor([g[0] for g in groups], dtype=torch.float64)
     cos = torch.tensor([max(-1.0, min(1.0, g[1] / 5)) for g in groups], dtype=torch.float64)

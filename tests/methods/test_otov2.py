@@ -15,14 +15,25 @@ X = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(0))
 Y = torch.arange(64) % 10
 
 
-def run(policy: str, *, target: float = 0.2, train: TrainSettings | None = None, model_name: str = "small_cnn",
-        check_each_step=None, **options) -> tuple[torch.nn.Module, Pruner, torch.optim.Optimizer]:
+def run(
+    policy: str,
+    *,
+    target: float = 0.2,
+    train: TrainSettings | None = None,
+    model_name: str = "small_cnn",
+    check_each_step=None,
+    **options,
+) -> tuple[torch.nn.Module, Pruner, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=10, in_channels=1)
-    decay = DecaySettings(policy=policy, steps=5, t_rate=0.0, t_len=0.5, cooldown=10_000) if policy == "sp+sr" \
+    decay = (
+        DecaySettings(policy=policy, steps=5, t_rate=0.0, t_len=0.5, cooldown=10_000)
+        if policy == "sp+sr"
         else DecaySettings(policy=policy, steps=5)
-    settings = PruneSettings(method="otov2", target_macs_fraction=target, iterative_steps=3, decay=decay,
-                             method_options=options)
+    )
+    settings = PruneSettings(
+        method="otov2", target_macs_fraction=target, iterative_steps=3, decay=decay, method_options=options
+    )
     pruner = Pruner(model, X[:1], settings, total_steps=STEPS, steps_per_epoch=10)
     opt = pruner.build_optimizer(train or TrainSettings(lr=0.05, momentum=0.9, weight_decay=5e-4, device="cpu"))
     for step in range(STEPS):
@@ -109,8 +120,9 @@ def test_state_round_trip() -> None:
 def test_needs_its_own_optimizer() -> None:
     model = create_model("small_cnn", num_classes=10, in_channels=1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    pruner = Pruner(model, X[:1], PruneSettings(method="otov2", target_macs_fraction=0.5), optimizer=opt,
-                    total_steps=10)
+    pruner = Pruner(
+        model, X[:1], PruneSettings(method="otov2", target_macs_fraction=0.5), optimizer=opt, total_steps=10
+    )
     F.cross_entropy(model(X[:4]), Y[:4]).backward()
     pruner.after_backward()
     opt.step()
@@ -118,15 +130,18 @@ def test_needs_its_own_optimizer() -> None:
         pruner.after_step()
 
 
-@pytest.mark.parametrize("options,match", [
-    ({"epsilon": 1.0}, "epsilon"),
-    ({"epsilon": -0.1}, "epsilon"),
-    ({"target_group_sparsity": 1.0}, "target_group_sparsity"),
-    ({"partition_step": -1}, "partition_step"),
-    ({"partition_step": 10, "half_space_project_steps": 5}, "half_space_project_steps"),
-    ({"variant": "rmsprop"}, "variant"),
-    ({"lambda": 0.1}, "lambda"),
-])
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ({"epsilon": 1.0}, "epsilon"),
+        ({"epsilon": -0.1}, "epsilon"),
+        ({"target_group_sparsity": 1.0}, "target_group_sparsity"),
+        ({"partition_step": -1}, "partition_step"),
+        ({"partition_step": 10, "half_space_project_steps": 5}, "half_space_project_steps"),
+        ({"variant": "rmsprop"}, "variant"),
+        ({"lambda": 0.1}, "lambda"),
+    ],
+)
 def test_bad_options_are_refused_with_their_name(options: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         create_method("otov2", **options)

@@ -30,7 +30,14 @@ import torch
 import torch.nn as nn
 
 from ..structure import PRODUCER, StructureSet
-from .dhspg_math import adaptive_lambda, cap_projections, cosine_x_d, half_space_mask, redundancy_scores, top_k_redundant
+from .dhspg_math import (
+    adaptive_lambda,
+    cap_projections,
+    cosine_x_d,
+    half_space_mask,
+    redundancy_scores,
+    top_k_redundant,
+)
 
 __all__ = ["DHSPG", "VARIANT_DEFAULTS"]
 
@@ -112,8 +119,10 @@ class DHSPG(torch.optim.Optimizer):
         if not 0 <= epsilon < 1:
             raise ValueError(f"epsilon must be in [0, 1), got {epsilon}")
         if partition_step < 0 or half_space_project_steps < 0:
-            raise ValueError("partition_step and half_space_project_steps must be >= 0, got "
-                             f"{partition_step} and {half_space_project_steps}")
+            raise ValueError(
+                "partition_step and half_space_project_steps must be >= 0, got "
+                f"{partition_step} and {half_space_project_steps}"
+            )
         if not 0 < target_group_sparsity < 1:
             raise ValueError(f"target_group_sparsity must be in (0, 1), got {target_group_sparsity}")
         if group_divisible < 1:
@@ -122,10 +131,13 @@ class DHSPG(torch.optim.Optimizer):
             raise ValueError(f"max_projections_per_step must be >= 1 or None, got {max_projections_per_step}")
         d = VARIANT_DEFAULTS[variant]
         defaults = dict(
-            lr=lr, variant=variant,
+            lr=lr,
+            variant=variant,
             momentum=d["momentum"] if momentum is None else momentum,
             second_momentum=d["second_momentum"] if second_momentum is None else second_momentum,
-            dampening=dampening, weight_decay=weight_decay, eps=eps,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            eps=eps,
             lmbda=d["lmbda"] if lmbda is None else lmbda,
             lmbda_amplify=d["lmbda_amplify"] if lmbda_amplify is None else lmbda_amplify,
             hat_lmbda_coeff=d["hat_lmbda_coeff"] if hat_lmbda_coeff is None else hat_lmbda_coeff,
@@ -230,8 +242,9 @@ class DHSPG(torch.optim.Optimizer):
         if self.partitioner is not None:
             mask = torch.as_tensor(self.partitioner(self.scores.clone()), dtype=torch.bool).cpu()
             if mask.shape != self.redundant.shape:
-                raise ValueError(f"partitioner returned a mask of shape {tuple(mask.shape)}, "
-                                 f"expected ({s.num_structures},)")
+                raise ValueError(
+                    f"partitioner returned a mask of shape {tuple(mask.shape)}, expected ({s.num_structures},)"
+                )
         else:
             k = int(s.num_structures * min(self.target_group_sparsity + self.tolerance_group_sparsity, 0.999))
             mask = top_k_redundant(self.scores, k, s.layer_of, self.group_divisible)
@@ -301,8 +314,9 @@ class DHSPG(torch.optim.Optimizer):
                 p.mul_(1.0 - group["lr"] * group["weight_decay"])
             p.add_(d, alpha=-group["lr"])
 
-    def _half_space(self, xx: torch.Tensor, active: torch.Tensor, old: dict[nn.Parameter, torch.Tensor],
-                    epsilon: float) -> None:
+    def _half_space(
+        self, xx: torch.Tensor, active: torch.Tensor, old: dict[nn.Parameter, torch.Tensor], epsilon: float
+    ) -> None:
         hat_dot_x = self._group_reduce(lambda p: (p, old[p]) if p in old else None)
         hit = half_space_mask(hat_dot_x, xx, epsilon) & active
         hit = cap_projections(hit, hat_dot_x / xx.clamp_min(1e-30), self.max_projections_per_step)

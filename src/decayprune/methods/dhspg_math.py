@@ -50,8 +50,9 @@ def redundancy_scores(cos: torch.Tensor, avg_norm: torch.Tensor) -> torch.Tensor
     return 0.5 * F.normalize(cos, dim=0) + 0.5 * F.normalize(inv, dim=0)
 
 
-def top_k_redundant(scores: torch.Tensor, k: int, layer_of: torch.Tensor | None = None,
-                    group_divisible: int = 1) -> torch.Tensor:
+def top_k_redundant(
+    scores: torch.Tensor, k: int, layer_of: torch.Tensor | None = None, group_divisible: int = 1
+) -> torch.Tensor:
     """The ``k`` highest-scored groups as a bool mask, optionally rounded per layer.
 
     With ``group_divisible > 1`` (and ``layer_of``, the layer index of each group) the number
@@ -63,7 +64,8 @@ def top_k_redundant(scores: torch.Tensor, k: int, layer_of: torch.Tensor | None 
         >>> top_k_redundant(torch.tensor([0.1, 0.9, 0.5, 0.7]), 2).tolist()
         [False, True, False, True]
         >>> # 6 groups, k = 3 keeps 3, rounded to a multiple of 2 -> keeps 4, 2 redundant
-        >>> top_k_redundant(torch.tensor([0.1, 0.9, 0.5, 0.7, 0.2, 0.3]), 3, torch.zeros(6, dtype=torch.long), 2).tolist()
+        >>> one_layer = torch.zeros(6, dtype=torch.long)
+        >>> top_k_redundant(torch.tensor([0.1, 0.9, 0.5, 0.7, 0.2, 0.3]), 3, one_layer, 2).tolist()
         [False, True, False, True, False, False]
     """
     if not 0 <= k <= scores.numel():
@@ -85,8 +87,9 @@ def top_k_redundant(scores: torch.Tensor, k: int, layer_of: torch.Tensor | None 
     return rounded
 
 
-def adaptive_lambda(xx: torch.Tensor, xd: torch.Tensor, dd: torch.Tensor, lmbda: float, amplify: float,
-                    hat_coeff: float) -> torch.Tensor:
+def adaptive_lambda(
+    xx: torch.Tensor, xd: torch.Tensor, dd: torch.Tensor, lmbda: float, amplify: float, hat_coeff: float
+) -> torch.Tensor:
     """DHSPG's per-group regularisation coefficient ``lambda_g``.
 
     Where ``<x, d> < 0`` (the step ``-d`` pushes the group away from the origin), the lower

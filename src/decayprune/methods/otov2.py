@@ -56,28 +56,40 @@ class OTOv2(PruningMethod):
         """Options of :class:`OTOv2` (``None``: the default noted)."""
 
         variant: Literal["sgd", "adam", "adamw"] | None = Field(
-            None, description="base step of DHSPG (None: 'adamw' when train.optimizer is adamw, else 'sgd')")
+            None, description="base step of DHSPG (None: 'adamw' when train.optimizer is adamw, else 'sgd')"
+        )
         lmbda: float | None = Field(None, gt=0, description="group-lasso strength (None: sgd 1e-3, adam/adamw 1e-2)")
         lmbda_amplify: float | None = Field(None, gt=0, description="adaptive lambda amplifier (None: sgd 2, adam 20)")
-        hat_lmbda_coeff: float | None = Field(None, ge=1, description="lambda upper clip / lambda (None: sgd 10, adam 1e3)")
+        hat_lmbda_coeff: float | None = Field(
+            None, ge=1, description="lambda upper clip / lambda (None: sgd 10, adam 1e3)"
+        )
         epsilon: float = Field(0.0, ge=0, lt=1, description="half-space projection threshold, in [0, 1)")
         partition_step: int | None = Field(
-            None, ge=0, description="optimizer steps before the partition (None: the first selection point)")
+            None, ge=0, description="optimizer steps before the partition (None: the first selection point)"
+        )
         half_space_project_steps: int | None = Field(
-            None, ge=0, description="optimizer steps before projections start (None: midway to the last selection)")
+            None, ge=0, description="optimizer steps before projections start (None: midway to the last selection)"
+        )
         target_group_sparsity: float | None = Field(
-            None, gt=0, lt=1, description="mark this fraction of groups redundant (None: chosen by the MACs target)")
+            None, gt=0, lt=1, description="mark this fraction of groups redundant (None: chosen by the MACs target)"
+        )
         tolerance_group_sparsity: float = Field(0.0, ge=0, lt=1, description="added to target_group_sparsity for K")
-        group_divisible: int = Field(1, ge=1, description="groups kept per layer are a multiple of this (group sparsity)")
+        group_divisible: int = Field(
+            1, ge=1, description="groups kept per layer are a multiple of this (group sparsity)"
+        )
         max_projections_per_step: int | None = Field(
-            None, ge=1, description="cap on groups projected (or handed to the decay) per step (None: no cap)")
+            None, ge=1, description="cap on groups projected (or handed to the decay) per step (None: no cap)"
+        )
 
         @model_validator(mode="after")
         def _ordered(self) -> "OTOv2.Options":
             p, h = self.partition_step, self.half_space_project_steps
             if p is not None and h is not None and h < p:
                 raise ValueError(f"half_space_project_steps ({h}) must be >= partition_step ({p})")
-            if self.target_group_sparsity is not None and self.target_group_sparsity + self.tolerance_group_sparsity >= 1:
+            if (
+                self.target_group_sparsity is not None
+                and self.target_group_sparsity + self.tolerance_group_sparsity >= 1
+            ):
                 raise ValueError("target_group_sparsity + tolerance_group_sparsity must be < 1")
             return self
 
@@ -101,12 +113,21 @@ class OTOv2(PruningMethod):
         momentum = settings.momentum if variant == "sgd" else None
         params = [p for p in ctx.model.parameters() if p.requires_grad]
         self.optimizer = DHSPG(
-            params, ctx.structures, variant=variant, lr=settings.lr, momentum=momentum,
-            weight_decay=settings.weight_decay, lmbda=o.lmbda, lmbda_amplify=o.lmbda_amplify,
-            hat_lmbda_coeff=o.hat_lmbda_coeff, epsilon=o.epsilon, partition_step=partition,
+            params,
+            ctx.structures,
+            variant=variant,
+            lr=settings.lr,
+            momentum=momentum,
+            weight_decay=settings.weight_decay,
+            lmbda=o.lmbda,
+            lmbda_amplify=o.lmbda_amplify,
+            hat_lmbda_coeff=o.hat_lmbda_coeff,
+            epsilon=o.epsilon,
+            partition_step=partition,
             half_space_project_steps=project_from,
             target_group_sparsity=o.target_group_sparsity or 0.5,
-            tolerance_group_sparsity=o.tolerance_group_sparsity, group_divisible=o.group_divisible,
+            tolerance_group_sparsity=o.tolerance_group_sparsity,
+            group_divisible=o.group_divisible,
             partitioner=None if o.target_group_sparsity is not None else (lambda scores: self._by_budget(ctx, scores)),
             project=not ctx.decay.settings.smooth,
             max_projections_per_step=o.max_projections_per_step,
@@ -116,8 +137,14 @@ class OTOv2(PruningMethod):
     def _by_budget(self, ctx: "PruneContext", scores: torch.Tensor) -> torch.Tensor:
         """The redundant set: lowest-ranked (highest DHSPG score) groups until the final MACs target."""
         mask = torch.zeros(ctx.structures.num_structures, dtype=torch.bool)
-        picked = fill_to_budget(ctx, -scores, ctx.final_macs, ctx.decay.available(ctx.step),
-                                ranking=self.options.ranking, max_layer_ratio=self.options.max_layer_ratio)
+        picked = fill_to_budget(
+            ctx,
+            -scores,
+            ctx.final_macs,
+            ctx.decay.available(ctx.step),
+            ranking=self.options.ranking,
+            max_layer_ratio=self.options.max_layer_ratio,
+        )
         mask[picked] = True
         return mask
 
@@ -163,8 +190,15 @@ class OTOv2(PruningMethod):
         committed[leaving] = True
         if ctx.structures.macs(committed) <= budget:
             return torch.zeros(0, dtype=torch.long)
-        picked = fill_to_budget(ctx, -opt.scores, budget, opt.redundant & ~committed, ranking=self.options.ranking,
-                                max_layer_ratio=1.0, committed=committed)
+        picked = fill_to_budget(
+            ctx,
+            -opt.scores,
+            budget,
+            opt.redundant & ~committed,
+            ranking=self.options.ranking,
+            max_layer_ratio=1.0,
+            committed=committed,
+        )
         opt.redundant[picked] = False
         return picked
 
@@ -179,13 +213,27 @@ class OTOv2(PruningMethod):
         if ctx.structures.macs(committed) <= ctx.final_macs:
             return torch.zeros(0, dtype=torch.long)
         free = ctx.decay.available(ctx.step) & ~opt.redundant
-        picked = fill_to_budget(ctx, -opt.scores, ctx.final_macs, free, ranking=o.ranking,
-                                max_layer_ratio=o.max_layer_ratio, committed=committed)
+        picked = fill_to_budget(
+            ctx,
+            -opt.scores,
+            ctx.final_macs,
+            free,
+            ranking=o.ranking,
+            max_layer_ratio=o.max_layer_ratio,
+            committed=committed,
+        )
         committed[picked] = True
         if ctx.structures.macs(committed) > ctx.final_macs:
             # Not enough groups out of their cool-down: the budget wins, released ones may return.
-            extra = fill_to_budget(ctx, -opt.scores, ctx.final_macs, ~committed, ranking=o.ranking,
-                                   max_layer_ratio=o.max_layer_ratio, committed=committed)
+            extra = fill_to_budget(
+                ctx,
+                -opt.scores,
+                ctx.final_macs,
+                ~committed,
+                ranking=o.ranking,
+                max_layer_ratio=o.max_layer_ratio,
+                committed=committed,
+            )
             picked = torch.cat([picked, extra])
         if ctx.step >= self.deadline:
             return picked
@@ -207,8 +255,12 @@ class OTOv2(PruningMethod):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "refill": self._refill, "handed_all": self._handed_all,
-                "deadline": self.deadline}
+        return {
+            **super().state_dict(),
+            "refill": self._refill,
+            "handed_all": self._handed_all,
+            "deadline": self.deadline,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
