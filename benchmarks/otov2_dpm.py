@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "output_dir": str(args.output_dir),
                     "finetune": {"seed": seed, "device": args.device},
                     "pretrain": {"seed": seed, "device": args.device},
-                    "prune": {"decay": {"policy": policy}, "method_options": args.options},
+                    "prune": {"decay": {**args.decay, "policy": policy}, "method_options": args.options},
                 },
             )
             if args.data_dir:
@@ -150,7 +150,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an otov2 method option, e.g. --option ranking=layer (repeatable)")
+    parser.add_argument("--decay", action="append", default=[], metavar="KEY=VALUE",
+                        help="a DPM setting, e.g. --decay t_len=1.0 (repeatable)")
     args = parser.parse_args(argv)
+    args.decay = dict(item.partition("=")[::2] for item in args.decay)
     args.options = dict(PRESETS[args.preset]["prune"].get("method_options", {}))
     for item in args.option:
         key, _, value = item.partition("=")

@@ -160,6 +160,7 @@ class DHSPG(torch.optim.Optimizer):
         self.redundant = torch.zeros(n, dtype=torch.bool)
         self.pending = torch.zeros(n, dtype=torch.bool)
         self.scores = torch.zeros(n)
+        self.cosines = torch.zeros(n)
         self.last_lambda = torch.zeros(n)
 
     # ------------------------------------------------------------------ public helpers
@@ -174,6 +175,7 @@ class DHSPG(torch.optim.Optimizer):
         self.redundant = torch.zeros(0, dtype=torch.bool)
         self.pending = torch.zeros(0, dtype=torch.bool)
         self.scores = torch.zeros(0)
+        self.cosines = torch.zeros(0)
         self.last_lambda = torch.zeros(0)
 
     def take_pending(self) -> torch.Tensor:
@@ -288,6 +290,7 @@ class DHSPG(torch.optim.Optimizer):
             self._partition(xx, xd, dd)
         if self.partitioned:
             self.scores = self.group_scores(xx, xd, dd)
+            self.cosines = cosine_x_d(xx, xd, dd).float()
         group0 = self.param_groups[0]
         active = self.redundant & (xx > 0)
         old: dict[nn.Parameter, torch.Tensor] = {}

@@ -203,7 +203,7 @@ class OTOv2(PruningMethod):
         return picked
 
     def _backfill(self, ctx: "PruneContext", opt: DHSPG) -> torch.Tensor:
-        """Mark the next-highest-scoring free groups redundant until the final MACs target holds again.
+        """Mark the next-best free groups redundant until the final MACs target holds again.
 
         Before the deadline they join the redundant set (lasso half-step, then handed over);
         after it they are returned to be handed over at once.
@@ -213,9 +213,12 @@ class OTOv2(PruningMethod):
         if ctx.structures.macs(committed) <= ctx.final_macs:
             return torch.zeros(0, dtype=torch.long)
         free = ctx.decay.available(ctx.step) & ~opt.redundant
+        # Groups whose descent step already shrinks them (cos(-x, -d) > 0) come first: they will
+        # not push back against the decay, so a release does not start a chain of releases.
+        key = -opt.scores - 10.0 * (opt.cosines > 0).float()
         picked = fill_to_budget(
             ctx,
-            -opt.scores,
+            key,
             ctx.final_macs,
             free,
             ranking=o.ranking,
@@ -227,7 +230,7 @@ class OTOv2(PruningMethod):
             # Not enough groups out of their cool-down: the budget wins, released ones may return.
             extra = fill_to_budget(
                 ctx,
-                -opt.scores,
+                key,
                 ctx.final_macs,
                 ~committed,
                 ranking=o.ranking,
