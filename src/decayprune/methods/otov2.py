@@ -55,6 +55,10 @@ class OTOv2(PruningMethod):
     class Options(RankingOptions):
         """Options of :class:`OTOv2` (``None``: the default noted)."""
 
+        ranking: Literal["global", "layer"] = Field(
+            "layer", description="MACs partition: one ranking of the DHSPG score over all layers, or per layer"
+        )
+
         variant: Literal["sgd", "adam", "adamw"] | None = Field(
             None, description="base step of DHSPG (None: 'adamw' when train.optimizer is adamw, else 'sgd')"
         )
