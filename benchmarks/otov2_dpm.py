@@ -39,7 +39,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "method": "otov2",
             "target_macs_fraction": 0.2,
             "iterative_steps": 3,
-            "method_options": {"epsilon": 0.95},
+            "method_options": {"epsilon": 0.95, "lmbda": 3.0},
             "decay": {"steps": 20, "cooldown": 40},
         },
     },
@@ -150,10 +150,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/bench-otov2"))
     parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="an otov2 method option, e.g. --option ranking=layer (repeatable)")
-    parser.add_argument("--decay", action="append", default=[], metavar="KEY=VALUE",
-                        help="a DPM setting, e.g. --decay t_len=1.0 (repeatable)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an otov2 method option, e.g. --option ranking=layer (repeatable)",
+    )
+    parser.add_argument(
+        "--decay",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a DPM setting, e.g. --decay t_len=1.0 (repeatable)",
+    )
     args = parser.parse_args(argv)
     args.decay = dict(item.partition("=")[::2] for item in args.decay)
     args.options = dict(PRESETS[args.preset]["prune"].get("method_options", {}))

@@ -178,6 +178,11 @@ class DHSPG(torch.optim.Optimizer):
         self.cosines = torch.zeros(0)
         self.last_lambda = torch.zeros(0)
 
+    def _groups(self) -> StructureSet:
+        if self.structures is None:
+            raise RuntimeError("DHSPG has no structures (detached after compaction)")
+        return self.structures
+
     def take_pending(self) -> torch.Tensor:
         """Ids of groups that left the redundant set by projection (or report) since the last call."""
         ids = self.pending.nonzero().flatten()
@@ -188,11 +193,12 @@ class DHSPG(torch.optim.Optimizer):
         """Fraction of groups whose producer slices are exactly zero."""
         if not self.tracking:
             return 0.0
-        return float((self.structures.producer_norms() == 0).float().mean())
+        return float((self._groups().producer_norms() == 0).float().mean())
 
     # ------------------------------------------------------------------ the step
     def _direction(self, p: nn.Parameter, group: dict[str, Any]) -> torch.Tensor:
         """The base optimizer's search direction ``d`` for ``p`` (its state updated)."""
+        assert p.grad is not None
         grad = p.grad.detach()
         variant, wd = group["variant"], group["weight_decay"]
         if wd and variant != "adamw":
@@ -295,7 +301,7 @@ class DHSPG(torch.optim.Optimizer):
         active = self.redundant & (xx > 0)
         old: dict[nn.Parameter, torch.Tensor] = {}
         if active.any():
-            old = {sl.param: sl.param.detach().clone() for _l, sl, _i in self.structures.parameter_slices(PRODUCER)}
+            old = {sl.param: sl.param.detach().clone() for _l, sl, _i in self._groups().parameter_slices(PRODUCER)}
             lam = adaptive_lambda(xx, xd, dd, group0["lmbda"], group0["lmbda_amplify"], group0["hat_lmbda_coeff"])
             self.last_lambda = torch.where(active, lam, torch.zeros_like(lam)).float()
         self._base_update(directions)
@@ -304,7 +310,7 @@ class DHSPG(torch.optim.Optimizer):
             return loss
         coef = torch.where(active, self.last_lambda.double() / xx.sqrt().clamp_min(1e-30), torch.zeros_like(xx))
         lr_of = {p: g["lr"] for g in self.param_groups for p in g["params"]}
-        for param, factor in self.structures.broadcast(coef.float(), role=PRODUCER, fill=0.0):
+        for param, factor in self._groups().broadcast(coef.float(), role=PRODUCER, fill=0.0):
             param.data.add_(old[param] * factor.to(param.dtype), alpha=-lr_of.get(param, group0["lr"]))
         if self.num_steps > self.half_space_project_steps:
             self._half_space(xx, active, old, group0["epsilon"])
@@ -332,7 +338,7 @@ class DHSPG(torch.optim.Optimizer):
 
     def _zero_groups(self, mask: torch.Tensor) -> None:
         keep = (~mask).float()
-        for param, factor in self.structures.broadcast(keep, role=PRODUCER, fill=1.0):
+        for param, factor in self._groups().broadcast(keep, role=PRODUCER, fill=1.0):
             param.data.mul_(factor.to(param.dtype))
             for value in self.state.get(param, {}).values():
                 if isinstance(value, torch.Tensor) and value.shape == param.shape:

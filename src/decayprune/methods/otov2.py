@@ -97,6 +97,8 @@ class OTOv2(PruningMethod):
                 raise ValueError("target_group_sparsity + tolerance_group_sparsity must be < 1")
             return self
 
+    options: Options  # type: ignore[assignment]
+
     def __init__(self, criterion: Any = None, **options: Any) -> None:
         super().__init__(criterion, **options)
         self.optimizer: DHSPG | None = None
