@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from decayprune import DecaySettings, GateDecorator, Pruner, PruneSettings, TrainSettings, create_model
 from decayprune.methods import (
     TickTockSchedule,
-    add_norm_gates,
     create_method,
     gate_taylor_scores,
     tick_selection,
@@ -29,12 +28,19 @@ BATCHES = [(X[:8], Y[:8]), (X[8:], Y[8:])]
 def settings(policy: str = "oneshot", target: float = 0.5, steps: int = 4, **options: Any) -> PruneSettings:
     decay = DecaySettings(policy=policy, steps=steps, cooldown=4)
     opts = {"prune_ratio": 0.2, "tick_steps": 2, "tock_every": 2, "tock_steps": 2, **options}
-    return PruneSettings(method="gate_decorator", target_macs_fraction=target, iterative_steps=2, end_epoch=30,
-                         decay=decay, method_options=opts)
+    return PruneSettings(
+        method="gate_decorator",
+        target_macs_fraction=target,
+        iterative_steps=2,
+        end_epoch=30,
+        decay=decay,
+        method_options=opts,
+    )
 
 
-def make(model_name: str = "small_cnn", prune: PruneSettings | None = None, total: int = 40,
-         lr: float = 0.05) -> tuple[nn.Module, Pruner, torch.optim.Optimizer]:
+def make(
+    model_name: str = "small_cnn", prune: PruneSettings | None = None, total: int = 40, lr: float = 0.05
+) -> tuple[nn.Module, Pruner, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = create_model(model_name, num_classes=10, in_channels=1)
     pruner = Pruner(model, X[:1], prune or settings(), total_steps=total, steps_per_epoch=1)
@@ -42,8 +48,7 @@ def make(model_name: str = "small_cnn", prune: PruneSettings | None = None, tota
     return model, pruner, optimizer
 
 
-def train(model: nn.Module, pruner: Pruner, optimizer: torch.optim.Optimizer, steps: int,
-          each: Any = None) -> None:
+def train(model: nn.Module, pruner: Pruner, optimizer: torch.optim.Optimizer, steps: int, each: Any = None) -> None:
     model.train()
     for _ in range(steps):
         x, y = BATCHES[pruner.step % 2]
@@ -164,8 +169,9 @@ def test_tick_freezes_weights_trains_gates_and_restores_the_learning_rate() -> N
 
 
 def test_tock_applies_the_l1_penalty_and_triangular_lr() -> None:
-    model, pruner, optimizer = make(prune=settings(tick_steps=1, tock_every=1, tock_steps=3, lr_min=0.01,
-                                                   lr_max=0.03, sparse_lambda=0.5))
+    model, pruner, optimizer = make(
+        prune=settings(tick_steps=1, tock_every=1, tock_steps=3, lr_min=0.01, lr_max=0.03, sparse_lambda=0.5)
+    )
     seen = []
     original = optimizer.step
 
@@ -206,8 +212,7 @@ def test_a_tick_prunes_floor_p_of_the_remaining_channels_with_a_per_layer_minimu
 
 
 def test_each_tick_prunes_floor_p_remaining_until_the_target() -> None:
-    model, pruner, optimizer = make(prune=settings(target=0.3, prune_ratio=0.25, tock_steps=0, tick_steps=2),
-                                    total=60)
+    model, pruner, optimizer = make(prune=settings(target=0.3, prune_ratio=0.25, tock_steps=0, tick_steps=2), total=60)
     counts = []
     train(model, pruner, optimizer, 12, each=lambda: counts.append(int(pruner.engine.committed().sum())))
     s = pruner.structures
@@ -234,8 +239,11 @@ def test_with_sp_the_selected_channels_decay_linearly() -> None:
         norms = pruner.structures.producer_norms().cpu()[decaying]
         torch.testing.assert_close(norms, l_init * (n_steps - n) / n_steps, atol=1e-5, rtol=1e-4)
     assert bool(pruner.structures.pruned[decaying].all())
-    dead = [pos for pos, sid in zip(gate.slice.positions.tolist(), gate.ids.tolist(), strict=True)
-            if sid in set(decaying.tolist())]
+    dead = [
+        pos
+        for pos, sid in zip(gate.slice.positions.tolist(), gate.ids.tolist(), strict=True)
+        if sid in set(decaying.tolist())
+    ]
     assert all(float(gate.param.detach()[p]) == 0.0 for p in dead)
 
 
@@ -270,8 +278,13 @@ def test_releases_are_backfilled_from_the_last_tick_scores() -> None:
     first = pruner.engine.decaying.clone()
     target = pruner.method._target_macs
     seen = []
-    train(model, pruner, optimizer, 1,
-          each=lambda: seen.append((pruner.engine.releases, pruner.engine.committed().clone())))
+    train(
+        model,
+        pruner,
+        optimizer,
+        1,
+        each=lambda: seen.append((pruner.engine.releases, pruner.engine.committed().clone())),
+    )
     releases, committed = seen[0]
     assert releases == int(first.sum())  # every decaying channel resisted and was released at step 3
     assert not bool((committed & first).any())  # released ones sit out their cool-down ...
@@ -293,12 +306,17 @@ def test_options_are_validated_with_clear_errors() -> None:
     with pytest.raises(ValueError, match="does not rank by a criterion"):
         PruneSettings(method="gate_decorator", target_macs_fraction=0.5, criterion="l1_filter")
     with pytest.raises(ValueError, match="iterative_steps >= 2"):
-        Pruner(create_model("small_cnn", num_classes=10, in_channels=1), X[:1],
-               PruneSettings(method="gate_decorator", target_macs_fraction=0.5, iterative_steps=1), total_steps=10)
+        Pruner(
+            create_model("small_cnn", num_classes=10, in_channels=1),
+            X[:1],
+            PruneSettings(method="gate_decorator", target_macs_fraction=0.5, iterative_steps=1),
+            total_steps=10,
+        )
     mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     with pytest.raises(ValueError, match="needs affine norm layers"):
-        Pruner(mlp, torch.zeros(1, 4), PruneSettings(method="gate_decorator", target_macs_fraction=0.5),
-               total_steps=400)
+        Pruner(
+            mlp, torch.zeros(1, 4), PruneSettings(method="gate_decorator", target_macs_fraction=0.5), total_steps=400
+        )
 
 
 def test_state_dict_round_trip() -> None:
@@ -316,8 +334,6 @@ def test_plans_built_before_a_multiplier_is_added_see_it() -> None:
     model = create_model("small_cnn", num_classes=10, in_channels=1)
     s = StructureSet(model, X[:1])
     s.producer_norms()  # builds and caches the plans
-    gates = add_norm_gates(type("Ctx", (), {"structures": s, "model": model,
-                                             "add_channel_multiplier": lambda self, *a, **k: add_channel_multiplier(
-                                                 s, *a, **k)})())
+    gates = [add_channel_multiplier(s, name) for name in ("features.1", "features.4")]
     params = {id(t) for plan in s.flat_plans(PRODUCER) for t in plan.params}
     assert all(id(g.param) in params for g in gates)

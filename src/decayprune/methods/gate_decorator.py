@@ -199,19 +199,31 @@ class GateDecorator(PruningMethod):
         if self._select_now:
             self._select_now = False
             self._last_scores = self.scores(ctx)
-            picked = tick_selection(ctx, self._last_scores, self.options.prune_ratio,
-                                    min_channels=self.options.min_channels, macs_floor=ctx.final_macs)
+            picked = tick_selection(
+                ctx,
+                self._last_scores,
+                self.options.prune_ratio,
+                min_channels=self.options.min_channels,
+                macs_floor=ctx.final_macs,
+            )
         elif self._refill and self._target_macs is not None and self._last_scores is not None:
-            picked = fill_to_budget(ctx, self._last_scores, self._target_macs, ctx.decay.available(ctx.step),
-                                    max_layer_ratio=1.0)
+            picked = fill_to_budget(
+                ctx, self._last_scores, self._target_macs, ctx.decay.available(ctx.step), max_layer_ratio=1.0
+            )
         self._refill = False
         committed = ctx.decay.committed()
         committed[picked] = True
         if not self._done and ctx.step >= ctx.schedule.steps[-1] and ctx.structures.macs(committed) > ctx.final_macs:
             # The pruning phase ends before Tick-Tock met the target: fill it now from the latest scores.
             scores = self._last_scores if self._last_scores is not None else self.scores(ctx)
-            extra = fill_to_budget(ctx, scores, ctx.final_macs, ctx.decay.available(ctx.step) & ~committed,
-                                   max_layer_ratio=1.0, committed=committed)
+            extra = fill_to_budget(
+                ctx,
+                scores,
+                ctx.final_macs,
+                ctx.decay.available(ctx.step) & ~committed,
+                max_layer_ratio=1.0,
+                committed=committed,
+            )
             picked = torch.cat([picked, extra])
             committed[extra] = True
         if picked.numel() or ctx.step >= ctx.schedule.steps[-1]:
@@ -232,8 +244,11 @@ class GateDecorator(PruningMethod):
         return {
             "scores": None if self._scores is None else self._scores.clone(),
             "last_scores": None if self._last_scores is None else self._last_scores.clone(),
-            "done": self._done, "select_now": self._select_now, "refill": self._refill,
-            "target_macs": self._target_macs, "ticks_done": self.ticks_done,
+            "done": self._done,
+            "select_now": self._select_now,
+            "refill": self._refill,
+            "target_macs": self._target_macs,
+            "ticks_done": self.ticks_done,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

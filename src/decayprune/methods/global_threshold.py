@@ -41,8 +41,15 @@ def channel_macs(structures: StructureSet) -> torch.Tensor:
     return out
 
 
-def tick_selection(ctx: "PruneContext", scores: torch.Tensor, fraction: float, *, min_channels: int = 1,
-                   macs_floor: float | None = None, candidates: torch.Tensor | None = None) -> torch.Tensor:
+def tick_selection(
+    ctx: "PruneContext",
+    scores: torch.Tensor,
+    fraction: float,
+    *,
+    min_channels: int = 1,
+    macs_floor: float | None = None,
+    candidates: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Ids of the ``floor(fraction * remaining)`` lowest-scored candidates under one global threshold.
 
     Args:
@@ -66,8 +73,10 @@ def tick_selection(ctx: "PruneContext", scores: torch.Tensor, fraction: float, *
     wanted = int(fraction * int((~committed).sum()))
     ids = candidates.nonzero().flatten()
     ids = ids[torch.argsort(scores[ids].cpu(), stable=True)]
-    room = {layer.index: int((~committed[layer.first : layer.first + layer.size]).sum()) - min_channels
-            for layer in s.layers}
+    room = {
+        layer.index: int((~committed[layer.first : layer.first + layer.size]).sum()) - min_channels
+        for layer in s.layers
+    }
     picked: list[int] = []
     for sid in ids.tolist():
         if len(picked) >= wanted:
