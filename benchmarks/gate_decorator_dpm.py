@@ -58,12 +58,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"name": "cifar10"},
         "model": {"name": "vgg16"},
         "pretrain": {
-            "epochs": 160, "batch_size": 128, "lr": 0.1, "schedule": "step", "milestones": [80, 120],
-            "weight_decay": 5e-4, "amp": True, "channels_last": True,
+            "epochs": 160,
+            "batch_size": 128,
+            "lr": 0.1,
+            "schedule": "step",
+            "milestones": [80, 120],
+            "weight_decay": 5e-4,
+            "amp": True,
+            "channels_last": True,
         },
         "finetune": {
-            "epochs": 100, "batch_size": 128, "lr": 0.01, "schedule": "cosine", "weight_decay": 5e-4,
-            "amp": True, "channels_last": True,
+            "epochs": 100,
+            "batch_size": 128,
+            "lr": 0.01,
+            "schedule": "cosine",
+            "weight_decay": 5e-4,
+            "amp": True,
+            "channels_last": True,
         },
         "prune": {
             "method": "gate_decorator",
@@ -72,8 +83,13 @@ PRESETS: dict[str, dict[str, Any]] = {
             "end_epoch": 60,
             "decay": {"steps": 200, "cooldown": 400},
             "method_options": {
-                "prune_ratio": 0.005, "tick_steps": 40, "tock_every": 10, "tock_steps": 390,
-                "sparse_lambda": 1e-3, "lr_min": 1e-3, "lr_max": 1e-2,
+                "prune_ratio": 0.005,
+                "tick_steps": 40,
+                "tock_every": 10,
+                "tock_steps": 390,
+                "sparse_lambda": 1e-3,
+                "lr_min": 1e-3,
+                "lr_max": 1e-2,
             },
         },
     },
@@ -102,13 +118,16 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for seed in args.seeds:
         base_weights = None
         for policy in args.policies:
-            tree = _merge(preset, {
-                "name": f"gd-{args.preset}-{policy.replace('+', '-')}-s{seed}",
-                "output_dir": str(args.output_dir),
-                "finetune": {"seed": seed, "device": args.device},
-                "pretrain": {"seed": seed, "device": args.device},
-                "prune": {"decay": {"policy": policy, **sr}},
-            })
+            tree = _merge(
+                preset,
+                {
+                    "name": f"gd-{args.preset}-{policy.replace('+', '-')}-s{seed}",
+                    "output_dir": str(args.output_dir),
+                    "finetune": {"seed": seed, "device": args.device},
+                    "pretrain": {"seed": seed, "device": args.device},
+                    "prune": {"decay": {"policy": policy, **sr}},
+                },
+            )
             if args.data_dir:
                 tree["data"]["data_dir"] = str(args.data_dir)
             if base_weights is not None:

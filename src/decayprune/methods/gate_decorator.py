@@ -88,8 +88,8 @@ class GateDecorator(PruningMethod):
         (5, 1)
     """
 
-    Options = GateDecoratorOptions
-    options: GateDecoratorOptions
+    class Options(GateDecoratorOptions):
+        """Options of :class:`GateDecorator` (see :class:`GateDecoratorOptions`)."""
 
     def __init__(self, criterion: Any = None, **options: Any) -> None:
         if criterion is not None:
@@ -97,7 +97,7 @@ class GateDecorator(PruningMethod):
         super().__init__(None, **options)
         self.gates: list[ChannelMultiplier] = []
         self.ticktock: TickTockSchedule | None = None
-        self._scores: torch.Tensor | None = None
+        self._scores = torch.zeros(0, dtype=torch.float64)
         self._last_scores: torch.Tensor | None = None
         self._macs_share: torch.Tensor | None = None
         self._done = False
@@ -107,6 +107,12 @@ class GateDecorator(PruningMethod):
         self._saved_lrs: list[float] | None = None
         self.ticks_done = 0
 
+    @property
+    def opts(self) -> GateDecoratorOptions:
+        """The validated options, typed."""
+        assert isinstance(self.options, GateDecoratorOptions)
+        return self.options
+
     # ------------------------------------------------------------------ setup
     def setup(self, ctx: "PruneContext") -> None:
         steps = ctx.schedule.steps
@@ -115,7 +121,7 @@ class GateDecorator(PruningMethod):
                 "gate_decorator runs Tick-Tock between the first and the last selection point: set "
                 f"prune.iterative_steps >= 2 (got selection steps {list(steps)})"
             )
-        o = self.options
+        o = self.opts
         self.ticktock = TickTockSchedule(steps[0], o.tick_steps, o.tock_every, o.tock_steps)
         self.gates = add_norm_gates(ctx, o.gate_init)
         self._scores = torch.zeros(ctx.structures.num_structures, dtype=torch.float64)
@@ -124,7 +130,10 @@ class GateDecorator(PruningMethod):
         """The plain optimizer of ``settings`` with the gates in their own group (no weight decay)."""
         gate_ids = {id(g.param) for g in self.gates}
         weights = [p for p in ctx.model.parameters() if p.requires_grad and id(p) not in gate_ids]
-        groups = [{"params": weights}, {"params": [g.param for g in self.gates], "weight_decay": 0.0}]
+        groups: list[dict[str, Any]] = [
+            {"params": weights},
+            {"params": [g.param for g in self.gates], "weight_decay": 0.0},
+        ]
         return build_optimizer(groups, settings)
 
     # ------------------------------------------------------------------ phases
@@ -143,14 +152,14 @@ class GateDecorator(PruningMethod):
             if phase.position == 0:
                 self._scores.zero_()
             self._scores += gate_taylor_scores(self.gates, ctx.structures.num_structures)
-            self._set_lrs(ctx, self.options.lr_min, freeze=self.options.freeze_in_tick)
+            self._set_lrs(ctx, self.opts.lr_min, freeze=self.opts.freeze_in_tick)
             return
-        strength = self.options.sparse_lambda
+        strength = self.opts.sparse_lambda
         if strength > 0:
             for gate in self.gates:
                 if gate.param.grad is not None:
                     gate.param.grad.add_(strength * torch.sign(gate.param))
-        o = self.options
+        o = self.opts
         lr = None
         if o.lr_min is not None and o.lr_max is not None:
             lr = triangular_lr(phase.position, phase.length, o.lr_min, o.lr_max)
@@ -188,10 +197,10 @@ class GateDecorator(PruningMethod):
     def scores(self, ctx: "PruneContext") -> torch.Tensor:
         """The latest tick's accumulated Taylor scores, FLOPs-adjusted when ``eta > 0`` (float64, ``[S]``)."""
         scores = self._scores.clone()
-        if self.options.eta > 0:
+        if self.opts.eta > 0:
             if self._macs_share is None:
                 self._macs_share = channel_macs(ctx.structures) / ctx.base_macs
-            scores -= self.options.eta * self._macs_share
+            scores -= self.opts.eta * self._macs_share
         return scores
 
     def select(self, ctx: "PruneContext") -> torch.Tensor | None:
@@ -202,8 +211,8 @@ class GateDecorator(PruningMethod):
             picked = tick_selection(
                 ctx,
                 self._last_scores,
-                self.options.prune_ratio,
-                min_channels=self.options.min_channels,
+                self.opts.prune_ratio,
+                min_channels=self.opts.min_channels,
                 macs_floor=ctx.final_macs,
             )
         elif self._refill and self._target_macs is not None and self._last_scores is not None:
@@ -242,7 +251,7 @@ class GateDecorator(PruningMethod):
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "scores": None if self._scores is None else self._scores.clone(),
+            "scores": self._scores.clone(),
             "last_scores": None if self._last_scores is None else self._last_scores.clone(),
             "done": self._done,
             "select_now": self._select_now,

@@ -87,13 +87,14 @@ def add_norm_gates(ctx: "PruneContext", init: Literal["gamma", "ones"] = "gamma"
     gates = []
     for name in names:
         module = ctx.model.get_submodule(name)
+        weight, bias = module.get_parameter("weight"), getattr(module, "bias", None)
         value = None
         if init == "gamma":
-            gamma = module.weight.detach()
+            gamma = weight.detach()
             value = torch.where(gamma.abs() > _MIN_GAMMA, gamma.abs(), torch.ones_like(gamma))
-            module.weight.div_(value)
-            if getattr(module, "bias", None) is not None:
-                module.bias.div_(value)
+            weight.div_(value)
+            if isinstance(bias, torch.Tensor):
+                bias.div_(value)
         gates.append(ctx.add_channel_multiplier(name, value, name=GATE_ATTRIBUTE))
     return gates
 
