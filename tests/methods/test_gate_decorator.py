@@ -337,3 +337,18 @@ def test_plans_built_before_a_multiplier_is_added_see_it() -> None:
     gates = [add_channel_multiplier(s, name) for name in ("features.1", "features.4")]
     params = {id(t) for plan in s.flat_plans(PRODUCER) for t in plan.params}
     assert all(id(g.param) in params for g in gates)
+
+
+def test_method_state_survives_a_pickle_free_checkpoint() -> None:
+    import json
+
+    from decayprune.train.checkpoint import flatten_state, unflatten_state
+
+    model, pruner, optimizer = make(prune=settings(tock_steps=0))
+    train(model, pruner, optimizer, 3)
+    tensors, skeleton = flatten_state(pruner.state_dict())
+    restored = unflatten_state(tensors, json.loads(json.dumps(skeleton)))
+    _m2, fresh, _o2 = make(prune=settings(tock_steps=0))
+    fresh.load_state_dict(restored)
+    assert fresh.method.state_dict()["target_macs"] == pruner.method.state_dict()["target_macs"]
+    torch.testing.assert_close(fresh.method._last_scores, pruner.method._last_scores)
