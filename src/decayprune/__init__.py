@@ -19,7 +19,17 @@ from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
 from .decay import DecayEngine, decay_norm
 from .errors import UserError
 from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
-from .methods import DHSPG, OTOv2, PruneContext, PruningMethod, SelectionSchedule, create_method, list_methods, register_method
+from .methods import (
+    DHSPG,
+    GateDecorator,
+    OTOv2,
+    PruneContext,
+    PruningMethod,
+    SelectionSchedule,
+    create_method,
+    list_methods,
+    register_method,
+)
 from .models import create as create_model
 from .models import list_models, register_model
 from .pruner import Pruner
@@ -41,6 +51,7 @@ __all__ = [
     "DatasetSplits",
     "DecayEngine",
     "DecaySettings",
+    "GateDecorator",
     "LatencyResult",
     "ModelCost",
     "OTOv2",
