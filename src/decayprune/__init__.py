@@ -27,7 +27,17 @@ from .errors import (
     WeightsError,
 )
 from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
-from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method, list_methods, register_method
+from .methods import (
+    DHSPG,
+    GateDecorator,
+    OTOv2,
+    PruneContext,
+    PruningMethod,
+    SelectionSchedule,
+    create_method,
+    list_methods,
+    register_method,
+)
 from .models import create as create_model
 from .models import list_models, register_model
 from .pruner import Pruner
@@ -45,13 +55,16 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "Criterion",
+    "DHSPG",
     "DataError",
     "DatasetSplits",
     "DecayEngine",
     "DecaySettings",
     "ExportError",
+    "GateDecorator",
     "LatencyResult",
     "ModelCost",
+    "OTOv2",
     "PruneContext",
     "PruneSettings",
     "Pruner",
