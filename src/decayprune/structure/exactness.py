@@ -31,7 +31,7 @@ from .outputs import _flatten
 if TYPE_CHECKING:
     from .structure_set import LayerGroup
 
-__all__ = ["find_inexact", "gn_block", "output_error", "static_reason"]
+__all__ = ["find_inexact", "gn_block", "output_error", "risk_reason", "static_reason"]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _IN = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
@@ -58,6 +58,36 @@ def static_reason(group: tp.dependency.Group, names: dict[nn.Module, str]) -> st
                     "-running_mean/std, not zero, so removing it would change the next layer")
         if isinstance(m, _IN) and m.track_running_stats and not m.affine:
             return f"InstanceNorm '{name}' tracks running statistics without affine parameters: a zeroed channel is not zero"
+    return None
+
+
+_RISKY_OPS = ("Sigmoid", "Hardsigmoid", "Exp", "Softplus", "Cos", "Log", "Softmax", "LogSoftmax", "Pow", "Erfc",
+              "Rsqrt", "Reciprocal", "Div", "Mm", "Bmm", "Matmul", "Baddbmm", "Unknown", "Scaled", "Unbind", "Split")
+_ATTENTION_NAME = ("attn", "attention", "query", "key", "value", "q_proj", "k_proj", "v_proj", "qkv", "in_proj")
+
+
+def risk_reason(group: tp.dependency.Group, slices: Sequence[Any] = ()) -> str | None:
+    """Why a group deserves the empirical check (None: only ops known to compact exactly).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 2))
+        >>> g = tp.DependencyGraph().build_dependency(net, torch.randn(1, 4))
+        >>> risk_reason(g.get_all_groups()[0])
+        'op SigmoidBackward0'
+    """
+    for item in group.items:
+        target = item.dep.target
+        if target.type == tp.ops.OPTYPE.PARAMETER:
+            return "an unwrapped parameter"
+        fn = type(target.grad_fn).__name__ if target.grad_fn is not None else ""
+        if target.type in (tp.ops.OPTYPE.ELEMENTWISE, tp.ops.OPTYPE.RESHAPE, tp.ops.OPTYPE.UNBIND,
+                           tp.ops.OPTYPE.SPLIT, tp.ops.OPTYPE.CUSTOMIZED) and fn.startswith(_RISKY_OPS):
+            return f"op {fn}"
+        if target.type == tp.ops.OPTYPE.ELEMENTWISE and "Unknown" in str(target.module):
+            return "an op the graph does not know"
+    for s in slices:
+        if any(part in s.name.lower() for part in _ATTENTION_NAME):
+            return f"attention-like layer '{s.name}'"
     return None
 
 

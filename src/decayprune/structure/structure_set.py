@@ -10,6 +10,7 @@ keep-at-zero masks are a handful of tensor ops per parameter, never a Python loo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ import torch_pruning as tp
 from torch import nn
 
 from .cost import CostModel
-from .exactness import find_inexact, gn_block, static_reason
+from .exactness import find_inexact, gn_block, risk_reason, static_reason
 from .hf_layers import customized_pruners
 from .outputs import OutputRecorder, output_reason, resolve_ignored
 from .slices import (
@@ -30,6 +31,10 @@ from .slices import (
     grouped_conv_inputs,
     supported_types,
 )
+
+
+_ATTENTION = re.compile(r"(^|\.)(attn|attention|self_attn|self_attention)(\.|$)|(^|\.)(q|k|v|qkv|query|key|value|"
+                        r"q_proj|k_proj|v_proj|c_attn|in_proj)(\.|_weight|$)")
 
 
 @dataclass(frozen=True)
@@ -167,7 +172,7 @@ class StructureSet:
         ignore_classifier: bool = True,
         round_to: int | None = None,
         ignored_types: Sequence[type[nn.Module] | str] = (),
-        verify: bool = False,
+        verify: bool | str = "auto",
         tolerance: float = 1e-6,
     ) -> None:
         if round_to is not None and round_to < 1:
@@ -202,11 +207,20 @@ class StructureSet:
         self.module_names = {m: n for n, m in model.named_modules()}
         self.layers: list[LayerGroup] = []
         self._build_layers()
-        if verify and self.layers:
-            bad = find_inexact(model, self.example_inputs, self.layers, tolerance)
+        if verify not in (True, False, "auto"):
+            raise ValueError(f"verify must be True, False or 'auto', got {verify!r}")
+        candidates = list(range(len(self.layers))) if verify is True else \
+            [i for i in range(len(self.layers)) if i in self._risky] if verify == "auto" else []
+        if candidates:
+            found = find_inexact(model, self.example_inputs, [self.layers[i] for i in candidates], tolerance)
+            bad = {candidates[i]: reason for i, reason in found.items()}
             for i in sorted(bad):
                 layer = self.layers[i]
-                self.frozen.append(FrozenGroup(layer.name, layer.num_channels, "inexact", bad[i]))
+                reason = bad[i]
+                if any(_ATTENTION.search(s.name) for s in layer.slices if s.role == PRODUCER):
+                    reason = ("attention projection: its channels are reshaped into heads, and decayprune does not "
+                              f"prune whole heads yet; {reason}")
+                self.frozen.append(FrozenGroup(layer.name, layer.num_channels, "inexact", reason))
             self._renumber([layer for i, layer in enumerate(self.layers) if i not in bad])
         self.num_structures = sum(layer.size for layer in self.layers)
         self.layer_of = torch.cat([torch.full((l.size,), l.index, dtype=torch.long) for l in self.layers]) \
@@ -265,6 +279,7 @@ class StructureSet:
     def _build_layers(self) -> None:
         first = 0
         whole = self._whole_params()
+        self._risky: set[int] = set()
         ignored_ids = {id(m) for m in self.ignored_layers}
         roots = tuple(t for t in supported_types() if t.__name__ in ("Conv1d", "Conv2d", "Conv3d", "Linear", "Conv1D"))
         groups = self.graph.get_all_groups(
@@ -322,6 +337,8 @@ class StructureSet:
                 block=block,
             )
             layer.structure_ids = [first + layer.local_of(s.roots) for s in slices]
+            if risk_reason(group, slices):
+                self._risky.add(layer.index)
             layer.grouped_inputs = [(w, first + layer.local_of(r)) for w, r in grouped_conv_inputs(group)]
             self.layers.append(layer)
             first += size
