@@ -94,10 +94,10 @@ def test_sigmoid_channels_are_refused_by_the_check_and_others_kept() -> None:
     torch.manual_seed(0)
     net = _sigmoid_net()
     x = torch.randn(4, 4)
-    unchecked = StructureSet(net, x[:1])
+    unchecked = StructureSet(net, x[:1], verify=False)
     assert sorted(layer.name for layer in unchecked.layers) == ["0", "2"]
     other = _sigmoid_net()
-    assert _masked_vs_compacted(other, StructureSet(other, x[:1]), x) > 1e-3  # really wrong without the check
+    assert _masked_vs_compacted(other, StructureSet(other, x[:1], verify=False), x) > 1e-3  # really wrong without the check
     s = StructureSet(net, x[:1], verify=True)
     assert [layer.name for layer in s.layers] == ["2"] and s.num_structures == 6
     assert s.layers[0].first == 0 and int(s.layer_of.max()) == 0
