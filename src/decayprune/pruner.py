@@ -94,7 +94,10 @@ class Pruner(TrainHook):
         self.structures = StructureSet(
             model, example_inputs,
             ignored_layers=[modules[n] for n in settings.ignored_layers],
+            ignored_types=settings.ignored_types,
             round_to=settings.round_to,
+            verify=settings.verify,
+            tolerance=settings.verify_tolerance,
         )
         self.events: list[dict] = []
         self._events_path = Path(run_dir) / "dpm_events.jsonl" if run_dir is not None else None
