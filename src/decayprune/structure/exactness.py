@@ -56,6 +56,9 @@ def static_reason(group: tp.dependency.Group, names: dict[nn.Module, str]) -> st
         if isinstance(m, _BN) and not m.affine:
             return (f"BatchNorm '{name}' has no affine parameters: a zeroed channel comes out as "
                     "-running_mean/std, not zero, so removing it would change the next layer")
+        if isinstance(m, nn.GroupNorm) and m.num_groups == 1:
+            return (f"GroupNorm '{name}' has one group: every channel counts in its statistics (as in a LayerNorm), "
+                    "so removing a zeroed channel would change the others")
         if isinstance(m, _IN) and m.track_running_stats and not m.affine:
             return f"InstanceNorm '{name}' tracks running statistics without affine parameters: a zeroed channel is not zero"
     return None
