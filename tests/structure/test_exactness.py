@@ -162,3 +162,28 @@ def test_grouped_conv_momentum_is_remapped_exactly() -> None:
     after = opt.state[net[3].weight]["momentum_buffer"]
     assert net[3].in_channels == 6 and after.shape == net[3].weight.shape
     assert torch.equal(after, before[:, [0, 2, 3]])
+
+
+class _Shuffle(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1)
+        self.b = nn.Conv2d(8, 8, 1)
+        self.c = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)
+        n, c, h, w = y.shape
+        y = y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)  # channel shuffle
+        return self.c(F.relu(self.b(F.relu(y))).mean((2, 3)))
+
+
+def test_channel_shuffle_is_checked_by_default_and_refused() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, 4)
+    net = _Shuffle()
+    s = StructureSet(net, x[:1])  # verify="auto": the transpose makes the group risky
+    assert [layer.name for layer in s.layers] == ["b"]
+    assert [f.kind for f in s.frozen if f.layer == "a"] == ["inexact"]
+    other = _Shuffle()
+    assert _masked_vs_compacted(other, StructureSet(other, x[:1], verify=False), x) > 1e-3  # what it prevents

@@ -65,7 +65,8 @@ def static_reason(group: tp.dependency.Group, names: dict[nn.Module, str]) -> st
 
 
 _RISKY_OPS = ("Sigmoid", "Hardsigmoid", "Exp", "Softplus", "Cos", "Log", "Softmax", "LogSoftmax", "Pow", "Erfc",
-              "Rsqrt", "Reciprocal", "Div", "Mm", "Bmm", "Matmul", "Baddbmm", "Unknown", "Scaled", "Unbind", "Split")
+              "Rsqrt", "Reciprocal", "Div", "Mm", "Bmm", "Matmul", "Baddbmm", "Unknown", "Scaled", "Unbind", "Split",
+              "Transpose", "Permute", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "Roll", "Flip", "Gather", "Index")
 _ATTENTION_NAME = ("attn", "attention", "query", "key", "value", "q_proj", "k_proj", "v_proj", "qkv", "in_proj")
 
 
