@@ -244,7 +244,8 @@ def test_pruner_ignored_types_keep_layers_whole() -> None:
     assert [layer.name for layer in pruner.structures.layers] == ["0"]
     assert [(f.layer, f.kind) for f in pruner.structures.frozen if f.layer == "2"] == [("2", "ignored")]
     with pytest.raises(ValueError, match="BatchNorm2d"):
-        Pruner(_sigmoid_mlp(), torch.randn(1, 4), PruneSettings(target_macs_fraction=0.5, ignored_types=["BatchNorm2d"]),
+        bad = PruneSettings(target_macs_fraction=0.5, ignored_types=["BatchNorm2d"])
+        Pruner(_sigmoid_mlp(), torch.randn(1, 4), bad,
                total_steps=10)
 
 

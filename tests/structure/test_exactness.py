@@ -38,8 +38,17 @@ def _randomise_norms(net: nn.Module) -> None:
 
 def test_groupnorm_prunes_whole_groups_and_compacts_exactly() -> None:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 12, 3), nn.GroupNorm(4, 12), nn.ReLU(), nn.Conv2d(12, 6, 3), nn.GroupNorm(3, 6),
-                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 2))
+    net = nn.Sequential(
+        nn.Conv2d(3, 12, 3),
+        nn.GroupNorm(4, 12),
+        nn.ReLU(),
+        nn.Conv2d(12, 6, 3),
+        nn.GroupNorm(3, 6),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 2),
+    )
     _randomise_norms(net)
     x = torch.randn(2, 3, 9, 9)
     s = StructureSet(net, x[:1])
@@ -79,8 +88,16 @@ def test_layernorm_would_have_been_inexact() -> None:
 
 
 def test_batchnorm_without_affine_is_refused() -> None:
-    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8, affine=False), nn.ReLU(), nn.Conv2d(8, 8, 3),
-                        nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 2))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.BatchNorm2d(8, affine=False),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 2),
+    )
     s = StructureSet(net, torch.randn(1, 3, 8, 8))
     assert [layer.name for layer in s.layers] == ["3"]
     assert "no affine" in next(f.reason for f in s.frozen if f.layer == "0")
@@ -97,7 +114,9 @@ def test_sigmoid_channels_are_refused_by_the_check_and_others_kept() -> None:
     unchecked = StructureSet(net, x[:1], verify=False)
     assert sorted(layer.name for layer in unchecked.layers) == ["0", "2"]
     other = _sigmoid_net()
-    assert _masked_vs_compacted(other, StructureSet(other, x[:1], verify=False), x) > 1e-3  # really wrong without the check
+    assert (
+        _masked_vs_compacted(other, StructureSet(other, x[:1], verify=False), x) > 1e-3
+    )  # really wrong without the check
     s = StructureSet(net, x[:1], verify=True)
     assert [layer.name for layer in s.layers] == ["2"] and s.num_structures == 6
     assert s.layers[0].first == 0 and int(s.layer_of.max()) == 0
@@ -142,9 +161,16 @@ def test_bisection_costs_few_trials() -> None:
 
 def test_grouped_conv_momentum_is_remapped_exactly() -> None:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.Flatten(), nn.Linear(8 * 6 * 6, 2))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=2),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 6 * 6, 2),
+    )
     x = torch.randn(2, 3, 6, 6)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     net(x).sum().backward()

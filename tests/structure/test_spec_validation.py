@@ -14,8 +14,17 @@ from decayprune.structure import SpecError, StructureSet, compact, load_pruned, 
 
 
 def _net() -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(4, 8), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8),
-                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.GroupNorm(4, 8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 2),
+    )
 
 
 @pytest.fixture()
@@ -63,13 +72,16 @@ def test_attribute_and_tensor_shape_must_agree(saved) -> None:
         load_pruned(base, _net())
 
 
-@pytest.mark.parametrize("change, where", [
-    (lambda spec: spec.__setitem__("tensors", [1, 2]), "'tensors'"),
-    (lambda spec: spec["tensors"].__setitem__("0.weight", [6, "3"]), "tensors.0.weight"),
-    (lambda spec: spec["modules"]["0"].__setitem__("out_channels", -1), "modules.0.out_channels"),
-    (lambda spec: spec["modules"].__setitem__("nope", {"out_channels": 3}), "modules.nope"),
-    (lambda spec: spec["modules"]["1"].__setitem__("num_groups", 4), "modules.1"),
-])
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        (lambda spec: spec.__setitem__("tensors", [1, 2]), "'tensors'"),
+        (lambda spec: spec["tensors"].__setitem__("0.weight", [6, "3"]), "tensors.0.weight"),
+        (lambda spec: spec["modules"]["0"].__setitem__("out_channels", -1), "modules.0.out_channels"),
+        (lambda spec: spec["modules"].__setitem__("nope", {"out_channels": 3}), "modules.nope"),
+        (lambda spec: spec["modules"]["1"].__setitem__("num_groups", 4), "modules.1"),
+    ],
+)
 def test_malformed_specs_name_the_key(saved, change, where: str) -> None:
     base, _net_, _x = saved
     _edit(base, change)

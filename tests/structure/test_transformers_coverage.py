@@ -9,8 +9,9 @@ import torch
 
 pytest.importorskip("transformers")
 
-from decayprune.structure import check_model, format_report  # noqa: E402
 from transformers_zoo import zoo  # noqa: E402
+
+from decayprune.structure import check_model, format_report  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -58,5 +59,7 @@ def test_attention_projections_are_refused_with_a_clear_reason(reports: dict) ->
 
 def test_mlp_hidden_units_are_prunable_in_transformers(reports: dict) -> None:
     assert [n for n, _size in reports["bert"].prunable] == [
-        "encoder.layer.0.intermediate.dense", "encoder.layer.1.intermediate.dense"]
+        "encoder.layer.0.intermediate.dense",
+        "encoder.layer.1.intermediate.dense",
+    ]
     assert sorted(n for n, _size in reports["gpt2"].prunable) == ["h.0.mlp.c_fc", "h.1.mlp.c_fc"]  # Conv1D

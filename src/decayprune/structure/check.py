@@ -69,8 +69,11 @@ class CheckReport:
 def _random_mask(s: StructureSet, target: float, generator: torch.Generator) -> torch.Tensor:
     """Random structures (each layer keeps one) until the analytic MACs reach ``target`` x the full MACs."""
     order = torch.randperm(s.num_structures, generator=generator)
-    keep_one = torch.stack([layer.first + torch.randint(layer.size, (1,), generator=generator)[0]
-                            for layer in s.layers]) if s.layers else torch.zeros(0, dtype=torch.long)
+    keep_one = (
+        torch.stack([layer.first + torch.randint(layer.size, (1,), generator=generator)[0] for layer in s.layers])
+        if s.layers
+        else torch.zeros(0, dtype=torch.long)
+    )
     order = order[~torch.isin(order, keep_one)]
     full = s.macs(torch.zeros(s.num_structures, dtype=torch.bool))
     lo, hi = 0, order.numel()  # smallest prefix reaching the target (MACs fall as the prefix grows)
@@ -116,12 +119,18 @@ def check_model(
     work = copy.deepcopy(model).eval()
     inputs = tuple(example_inputs) if isinstance(example_inputs, (list, tuple)) else (example_inputs,)
     try:
-        s = StructureSet(work, inputs, ignored_layers=_names(model, ignored_layers), ignored_types=ignored_types,
-                         verify=verify)
+        s = StructureSet(
+            work, inputs, ignored_layers=_names(model, ignored_layers), ignored_types=ignored_types, verify=verify
+        )
     except (UnsupportedModelError, UserError) as exc:
         return CheckReport(label, False, tolerance=tolerance, message=str(exc))
-    report = CheckReport(label, False, prunable=[(layer.name, layer.size) for layer in s.layers],
-                         frozen=list(s.frozen), tolerance=tolerance)
+    report = CheckReport(
+        label,
+        False,
+        prunable=[(layer.name, layer.size) for layer in s.layers],
+        frozen=list(s.frozen),
+        tolerance=tolerance,
+    )
     report.macs_before, report.params_before = s.macs(), s.params()
     if not s.layers:
         report.message = "no channel group can be pruned exactly"
@@ -163,8 +172,10 @@ def format_report(report: CheckReport) -> str:
     head = f"{report.model}: {verdict}" + (f" ({report.message})" if report.message else "")
     lines = [head]
     if report.macs_before:
-        lines.append(f"  MACs   {report.macs_before / 1e6:10.3f}M -> {report.macs_after / 1e6:10.3f}M "
-                     f"({report.macs_fraction:.1%})")
+        lines.append(
+            f"  MACs   {report.macs_before / 1e6:10.3f}M -> {report.macs_after / 1e6:10.3f}M "
+            f"({report.macs_fraction:.1%})"
+        )
         lines.append(f"  params {report.params_before / 1e6:10.3f}M -> {report.params_after / 1e6:10.3f}M")
     if report.error is not None:
         lines.append(f"  compaction error {report.error:.2e} (tolerance {report.tolerance:g})")
@@ -194,8 +205,10 @@ def resolve_model(spec: str, **kwargs: Any) -> nn.Module:
             raise UserError(f"'{spec}' needs the transformers package, which is not installed") from None
         config_cls = getattr(transformers, spec.split(":", 1)[1], None)
         if config_cls is None or not spec.endswith("Config"):
-            raise UserError(f"'{spec}': transformers has no config class '{spec.split(':', 1)[1]}' "
-                            "(expected e.g. transformers:BertConfig)")
+            raise UserError(
+                f"'{spec}': transformers has no config class '{spec.split(':', 1)[1]}' "
+                "(expected e.g. transformers:BertConfig)"
+            )
         return transformers.AutoModel.from_config(config_cls(**kwargs))
     if ":" in spec:
         module_name, _, attr = spec.partition(":")

@@ -115,7 +115,8 @@ def _grouped_conv_columns(group: tp.dependency.Group, names: dict[int, str]) -> 
     dg = group._DG
     for item in group.items:
         m = item.dep.target.module
-        if not (isinstance(m, _CONV) and 1 < m.groups < m.out_channels) or dg.is_out_channel_pruning_fn(item.dep.handler):
+        grouped = isinstance(m, _CONV) and 1 < m.groups < m.out_channels
+        if not grouped or dg.is_out_channel_pruning_fn(item.dep.handler):
             continue
         per_group = m.in_channels // m.groups
         cols = torch.unique(torch.as_tensor(list(item.idxs), dtype=torch.long) % per_group)

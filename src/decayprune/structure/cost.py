@@ -145,7 +145,7 @@ def _conv1d() -> tuple[type[nn.Module], ...]:
 
 def _describe(module: nn.Module, shape: torch.Size) -> _LayerCost:
     weight = getattr(module, "weight", None)
-    if isinstance(module, _conv1d()):  # transformers' Conv1D: a linear layer with weight [in, out]
+    if isinstance(module, _conv1d()) and isinstance(weight, torch.Tensor):  # transformers' Conv1D: weight [in, out]
         return _LayerCost(
             module=module, kind="linear", out_key=(id(weight), 1), in_key=(id(weight), 0),
             out_channels=weight.shape[1], in_channels=weight.shape[0],

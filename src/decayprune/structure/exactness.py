@@ -51,22 +51,60 @@ def static_reason(group: tp.dependency.Group, names: dict[nn.Module, str]) -> st
         m = item.dep.target.module
         name = names.get(m, type(m).__name__)
         if isinstance(m, (nn.LayerNorm,) + _RMS):
-            return (f"{type(m).__name__} '{name}' normalises over these features: a zeroed feature still counts "
-                    "in its statistics, so the masked and the compacted models would differ")
+            return (
+                f"{type(m).__name__} '{name}' normalises over these features: a zeroed feature still counts "
+                "in its statistics, so the masked and the compacted models would differ"
+            )
         if isinstance(m, _BN) and not m.affine:
-            return (f"BatchNorm '{name}' has no affine parameters: a zeroed channel comes out as "
-                    "-running_mean/std, not zero, so removing it would change the next layer")
+            return (
+                f"BatchNorm '{name}' has no affine parameters: a zeroed channel comes out as "
+                "-running_mean/std, not zero, so removing it would change the next layer"
+            )
         if isinstance(m, nn.GroupNorm) and m.num_groups == 1:
-            return (f"GroupNorm '{name}' has one group: every channel counts in its statistics (as in a LayerNorm), "
-                    "so removing a zeroed channel would change the others")
+            return (
+                f"GroupNorm '{name}' has one group: every channel counts in its statistics (as in a LayerNorm), "
+                "so removing a zeroed channel would change the others"
+            )
         if isinstance(m, _IN) and m.track_running_stats and not m.affine:
-            return f"InstanceNorm '{name}' tracks running statistics without affine parameters: a zeroed channel is not zero"
+            return (
+                f"InstanceNorm '{name}' tracks running statistics without affine parameters: "
+                "a zeroed channel is not zero"
+            )
     return None
 
 
-_RISKY_OPS = ("Sigmoid", "Hardsigmoid", "Exp", "Softplus", "Cos", "Log", "Softmax", "LogSoftmax", "Pow", "Erfc",
-              "Rsqrt", "Reciprocal", "Div", "Mm", "Bmm", "Matmul", "Baddbmm", "Unknown", "Scaled", "Unbind", "Split",
-              "Transpose", "Permute", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "Roll", "Flip", "Gather", "Index")
+_RISKY_OPS = (
+    "Sigmoid",
+    "Hardsigmoid",
+    "Exp",
+    "Softplus",
+    "Cos",
+    "Log",
+    "Softmax",
+    "LogSoftmax",
+    "Pow",
+    "Erfc",
+    "Rsqrt",
+    "Reciprocal",
+    "Div",
+    "Mm",
+    "Bmm",
+    "Matmul",
+    "Baddbmm",
+    "Unknown",
+    "Scaled",
+    "Unbind",
+    "Split",
+    "Transpose",
+    "Permute",
+    "PixelShuffle",
+    "PixelUnshuffle",
+    "ChannelShuffle",
+    "Roll",
+    "Flip",
+    "Gather",
+    "Index",
+)
 _ATTENTION_NAME = ("attn", "attention", "query", "key", "value", "q_proj", "k_proj", "v_proj", "qkv", "in_proj")
 
 
@@ -84,8 +122,13 @@ def risk_reason(group: tp.dependency.Group, slices: Sequence[Any] = ()) -> str |
         if target.type == tp.ops.OPTYPE.PARAMETER:
             return "an unwrapped parameter"
         fn = type(target.grad_fn).__name__ if target.grad_fn is not None else ""
-        if target.type in (tp.ops.OPTYPE.ELEMENTWISE, tp.ops.OPTYPE.RESHAPE, tp.ops.OPTYPE.UNBIND,
-                           tp.ops.OPTYPE.SPLIT, tp.ops.OPTYPE.CUSTOMIZED) and fn.startswith(_RISKY_OPS):
+        if target.type in (
+            tp.ops.OPTYPE.ELEMENTWISE,
+            tp.ops.OPTYPE.RESHAPE,
+            tp.ops.OPTYPE.UNBIND,
+            tp.ops.OPTYPE.SPLIT,
+            tp.ops.OPTYPE.CUSTOMIZED,
+        ) and fn.startswith(_RISKY_OPS):
             return f"op {fn}"
         if target.type == tp.ops.OPTYPE.ELEMENTWISE and "Unknown" in str(target.module):
             return "an op the graph does not know"
@@ -124,7 +167,7 @@ def output_error(reference: Any, other: Any) -> float:
     if len(ref) != len(got):
         return math.inf
     worst = 0.0
-    for a, b in zip(ref, got):
+    for a, b in zip(ref, got, strict=True):
         if a.shape != b.shape:
             return math.inf
         if not a.is_floating_point():
@@ -140,8 +183,10 @@ def _randomise_(model: nn.Module, generator: torch.Generator) -> None:
     with torch.no_grad():
         for p in model.parameters():
             if p.is_floating_point():
-                p.add_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * 0.1 * (p.std() if p.numel() > 1 else 1.0)
-                       + 0.01 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+                p.add_(
+                    torch.randn(p.shape, generator=generator, dtype=p.dtype) * 0.1 * (p.std() if p.numel() > 1 else 1.0)
+                    + 0.01 * torch.randn(p.shape, generator=generator, dtype=p.dtype)
+                )
         for m in model.modules():
             mean, var = getattr(m, "running_mean", None), getattr(m, "running_var", None)
             if isinstance(mean, torch.Tensor) and isinstance(var, torch.Tensor):
@@ -153,7 +198,9 @@ def _cast_inputs(inputs: Sequence[Any]) -> tuple:
     return tuple(x.double() if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in inputs)
 
 
-def _trial(model: nn.Module, example_inputs: Sequence[Any], layers: Sequence[LayerGroup], tolerance: float) -> str | None:
+def _trial(
+    model: nn.Module, example_inputs: Sequence[Any], layers: Sequence[LayerGroup], tolerance: float
+) -> str | None:
     """Zero half the structures of ``layers`` in a float64 copy, compact it, compare. None: exact."""
     from .compaction import prune_layer_channels
 
@@ -162,7 +209,8 @@ def _trial(model: nn.Module, example_inputs: Sequence[Any], layers: Sequence[Lay
     inputs = _cast_inputs(example_inputs)
     try:
         graph = tp.DependencyGraph().build_dependency(
-            dup, example_inputs=inputs, customized_pruners=customized_pruners(dup), verbose=False)
+            dup, example_inputs=inputs, customized_pruners=customized_pruners(dup), verbose=False
+        )
         modules = dict(dup.named_modules())
         plan = []
         with torch.no_grad():
@@ -173,7 +221,7 @@ def _trial(model: nn.Module, example_inputs: Sequence[Any], layers: Sequence[Lay
                 plan.append((modules[layer.name], layer, local))
                 dead = torch.zeros(layer.size + 1, dtype=torch.bool)
                 dead[local] = True
-                for s, ids in zip(layer.slices, layer.structure_ids):
+                for s, ids in zip(layer.slices, layer.structure_ids, strict=True):
                     if s.role != "producer":
                         continue
                     rows = dead[(ids - layer.first).clamp(0, layer.size)].nonzero().flatten()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch_pruning as tp
@@ -32,7 +33,7 @@ def _keep(size: int, idxs: Sequence[int]) -> torch.Tensor:
 class Conv1DPruner(tp.pruner.function.BasePruningFunc):
     """Prune the outputs (``weight[:, j]``, ``bias[j]``) or inputs (``weight[i, :]``) of a ``Conv1D``."""
 
-    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+    def prune_out_channels(self, layer: Any, idxs: Sequence[int]) -> nn.Module:
         keep = _keep(layer.weight.shape[1], idxs).to(layer.weight.device)
         layer.weight = nn.Parameter(layer.weight.data.index_select(1, keep).clone())
         if getattr(layer, "bias", None) is not None:
@@ -40,17 +41,17 @@ class Conv1DPruner(tp.pruner.function.BasePruningFunc):
         layer.nf = int(keep.numel())
         return layer
 
-    def prune_in_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+    def prune_in_channels(self, layer: Any, idxs: Sequence[int]) -> nn.Module:
         keep = _keep(layer.weight.shape[0], idxs).to(layer.weight.device)
         layer.weight = nn.Parameter(layer.weight.data.index_select(0, keep).clone())
         if hasattr(layer, "nx"):
             layer.nx = int(keep.numel())
         return layer
 
-    def get_out_channels(self, layer: nn.Module) -> int:
+    def get_out_channels(self, layer: Any) -> int:
         return int(layer.weight.shape[1])
 
-    def get_in_channels(self, layer: nn.Module) -> int:
+    def get_in_channels(self, layer: Any) -> int:
         return int(layer.weight.shape[0])
 
 

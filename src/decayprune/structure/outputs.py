@@ -67,7 +67,9 @@ def output_reason(group: tp.dependency.Group, graph: tp.DependencyGraph, grad_fn
             if target.type not in (tp.ops.OPTYPE.OUTPUT, tp.ops.OPTYPE.ELEMENTWISE):
                 name = graph._module2name.get(target.module, type(target.module).__name__)
                 if not graph.is_out_channel_pruning_fn(item.dep.handler) and target.type in (
-                    tp.ops.OPTYPE.CONV, tp.ops.OPTYPE.LINEAR):
+                    tp.ops.OPTYPE.CONV,
+                    tp.ops.OPTYPE.LINEAR,
+                ):
                     continue  # the output layer's *inputs* are pruned: its output shape does not change
                 return f"its channels are a model output (through '{name}')"
             return "its channels reach a model output"
@@ -100,8 +102,10 @@ def resolve_ignored(
             entry = modules[entry]
         out.append(entry)
     if unknown:
-        raise UserError(f"ignored layers name modules the model does not have: {unknown}; "
-                        f"module names look like {[n for n in list(modules)[1:4]]}")
+        raise UserError(
+            f"ignored layers name modules the model does not have: {unknown}; "
+            f"module names look like {[n for n in list(modules)[1:4]]}"
+        )
     classes = {t for t in ignored_types if not isinstance(t, str)}
     names = {t for t in ignored_types if isinstance(t, str)}
     seen_names = {c.__name__ for m in model.modules() for c in type(m).__mro__}
@@ -112,8 +116,9 @@ def resolve_ignored(
     ids = {id(m) for m in out}
     for module in model.modules():
         mro = type(module).__mro__
-        if (any(issubclass(type(module), c) for c in classes) or any(c.__name__ in names for c in mro)) \
-                and id(module) not in ids:
+        if (any(issubclass(type(module), c) for c in classes) or any(c.__name__ in names for c in mro)) and id(
+            module
+        ) not in ids:
             out.append(module)
             ids.add(id(module))
     return out

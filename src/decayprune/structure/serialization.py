@@ -61,15 +61,13 @@ def _expected_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
     """Parameter shapes implied by a module's shape attributes (only the ones they fix)."""
     out: dict[str, tuple[int, ...]] = {}
     if isinstance(module, _CONVS):
-        k = tuple(module.kernel_size)
-        if module.transposed:
-            out["weight"] = (module.in_channels, module.out_channels // module.groups) + k
-        else:
-            out["weight"] = (module.out_channels, module.in_channels // module.groups) + k
-        out["bias"] = (module.out_channels,)
+        k = tuple(int(v) for v in module.kernel_size)
+        cin, cout, groups = int(module.in_channels), int(module.out_channels), int(module.groups)
+        out["weight"] = ((cin, cout // groups) if module.transposed else (cout, cin // groups)) + k
+        out["bias"] = (cout,)
     elif isinstance(module, nn.Linear):
-        out["weight"] = (module.out_features, module.in_features)
-        out["bias"] = (module.out_features,)
+        out["weight"] = (int(module.out_features), int(module.in_features))
+        out["bias"] = (int(module.out_features),)
     elif isinstance(module, _BNS):
         for key in ("weight", "bias", "running_mean", "running_var"):
             out[key] = (module.num_features,)
@@ -80,8 +78,8 @@ def _expected_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
     elif isinstance(module, nn.PReLU):
         out["weight"] = (module.num_parameters,)
     elif type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "nx"):
-        out["weight"] = (module.nx, module.nf)
-        out["bias"] = (module.nf,)
+        out["weight"] = (int(module.nx), int(module.nf))  # type: ignore[arg-type]
+        out["bias"] = (int(module.nf),)  # type: ignore[arg-type]
     return out
 
 

@@ -103,9 +103,10 @@ def _slices_for_item(
         return make(module.weight, 0 if transposed else 1, CONSUMER)
     conv1d = conv1d_type()
     if conv1d is not None and isinstance(module, conv1d):  # weight stored [in, out]
+        weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
         if out_side:
-            return make(module.weight, 1, PRODUCER) + make(module.bias, 0, PRODUCER)
-        return make(module.weight, 0, CONSUMER)
+            return make(weight, 1, PRODUCER) + make(bias, 0, PRODUCER)
+        return make(weight, 0, CONSUMER)
     if isinstance(module, nn.Linear):
         if out_side:
             return make(module.weight, 0, PRODUCER) + make(module.bias, 0, PRODUCER)

@@ -168,7 +168,7 @@ class StructureSet:
         model: nn.Module,
         example_inputs: torch.Tensor | Sequence[torch.Tensor],
         *,
-        ignored_layers: Iterable[nn.Module] = (),
+        ignored_layers: Iterable[nn.Module | str] = (),
         ignore_classifier: bool = True,
         round_to: int | None = None,
         ignored_types: Sequence[type[nn.Module] | str] = (),
@@ -318,7 +318,8 @@ class StructureSet:
             if reason is None and channel_groups > 1 and block > 1:
                 reason = "a grouped convolution and a GroupNorm bind its channels in different patterns"
             if reason is None and channels % (channel_groups * block):
-                reason = f"{channels} channels do not split into {channel_groups} conv groups of GroupNorm blocks of {block}"
+                reason = (f"{channels} channels do not split into {channel_groups} conv groups of GroupNorm blocks "
+                          f"of {block}")
             if reason is not None:
                 self._freeze(root, channels, "norm", reason)
                 continue
