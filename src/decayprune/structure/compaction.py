@@ -60,7 +60,8 @@ def compact(structures: StructureSet, optimizer: torch.optim.Optimizer | None = 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3))
         >>> s = StructureSet(net, torch.randn(1, 3, 8, 8), ignore_classifier=False)
-        >>> s.set_pruned([0, 1, 2]); s.zero_pruned_()
+        >>> first = next(layer.first for layer in s.layers if layer.name == "0")
+        >>> s.set_pruned([first, first + 1, first + 2]); s.zero_pruned_()
         >>> _ = compact(s); net[0].out_channels, net[3].in_channels
         (5, 5)
     """
