@@ -213,3 +213,31 @@ def test_channel_shuffle_is_checked_by_default_and_refused() -> None:
     assert [f.kind for f in s.frozen if f.layer == "a"] == ["inexact"]
     other = _Shuffle()
     assert _masked_vs_compacted(other, StructureSet(other, x[:1], verify=False), x) > 1e-3  # what it prevents
+
+
+class _LayerScaleBlock(nn.Module):
+    """ConvNeXt-style: a parameter outside any layer scales the block's channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.pw1 = nn.Conv2d(8, 16, 1)
+        self.pw2 = nn.Conv2d(16, 8, 1)
+        self.gamma = nn.Parameter(torch.rand(16, 1, 1) + 0.5)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.stem(x))
+        y = y + self.pw2(F.relu(self.pw1(y)) * self.gamma)
+        return self.head(y.mean((2, 3)))
+
+
+def test_layer_scale_parameter_is_sliced_with_its_channels() -> None:
+    torch.manual_seed(0)
+    net = _LayerScaleBlock()
+    x = torch.randn(2, 3, 6, 6)
+    s = StructureSet(net, x[:1])
+    layer = next(layer for layer in s.layers if layer.name == "pw1")
+    assert "gamma" in {sl.name for sl in layer.slices}
+    err = _masked_vs_compacted(net, s, x)
+    assert net.gamma.shape[0] == net.pw1.out_channels < 16 and err < 1e-6

@@ -158,8 +158,9 @@ def group_slices(group: tp.dependency.Group, model: nn.Module, names: dict[int, 
         positions = torch.as_tensor(list(idxs), dtype=torch.long)
         roots = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
         if target.type == tp.ops.OPTYPE.PARAMETER:
-            pruner = dg.get_pruner_of_module(module)
-            dim = getattr(pruner, "pruning_dim", -1)
+            # The node knows the parameter's channel dim; torch-pruning's shared pruner object only
+            # holds whichever dim it was last called with.
+            dim = target.pruning_dim if getattr(target, "pruning_dim", -1) is not None else -1
             out.append(ParamSlice(names[id(module)], module, dim % module.dim(), positions, roots, PRODUCER))
             continue
         if not isinstance(module, supported_types()):
