@@ -72,3 +72,22 @@ def test_resolve_model_forms() -> None:
         resolve_model("transformers:NoSuchConfig")
     with pytest.raises(UserError, match="target_macs_fraction"):
         check_model(nn.Linear(2, 2), torch.randn(1, 2), target_macs_fraction=1.5)
+
+
+def test_check_with_steps_runs_the_sp_sr_pipeline_and_compacts_exactly() -> None:
+    torch.manual_seed(0)
+    r = check_model(resolve_model("small_cnn", in_channels=1), torch.randn(1, 1, 8, 8), steps=9)
+    assert r.passed and r.error < 1e-5 and r.macs_fraction < 0.75
+
+
+def test_pruner_refuses_structures_of_another_model() -> None:
+    from decayprune.config import PruneSettings
+    from decayprune.pruner import Pruner
+    from decayprune.structure import StructureSet
+
+    net, other = _sigmoid_net(), _sigmoid_net()
+    s = StructureSet(other, torch.randn(1, 4))
+    with pytest.raises(ValueError, match="another model"):
+        Pruner(net, torch.randn(1, 4), PruneSettings(target_macs_fraction=0.5), total_steps=5, structures=s)
+    p = Pruner(other, torch.randn(1, 4), PruneSettings(target_macs_fraction=0.5), total_steps=5, structures=s)
+    assert p.structures is s

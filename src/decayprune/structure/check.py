@@ -23,6 +23,7 @@ from torch import nn
 from ..errors import UserError
 from .compaction import compact
 from .exactness import output_error
+from .outputs import _flatten
 from .slices import UnsupportedModelError
 from .structure_set import FrozenGroup, StructureSet
 
@@ -103,8 +104,15 @@ def check_model(
     ignored_types: Sequence[type[nn.Module] | str] = (),
     verify: bool | str = True,
     seed: int = 0,
+    steps: int = 0,
 ) -> CheckReport:
     """Prune a copy of ``model`` to ``target_macs_fraction`` of its MACs, compact it, and report.
+
+    ``steps=0`` (default) removes a random set of structures at once. ``steps > 0`` runs the
+    whole pipeline instead: a :class:`~decayprune.pruner.Pruner` (random method, ``sp+sr``
+    decay over a third of the steps) for that many SGD steps on synthetic batches (the example
+    inputs plus noise, loss = mean square of the outputs), then its own compaction (optimizer
+    state remapped); the masked model is compared with the compacted one as before.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 16, 3),
@@ -136,12 +144,20 @@ def check_model(
         report.message = "no channel group can be pruned exactly"
         report.macs_after, report.params_after, report.error = report.macs_before, report.params_before, 0.0
         return report
-    s.set_pruned(_random_mask(s, target_macs_fraction, torch.Generator().manual_seed(seed)).nonzero().flatten())
-    s.zero_pruned_()
+    pruner = None
+    if steps > 0:
+        pruner = _run_pipeline(work, inputs, s, target_macs_fraction, steps, seed, tolerance)
+        work.eval()
+    else:
+        s.set_pruned(_random_mask(s, target_macs_fraction, torch.Generator().manual_seed(seed)).nonzero().flatten())
+        s.zero_pruned_()
     with torch.no_grad():
         masked = work(*inputs)
     try:
-        compact(s)
+        if pruner is not None:
+            pruner.compact()
+        else:
+            compact(s)
         with torch.no_grad():
             compacted = work(*inputs)
         after = StructureSet(work, inputs, ignore_classifier=False, verify=False)
@@ -153,6 +169,46 @@ def check_model(
         return report
     report.passed = report.error <= tolerance and report.macs_after < report.macs_before
     return report
+
+
+def _run_pipeline(
+    model: nn.Module, inputs: tuple, structures: StructureSet, target: float, steps: int, seed: int, tolerance: float
+) -> Any:
+    """Train ``model`` for ``steps`` synthetic SGD steps under a random-method, sp+sr Pruner; return it."""
+    from ..config import PruneSettings
+    from ..decay import DecaySettings
+    from ..pruner import Pruner
+
+    settings = PruneSettings(
+        method="random",
+        target_macs_fraction=target,
+        iterative_steps=1,
+        verify=False,
+        decay=DecaySettings(policy="sp+sr", steps=max(1, steps // 3)),
+    )
+    pruner = Pruner(model, inputs, settings, total_steps=steps, structures=structures)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    pruner.bind(optimizer)
+    g = torch.Generator().manual_seed(seed)
+
+    def batch(x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.is_floating_point():
+            return torch.cat([x, x + 0.1 * torch.randn(x.shape, generator=g, dtype=x.dtype)])
+        return torch.cat([x, x]) if isinstance(x, torch.Tensor) else x
+
+    model.train()
+    for _ in range(steps):
+        outs = [t for t in _flatten(model(*[batch(x) for x in inputs])) if t.is_floating_point() and t.requires_grad]
+        loss = sum(t.float().square().mean() for t in outs)
+        optimizer.zero_grad()
+        if isinstance(loss, torch.Tensor):
+            loss.backward()
+        pruner.after_backward()
+        optimizer.step()
+        pruner.after_step()
+    pruner.finish()
+    structures.zero_pruned_(optimizer)
+    return pruner
 
 
 def _names(model: nn.Module, ignored: Iterable[nn.Module | str]) -> list[str]:
