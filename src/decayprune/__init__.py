@@ -24,9 +24,14 @@ from .models import create as create_model
 from .models import list_models, register_model
 from .pruner import Pruner
 from .structure import (
+    CheckReport,
+    FrozenGroup,
+    SpecError,
     StructureSet,
     UnsupportedModelError,
+    check_model,
     compact,
+    format_report,
     load_pruned,
     save_pruned,
 )
@@ -35,11 +40,13 @@ from .train import Trainer, TrainHook, evaluate
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckReport",
     "ConfigError",
     "Criterion",
     "DatasetSplits",
     "DecayEngine",
     "DecaySettings",
+    "FrozenGroup",
     "LatencyResult",
     "ModelCost",
     "PruneContext",
@@ -48,6 +55,7 @@ __all__ = [
     "PruningMethod",
     "RunConfig",
     "SelectionSchedule",
+    "SpecError",
     "StructureSet",
     "TensorLoader",
     "TrainHook",
@@ -55,6 +63,7 @@ __all__ = [
     "Trainer",
     "UnsupportedModelError",
     "UserError",
+    "check_model",
     "compact",
     "count_cost",
     "create_criterion",
@@ -63,6 +72,7 @@ __all__ = [
     "decay_norm",
     "evaluate",
     "format_count",
+    "format_report",
     "list_criteria",
     "list_datasets",
     "list_methods",
