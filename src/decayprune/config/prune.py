@@ -110,8 +110,9 @@ class PruneSettings(BaseModel):
     )
     verify: bool | Literal["auto"] = Field(
         "auto",
-        description="empirical exactness check before pruning (float64 copy: zero, compact, compare outputs); groups "
-        "that fail are refused. auto: only groups with risky ops (attention, sigmoid, unknown ops); true: all; false: none",
+        description="empirical exactness check before pruning (float64 copy: zero, compact, compare outputs); "
+        "groups that fail are refused. auto: only groups with risky ops (attention, sigmoid, unknown ops); "
+        "true: all; false: none",
     )
     verify_tolerance: float = Field(1e-6, gt=0, lt=1, description="relative output error the exactness check accepts")
 
