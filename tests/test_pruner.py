@@ -17,6 +17,7 @@ from decayprune.measure import count_cost
 from decayprune.methods import list_methods
 from decayprune.models import create
 from decayprune.pruner import Pruner, PruneSettings
+from decayprune.config import TrainSettings
 
 STEPS = 150
 FAST_STEPS = 48  # the method x policy matrix: enough for 3 selections, 8-step decays and recovery
@@ -41,8 +42,9 @@ def run_pruning(
     x_all, y_all = digits
     torch.manual_seed(0)
     model = create("small_cnn", num_classes=10, in_channels=1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    pruner = Pruner(model, x_all[:1], settings, optimizer=opt, total_steps=steps, run_dir=run_dir)
+    pruner = Pruner(model, x_all[:1], settings, total_steps=steps, run_dir=run_dir)
+    # SGD(lr 0.05, momentum 0.9, wd 5e-4), or the method's own optimizer (OTOv2's DHSPG).
+    opt = pruner.build_optimizer(TrainSettings(lr=0.05, momentum=0.9, weight_decay=5e-4, device="cpu"))
     g = torch.Generator().manual_seed(0)
     model.train()
     for _ in range(steps):

@@ -19,7 +19,17 @@ from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
 from .decay import DecayEngine, decay_norm
 from .errors import UserError
 from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
-from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method, list_methods, register_method
+from .methods import (
+    DHSPG,
+    GateDecorator,
+    OTOv2,
+    PruneContext,
+    PruningMethod,
+    SelectionSchedule,
+    create_method,
+    list_methods,
+    register_method,
+)
 from .models import create as create_model
 from .models import list_models, register_model
 from .pruner import Pruner
@@ -43,12 +53,15 @@ __all__ = [
     "CheckReport",
     "ConfigError",
     "Criterion",
+    "DHSPG",
     "DatasetSplits",
     "DecayEngine",
     "DecaySettings",
     "FrozenGroup",
+    "GateDecorator",
     "LatencyResult",
     "ModelCost",
+    "OTOv2",
     "PruneContext",
     "PruneSettings",
     "Pruner",

@@ -523,8 +523,13 @@ class StructureSet:
         self.scale_(factors if mask is None else torch.where(mask, factors, torch.ones_like(factors)))
 
     def slices_changed(self) -> None:
-        """Forget cached plans after slices were added or removed (e.g. a channel multiplier)."""
+        """Forget cached plans after slices were added or removed (e.g. a channel multiplier).
+
+        Clears the slice entries and flat plans too: a plan built before a multiplier was added
+        would leave it out of every decay, keep-at-zero and norm (and keep a removed one in).
+        """
         self._zero_plan = None
+        self._cache().clear()
 
     def set_pruned(self, ids: torch.Tensor | Sequence[int], value: bool = True) -> None:
         """Mark structures as pruned (held at zero) or un-pruned."""
