@@ -42,9 +42,14 @@ from .models import create as create_model
 from .models import list_models, register_model
 from .pruner import Pruner
 from .structure import (
+    CheckReport,
+    FrozenGroup,
+    SpecError,
     StructureSet,
     UnsupportedModelError,
+    check_model,
     compact,
+    format_report,
     load_pruned,
     save_pruned,
 )
@@ -53,6 +58,7 @@ from .train import Trainer, TrainHook, evaluate
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckReport",
     "ConfigError",
     "Criterion",
     "DHSPG",
@@ -61,6 +67,7 @@ __all__ = [
     "DecayEngine",
     "DecaySettings",
     "ExportError",
+    "FrozenGroup",
     "GateDecorator",
     "LatencyResult",
     "ModelCost",
@@ -73,6 +80,7 @@ __all__ = [
     "RunFolderError",
     "ScheduleError",
     "SelectionSchedule",
+    "SpecError",
     "StructureSet",
     "TensorLoader",
     "TrainHook",
@@ -82,6 +90,7 @@ __all__ = [
     "UnsupportedModelError",
     "UserError",
     "WeightsError",
+    "check_model",
     "compact",
     "count_cost",
     "create_criterion",
@@ -90,6 +99,7 @@ __all__ = [
     "decay_norm",
     "evaluate",
     "format_count",
+    "format_report",
     "list_criteria",
     "list_datasets",
     "list_methods",
