@@ -41,4 +41,3 @@ def test_import_does_not_pull_in(module: str, bare: bool, predicate: str) -> Non
     code = _CHECK.format(module=module, bare=bare, predicate=predicate)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
-

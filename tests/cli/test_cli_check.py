@@ -33,7 +33,9 @@ def factory_module(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_registered_cnn_passes(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, ["check", "--model", "small_cnn", "--kwarg", "in_channels=1", "--input-shape", "1,8,8"])
+    code, out, _ = run_cli(
+        capsys, ["check", "--model", "small_cnn", "--kwarg", "in_channels=1", "--input-shape", "1,8,8"]
+    )
     assert code == 0
     assert out.startswith("small_cnn: PASS") and "compaction error" in out
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file
+from structure_testing import random_mask
 
 from decayprune.models import create
 from decayprune.structure import StructureSet, compact, load_pruned, read_spec, save_pruned
-from structure_testing import random_mask
 
 ARCH = {"name": "resnet20", "kwargs": {"num_classes": 7, "in_channels": 3}}
 

@@ -6,26 +6,30 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from structure_testing import random_mask, randomize_bn
 
 from decayprune.measure import count_cost
 from decayprune.models import create
 from decayprune.structure import (
     PRODUCER,
     StructureSet,
-    UnsupportedModelError,
     compact,
     find_classifier,
 )
-from structure_testing import random_mask, randomize_bn
 
 
 def tiny_net() -> nn.Sequential:
     """conv(3->6)-BN-ReLU-conv(6->5)-BN-ReLU-flatten-linear(->3) for 8x8 inputs."""
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 6, 3, bias=True), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 5, 3, bias=False), nn.BatchNorm2d(5), nn.ReLU(),
-        nn.Flatten(), nn.Linear(5 * 4 * 4, 3),
+        nn.Conv2d(3, 6, 3, bias=True),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 5, 3, bias=False),
+        nn.BatchNorm2d(5),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(5 * 4 * 4, 3),
     )
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -36,9 +40,6 @@ def tiny_net() -> nn.Sequential:
 
 def layer_by_name(s: StructureSet, name: str):
     return next(layer for layer in s.layers if layer.name == name)
-
-
-
 
 
 def test_one_structure_per_channel_and_classifier_ignored() -> None:
@@ -93,8 +94,12 @@ def test_group_norms_include_consumer_columns() -> None:
         producer_sq = s.producer_norms().pow(2)
         consumer_sq = net[3].weight.pow(2).sum((0, 2, 3))  # in-channel columns of the next conv
     group = s.group_sq_norms(include_consumers=True)
-    torch.testing.assert_close(group[l0.first : l0.first + l0.size],
-                               producer_sq[l0.first : l0.first + l0.size] + consumer_sq, rtol=1e-5, atol=0)
+    torch.testing.assert_close(
+        group[l0.first : l0.first + l0.size],
+        producer_sq[l0.first : l0.first + l0.size] + consumer_sq,
+        rtol=1e-5,
+        atol=0,
+    )
     counts = s.slice_counts(include_consumers=True)
     # conv0 row (27) + bias + gamma + beta + conv1 column (5 * 9)
     assert torch.all(counts[l0.first : l0.first + l0.size] == 27 + 3 + 45)
@@ -230,10 +235,17 @@ def test_depthwise_model_builds() -> None:
 def _grouped_net() -> nn.Sequential:
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 6, 1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Flatten(), nn.Linear(6 * 8 * 8, 3),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=2),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 6, 1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 8 * 8, 3),
     )
     randomize_bn(net, seed=1)
     return net.eval()

@@ -20,7 +20,7 @@ from ..structure import check_model, format_report
 from ..structure.check import resolve_model
 from .common import Command, input_shape, make_console, non_negative_int, positive_float, positive_int
 
-VERIFY_CHOICES = {"auto": "auto", "true": True, "false": False}
+VERIFY_CHOICES: dict[str, bool | str] = {"auto": "auto", "true": True, "false": False}
 
 
 def model_kwarg(text: str) -> tuple[str, Any]:
@@ -32,11 +32,15 @@ def model_kwarg(text: str) -> tuple[str, Any]:
     """
     key, sep, value = text.partition("=")
     if not sep or not key.strip().isidentifier():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with KEY a Python name (e.g. hidden_size=32), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with KEY a Python name (e.g. hidden_size=32), got {text!r}"
+        )
     try:
         return key.strip(), yaml.safe_load(value)
     except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"cannot read the value of {text!r} (expected a number, word or list)") from None
+        raise argparse.ArgumentTypeError(
+            f"cannot read the value of {text!r} (expected a number, word or list)"
+        ) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -72,9 +72,7 @@ class ModelConfig(BaseModel):
 
     name: str = Field("small_cnn", description="Model name (see `decayprune.list_models()`).")
     width: float = Field(1.0, gt=0, le=64, description="Multiplier on every hidden channel count (at most 64).")
-    weights: Path | None = Field(
-        None, description="A .safetensors file of weights to start from; unset: random init."
-    )
+    weights: Path | None = Field(None, description="A .safetensors file of weights to start from; unset: random init.")
 
     @field_validator("name")
     @classmethod
@@ -111,7 +109,8 @@ class RunConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model settings.")
     train: TrainSettings = Field(default_factory=TrainSettings, description="`train` runs: how the model is trained.")
     pretrain: TrainSettings | None = Field(
-        None, description="`prune` runs: train the base model first with these settings (skipped if model.weights is set)."
+        None,
+        description="`prune` runs: train the base model first with these settings (skipped if model.weights is set).",
     )
     prune: PruneSettings | None = Field(
         None, description="`prune` runs: method, MACs budget, schedule and zeroing policy (oneshot, sp, sp+sr)."
@@ -145,7 +144,9 @@ class RunConfig(BaseModel):
         if self.prune is None:
             extra = [k for k in ("finetune", "pretrain") if k in self.model_fields_set]
             if extra:
-                raise ValueError(f"{' and '.join(extra)} only apply to prune runs; add a 'prune' section or remove them")
+                raise ValueError(
+                    f"{' and '.join(extra)} only apply to prune runs; add a 'prune' section or remove them"
+                )
         return self
 
     @property

@@ -14,7 +14,8 @@ engine's ``after_backward`` -> ``optimizer.step()`` -> the engine's ``after_step
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -52,7 +53,7 @@ class PruningMethod:
 
     def __init__(self, criterion: Criterion | None = None, **options: Any) -> None:
         try:
-            self.options = self.Options(**options)
+            self.options: Any = self.Options(**options)  # the subclass's Options (typed there)
         except ValidationError as exc:
             problems = "; ".join(validation_problems(exc, self.Options))
             raise ValueError(f"bad options for pruning method {self.name!r}: {problems}") from None

@@ -196,7 +196,7 @@ class DHSPG(torch.optim.Optimizer):
         return float((self._groups().producer_norms() == 0).float().mean())
 
     # ------------------------------------------------------------------ the step
-    def _direction(self, p: nn.Parameter, group: dict[str, Any]) -> torch.Tensor:
+    def _direction(self, p: torch.Tensor, group: dict[str, Any]) -> torch.Tensor:
         """The base optimizer's search direction ``d`` for ``p`` (its state updated)."""
         assert p.grad is not None
         grad = p.grad.detach()
@@ -227,7 +227,7 @@ class DHSPG(torch.optim.Optimizer):
         v_hat = state["exp_avg_sq"] / (1.0 - beta2**t)
         return m_hat / (v_hat.sqrt() + group["eps"])
 
-    def _group_reduce(self, pairs: Callable[[nn.Parameter], tuple[torch.Tensor, torch.Tensor] | None]) -> torch.Tensor:
+    def _group_reduce(self, pairs: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]) -> torch.Tensor:
         """``sum <a, b>`` over each group's producer slices, for ``(a, b) = pairs(param)``; CPU ``[S]``."""
         s = self.structures
         assert s is not None
@@ -274,7 +274,7 @@ class DHSPG(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self.num_steps += 1
-        directions: dict[nn.Parameter, tuple[torch.Tensor, dict[str, Any]]] = {}
+        directions: dict[torch.Tensor, tuple[torch.Tensor, dict[str, Any]]] = {}
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
@@ -283,10 +283,10 @@ class DHSPG(torch.optim.Optimizer):
             self._base_update(directions)
             return loss
 
-        def xd_pair(p: nn.Parameter) -> tuple[torch.Tensor, torch.Tensor] | None:
+        def xd_pair(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
             return (p, directions[p][0]) if p in directions else None
 
-        def dd_pair(p: nn.Parameter) -> tuple[torch.Tensor, torch.Tensor] | None:
+        def dd_pair(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
             return (directions[p][0], directions[p][0]) if p in directions else None
 
         xx = self._group_reduce(lambda p: (p, p))
@@ -299,7 +299,7 @@ class DHSPG(torch.optim.Optimizer):
             self.cosines = cosine_x_d(xx, xd, dd).float()
         group0 = self.param_groups[0]
         active = self.redundant & (xx > 0)
-        old: dict[nn.Parameter, torch.Tensor] = {}
+        old: dict[torch.Tensor, torch.Tensor] = {}
         if active.any():
             old = {sl.param: sl.param.detach().clone() for _l, sl, _i in self._groups().parameter_slices(PRODUCER)}
             lam = adaptive_lambda(xx, xd, dd, group0["lmbda"], group0["lmbda_amplify"], group0["hat_lmbda_coeff"])
@@ -317,14 +317,14 @@ class DHSPG(torch.optim.Optimizer):
         self._hold_zero_groups(xx)
         return loss
 
-    def _base_update(self, directions: dict[nn.Parameter, tuple[torch.Tensor, dict[str, Any]]]) -> None:
+    def _base_update(self, directions: dict[torch.Tensor, tuple[torch.Tensor, dict[str, Any]]]) -> None:
         for p, (d, group) in directions.items():
             if group["variant"] == "adamw" and group["weight_decay"]:
                 p.mul_(1.0 - group["lr"] * group["weight_decay"])
             p.add_(d, alpha=-group["lr"])
 
     def _half_space(
-        self, xx: torch.Tensor, active: torch.Tensor, old: dict[nn.Parameter, torch.Tensor], epsilon: float
+        self, xx: torch.Tensor, active: torch.Tensor, old: dict[torch.Tensor, torch.Tensor], epsilon: float
     ) -> None:
         hat_dot_x = self._group_reduce(lambda p: (p, old[p]) if p in old else None)
         hit = half_space_mask(hat_dot_x, xx, epsilon) & active

@@ -3,9 +3,8 @@
 from .check import CheckReport, check_model, format_report, resolve_model
 from .compaction import CompactionReport, compact
 from .cost import CostModel
-from .serialization import apply_spec, load_pruned, model_spec, read_spec, save_pruned
+from .serialization import SpecError, apply_spec, load_pruned, model_spec, read_spec, save_pruned
 from .slices import CONSUMER, PRODUCER, ParamSlice, UnsupportedModelError
-from .serialization import SpecError
 from .structure_set import FrozenGroup, LayerGroup, StructureSet, find_classifier
 
 __all__ = [

@@ -51,8 +51,9 @@ def _producer_slice_of(structures: StructureSet, module_name: str) -> tuple[Laye
     )
 
 
-def add_channel_multiplier(structures: StructureSet, module_name: str, init: torch.Tensor | None = None,
-                           *, name: str = "channel_gate") -> ChannelMultiplier:
+def add_channel_multiplier(
+    structures: StructureSet, module_name: str, init: torch.Tensor | None = None, *, name: str = "channel_gate"
+) -> ChannelMultiplier:
     """Multiply the output channels of ``module_name`` by a new trainable vector (ones by default).
 
     Example:

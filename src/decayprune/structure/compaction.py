@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-
 import torch_pruning as tp
 
 from .slices import _CONV, group_slices
@@ -90,8 +89,9 @@ def compact(structures: StructureSet, optimizer: torch.optim.Optimizer | None = 
     return CompactionReport(removed, params_before, params_after)
 
 
-def _pruning_group(graph: tp.DependencyGraph, root: nn.Module, layer: LayerGroup,
-                   local: torch.Tensor) -> tp.dependency.Group:
+def _pruning_group(
+    graph: tp.DependencyGraph, root: nn.Module, layer: LayerGroup, local: torch.Tensor
+) -> tp.dependency.Group:
     handler = graph.get_pruner_of_module(root).prune_out_channels
     return graph.get_pruning_group(root, handler, sorted(layer.roots_of(local).tolist()))
 

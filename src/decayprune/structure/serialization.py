@@ -22,8 +22,21 @@ from ..errors import WeightsError
 from ..files import save_safetensors_atomic, write_json_atomic
 
 SPEC_VERSION = 1
-_SHAPE_ATTRS = ("in_channels", "out_channels", "groups", "in_features", "out_features", "num_features",
-                "num_channels", "num_groups", "normalized_shape", "embedding_dim", "num_parameters", "nf", "nx")
+_SHAPE_ATTRS = (
+    "in_channels",
+    "out_channels",
+    "groups",
+    "in_features",
+    "out_features",
+    "num_features",
+    "num_channels",
+    "num_groups",
+    "normalized_shape",
+    "embedding_dim",
+    "num_parameters",
+    "nf",
+    "nx",
+)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
@@ -103,8 +116,13 @@ def model_spec(model: nn.Module, arch: dict[str, Any] | None = None) -> dict[str
         if attrs:
             modules[name] = attrs
     tensors = {k: list(v.shape) for k, v in model.state_dict().items()}
-    return {"format": "decayprune.pruned", "version": SPEC_VERSION, "arch": arch, "modules": modules,
-            "tensors": tensors}
+    return {
+        "format": "decayprune.pruned",
+        "version": SPEC_VERSION,
+        "arch": arch,
+        "modules": modules,
+        "tensors": tensors,
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -166,8 +184,9 @@ def _check_layout(spec: dict[str, Any], source: str) -> None:
         for attr, value in attrs.items():
             ok = _is_shape(value) if isinstance(value, list) else isinstance(value, int) and not isinstance(value, bool)
             if not ok or (isinstance(value, int) and value < 1):
-                raise SpecError(f"{source}: modules.{name}.{attr} must be a positive integer (or a list of them), "
-                                f"got {value!r}")
+                raise SpecError(
+                    f"{source}: modules.{name}.{attr} must be a positive integer (or a list of them), got {value!r}"
+                )
     for key, shape in tensors.items():
         if not _is_shape(shape):
             raise SpecError(f"{source}: tensors.{key} must be a list of non-negative integers, got {shape!r}")
@@ -193,14 +212,18 @@ def apply_spec(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
         allowed = allowed_attrs(module)
         for attr, value in attrs.items():
             if attr not in allowed:
-                raise SpecError(f"{source}: modules.{name}.{attr}: '{attr}' is not a shape attribute a pruned "
-                                f"{type(module).__name__} may change; allowed: {list(allowed) or 'none'}")
+                raise SpecError(
+                    f"{source}: modules.{name}.{attr}: '{attr}' is not a shape attribute a pruned "
+                    f"{type(module).__name__} may change; allowed: {list(allowed) or 'none'}"
+                )
             setattr(module, attr, tuple(value) if isinstance(value, list) else value)
     current = model.state_dict()
     extra, missing = sorted(set(spec["tensors"]) - set(current)), sorted(set(current) - set(spec["tensors"]))
     if extra or missing:
-        raise SpecError(f"{source}: tensors: the spec and the model disagree (only in the spec: {extra[:5]}, "
-                        f"only in the model: {missing[:5]})")
+        raise SpecError(
+            f"{source}: tensors: the spec and the model disagree (only in the spec: {extra[:5]}, "
+            f"only in the model: {missing[:5]})"
+        )
     for key, shape in spec["tensors"].items():
         if list(current[key].shape) == shape:
             continue
@@ -214,13 +237,16 @@ def apply_spec(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
             owner.register_buffer(attr, fresh)
     for name, module in modules.items():
         if isinstance(module, nn.GroupNorm) and module.num_channels % module.num_groups:
-            raise SpecError(f"{source}: modules.{name}: {module.num_channels} channels do not split into "
-                            f"{module.num_groups} groups")
+            raise SpecError(
+                f"{source}: modules.{name}: {module.num_channels} channels do not split into {module.num_groups} groups"
+            )
         for attr, expected in _expected_shapes(module).items():
             key = f"{name}.{attr}" if name else attr
             if key in spec["tensors"] and tuple(spec["tensors"][key]) != expected:
-                raise SpecError(f"{source}: tensors.{key}: shape {spec['tensors'][key]} does not match the module's "
-                                f"attributes in the spec (expected {list(expected)})")
+                raise SpecError(
+                    f"{source}: tensors.{key}: shape {spec['tensors'][key]} does not match the module's "
+                    f"attributes in the spec (expected {list(expected)})"
+                )
     return model
 
 

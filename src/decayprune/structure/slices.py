@@ -64,7 +64,7 @@ class ParamSlice:
     """
 
     name: str
-    param: nn.Parameter
+    param: torch.Tensor
     dim: int
     positions: torch.Tensor
     roots: torch.Tensor
@@ -84,7 +84,7 @@ def _slices_for_item(
 ) -> list[ParamSlice]:
     """Return the parameter slices of one group item (module, side, indices)."""
 
-    def make(param: nn.Parameter | None, dim: int, role: str, pos: torch.Tensor = positions) -> list[ParamSlice]:
+    def make(param: torch.Tensor | None, dim: int, role: str, pos: torch.Tensor = positions) -> list[ParamSlice]:
         if param is None:
             return []
         return [ParamSlice(names[id(param)], param, dim % param.dim(), pos, roots, role)]
@@ -174,7 +174,7 @@ def group_slices(group: tp.dependency.Group, model: nn.Module, names: dict[int, 
     return _merge_duplicates(out)
 
 
-def grouped_conv_inputs(group: tp.dependency.Group) -> list[tuple[nn.Parameter, torch.Tensor]]:
+def grouped_conv_inputs(group: tp.dependency.Group) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The grouped (non-depthwise) convs that read a group's channels, with the root of each input.
 
     Such a conv reads input channel ``i`` through weight column ``i % (in / groups)``, shared by

@@ -32,9 +32,10 @@ from .slices import (
     supported_types,
 )
 
-
-_ATTENTION = re.compile(r"(^|\.)(attn|attention|self_attn|self_attention)(\.|$)|(^|\.)(q|k|v|qkv|query|key|value|"
-                        r"q_proj|k_proj|v_proj|c_attn|in_proj)(\.|_weight|$)")
+_ATTENTION = re.compile(
+    r"(^|\.)(attn|attention|self_attn|self_attention)(\.|$)|(^|\.)(q|k|v|qkv|query|key|value|"
+    r"q_proj|k_proj|v_proj|c_attn|in_proj)(\.|_weight|$)"
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class LayerGroup:
     size: int
     slices: list[ParamSlice] = field(default_factory=list)
     structure_ids: list[torch.Tensor] = field(default_factory=list)
-    grouped_inputs: list[tuple[nn.Parameter, torch.Tensor]] = field(default_factory=list)
+    grouped_inputs: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     block: int = 1
 
     def local_of(self, roots: torch.Tensor) -> torch.Tensor:
@@ -192,8 +193,11 @@ class StructureSet:
         was_training = model.training
         try:
             self.graph = tp.DependencyGraph().build_dependency(
-                model, example_inputs=self.example_inputs, output_transform=recorder,
-                customized_pruners=customized_pruners(model), verbose=False,
+                model,
+                example_inputs=self.example_inputs,
+                output_transform=recorder,
+                customized_pruners=customized_pruners(model),
+                verbose=False,
             )
         except Exception as exc:
             raise UnsupportedModelError(
@@ -209,8 +213,13 @@ class StructureSet:
         self._build_layers()
         if verify not in (True, False, "auto"):
             raise ValueError(f"verify must be True, False or 'auto', got {verify!r}")
-        candidates = list(range(len(self.layers))) if verify is True else \
-            [i for i in range(len(self.layers)) if i in self._risky] if verify == "auto" else []
+        candidates = (
+            list(range(len(self.layers)))
+            if verify is True
+            else [i for i in range(len(self.layers)) if i in self._risky]
+            if verify == "auto"
+            else []
+        )
         if candidates:
             found = find_inexact(model, self.example_inputs, [self.layers[i] for i in candidates], tolerance)
             bad = {candidates[i]: reason for i, reason in found.items()}
@@ -218,15 +227,20 @@ class StructureSet:
                 layer = self.layers[i]
                 reason = bad[i]
                 if any(_ATTENTION.search(s.name) for s in layer.slices if s.role == PRODUCER):
-                    reason = ("attention projection: its channels are reshaped into heads, and decayprune does not "
-                              f"prune whole heads yet; {reason}")
+                    reason = (
+                        "attention projection: its channels are reshaped into heads, and decayprune does not "
+                        f"prune whole heads yet; {reason}"
+                    )
                 self.frozen.append(FrozenGroup(layer.name, layer.num_channels, "inexact", reason))
             self._renumber([layer for i, layer in enumerate(self.layers) if i not in bad])
         self.num_structures = sum(layer.size for layer in self.layers)
-        self.layer_of = torch.cat([torch.full((l.size,), l.index, dtype=torch.long) for l in self.layers]) \
-            if self.layers else torch.zeros(0, dtype=torch.long)
+        self.layer_of = (
+            torch.cat([torch.full((layer.size,), layer.index, dtype=torch.long) for layer in self.layers])
+            if self.layers
+            else torch.zeros(0, dtype=torch.long)
+        )
         self.pruned = torch.zeros(self.num_structures, dtype=torch.bool)
-        self._zero_plan: list[tuple[nn.Parameter, int, torch.Tensor]] | None = None
+        self._zero_plan: list[tuple[torch.Tensor, int, torch.Tensor]] | None = None
         self.stale = False
         self.cost = CostModel(model, self.example_inputs, self)
 
@@ -252,12 +266,28 @@ class StructureSet:
                 continue
             for pname, p in module.named_parameters(recurse=False):
                 if id(p) not in unwrapped:
-                    whole.setdefault(id(p), f"'{name}' ({type(module).__name__}) holds '{pname}', which decayprune "
-                                            "cannot slice")
+                    whole.setdefault(
+                        id(p), f"'{name}' ({type(module).__name__}) holds '{pname}', which decayprune cannot slice"
+                    )
         return whole
 
-    _ELEMENTWISE_USES = ("Add", "Sub", "Mul", "Div", "Cat", "Expand", "Repeat", "View", "Reshape", "Unsqueeze",
-                         "Squeeze", "Permute", "Transpose", "Clone", "ToCopy")
+    _ELEMENTWISE_USES = (
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Cat",
+        "Expand",
+        "Repeat",
+        "View",
+        "Reshape",
+        "Unsqueeze",
+        "Squeeze",
+        "Permute",
+        "Transpose",
+        "Clone",
+        "ToCopy",
+    )
 
     def _elementwise_unwrapped(self) -> set[int]:
         """Unwrapped parameters (layer scales, class / position tokens) that are only added, multiplied
@@ -318,8 +348,9 @@ class StructureSet:
             if reason is None and channel_groups > 1 and block > 1:
                 reason = "a grouped convolution and a GroupNorm bind its channels in different patterns"
             if reason is None and channels % (channel_groups * block):
-                reason = (f"{channels} channels do not split into {channel_groups} conv groups of GroupNorm blocks "
-                          f"of {block}")
+                reason = (
+                    f"{channels} channels do not split into {channel_groups} conv groups of GroupNorm blocks of {block}"
+                )
             if reason is not None:
                 self._freeze(root, channels, "norm", reason)
                 continue
@@ -426,8 +457,9 @@ class StructureSet:
         mask = self._layer_mask(layers, device)
         return out if mask is None else torch.where(mask, out, torch.zeros_like(out))
 
-    def _reduce_slow(self, fn: Callable[[torch.Tensor], torch.Tensor], role: str | None, source: str,
-                     device: torch.device) -> torch.Tensor:
+    def _reduce_slow(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], role: str | None, source: str, device: torch.device
+    ) -> torch.Tensor:
         out = torch.zeros(self.num_structures + 1, device=device, dtype=torch.float32)
         for entry in self._entries(role):
             tensor = entry.param if source == "weight" else entry.param.grad
@@ -437,8 +469,9 @@ class StructureSet:
             out.index_add_(0, entry.ids_on(view.device), fn(view).float())
         return out[: self.num_structures]
 
-    def broadcast(self, values: torch.Tensor, *, role: str | None = PRODUCER,
-                  fill: float = 1.0) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    def broadcast(
+        self, values: torch.Tensor, *, role: str | None = PRODUCER, fill: float = 1.0
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per-structure ``values`` spread over every position of each slice.
 
         Returns ``(parameter, tensor)`` pairs; each tensor broadcasts against its parameter
@@ -507,11 +540,14 @@ class StructureSet:
         Used to mean-reduce norms over the elements or over the coupled slices of a structure.
         """
         if elements:
+
             def fn(view: torch.Tensor) -> torch.Tensor:
                 return torch.full((view.shape[0],), float(view.shape[1]), device=view.device)
         else:
+
             def fn(view: torch.Tensor) -> torch.Tensor:
                 return torch.ones(view.shape[0], device=view.device)
+
         return self.reduce(fn, role=None if include_consumers else PRODUCER).cpu()
 
     # ------------------------------------------------------------------ writing
@@ -627,7 +663,6 @@ class StructureSet:
                     yield layer, s, ids
 
 
-
 # ---------------------------------------------------------------------------- element-level plans
 
 
@@ -644,7 +679,7 @@ class SliceEntry:
     where the parameter has no structure of this role.
     """
 
-    param: nn.Parameter
+    param: torch.Tensor
     dim: int
     ids: torch.Tensor
     _on: dict = field(default_factory=dict)
@@ -656,7 +691,9 @@ class SliceEntry:
         return self._on[device]
 
 
-def merge_slices(slices: Iterable[tuple[LayerGroup, ParamSlice, torch.Tensor]], num_structures: int) -> list[SliceEntry]:
+def merge_slices(
+    slices: Iterable[tuple[LayerGroup, ParamSlice, torch.Tensor]], num_structures: int
+) -> list[SliceEntry]:
     """Merge slices per (parameter, dim); a position claimed twice opens a second entry."""
     entries: dict[tuple[int, int], list[SliceEntry]] = {}
     out: list[SliceEntry] = []
@@ -707,13 +744,18 @@ class FlatPlan:
         self.num_structures = num_structures
         self._rows = [(tuple(d for d in range(e.param.dim()) if d != e.dim), e.dim) for e in entries]
         self._entry_ids = [e.ids for e in entries]
-        self.row_index = torch.cat([e.ids_on(device) for e in entries]) if entries else \
-            torch.zeros(0, dtype=torch.long, device=device)
+        self.row_index = (
+            torch.cat([e.ids_on(device) for e in entries])
+            if entries
+            else torch.zeros(0, dtype=torch.long, device=device)
+        )
         parts = []
         for e in entries:
             if not _is_dense(e.param):
-                raise ValueError(f"a {tuple(e.param.shape)} parameter with strides {e.param.stride()} is not dense; "
-                                 "decayprune needs dense (contiguous or channels-last) parameters")
+                raise ValueError(
+                    f"a {tuple(e.param.shape)} parameter with strides {e.param.stride()} is not dense; "
+                    "decayprune needs dense (contiguous or channels-last) parameters"
+                )
             shape = [1] * e.param.dim()
             shape[e.dim] = -1
             holder = torch.empty_like(e.param, dtype=self._index_dtype(), device=device)  # the parameter's strides
@@ -780,7 +822,7 @@ class FlatPlan:
                     views.append(f)
         self.mul_(states, views)
 
-    def _flat(self, t: torch.Tensor | None, p: nn.Parameter) -> torch.Tensor:
+    def _flat(self, t: torch.Tensor | None, p: torch.Tensor) -> torch.Tensor:
         if t is None:
             return torch.zeros(p.numel(), device=p.device, dtype=p.dtype)
         if t.stride() != p.stride():
@@ -801,7 +843,6 @@ class FlatPlan:
             parts = [self._flat(p.grad, p) for p in self.params]
         flat = torch.cat(parts).float()
         return out.index_add_(0, self.index, flat.square_())
-
 
     def use_row_ops(self) -> bool:
         """True on the CPU (see :attr:`cpu_row_ops`)."""
@@ -824,8 +865,9 @@ class FlatPlan:
     def zero_rows_(tensors: Sequence[torch.Tensor | None], rows: list[tuple[int, int, torch.Tensor]]) -> None:
         """Fill the given rows of ``tensors`` (aligned with :attr:`params`) with exact zeros."""
         for i, dim, pos in rows:
-            if tensors[i] is not None:
-                tensors[i].index_fill_(dim, pos, 0)
+            tensor = tensors[i]
+            if tensor is not None:
+                tensor.index_fill_(dim, pos, 0)
 
     def zero_rows_state_(self, optimizer: torch.optim.Optimizer, rows: list[tuple[int, int, torch.Tensor]]) -> None:
         """:meth:`zero_rows_` on the optimizer's per-element state of each parameter."""
@@ -858,4 +900,15 @@ def build_flat_plans(entries: list[SliceEntry], num_structures: int, device: tor
         target.append(entry)
     return [FlatPlan(p, num_structures, device) for p in passes]
 
-__all__ = ["CONSUMER", "PRODUCER", "FlatPlan", "FrozenGroup", "LayerGroup", "SliceEntry", "StructureSet", "UnsupportedModelError", "find_classifier"]
+
+__all__ = [
+    "CONSUMER",
+    "PRODUCER",
+    "FlatPlan",
+    "FrozenGroup",
+    "LayerGroup",
+    "SliceEntry",
+    "StructureSet",
+    "UnsupportedModelError",
+    "find_classifier",
+]
