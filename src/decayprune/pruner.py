@@ -64,9 +64,9 @@ class Pruner(TrainHook):
     Example:
         >>> from decayprune import create_model
         >>> model = create_model("small_cnn", num_classes=10, in_channels=1)
-        >>> p = Pruner(model, torch.zeros(1, 1, 8, 8), PruneSettings(target_macs_fraction=0.5), total_steps=100)
+        >>> p = Pruner(model, torch.zeros(1, 1, 8, 8), PruneSettings(target_macs_fraction=0.5), total_steps=1000)
         >>> p.schedule.steps, type(p.method).__name__, type(p.method.criterion).__name__
-        ((1, 19, 38, 56, 75), 'DepGraph', 'GroupMagnitude')
+        ((1, 163, 325, 488, 650), 'DepGraph', 'GroupMagnitude')
     """
 
     def __init__(
