@@ -7,17 +7,26 @@ group_norm     squared L2 over all coupled slices (DepGraph)           weights
 l1_filter      sum of |w| of the producing filters (Li et al. 2017)    weights
 l2_filter      L2 norm of the producing filters (Li et al. 2017)       weights
 random         seeded uniform random (the control)                     weights
+bn_scale       |gamma| of the channel's BN (Network Slimming)          weights
+bn_statistics  E[ReLU(BN output)] from gamma, beta, running var        weights
+taylor         (sum g*w)^2 over the group; order 2 adds w'Hw/2         grads
+taylor_act...  |activation x gradient| per channel (Molchanov 2017)    grads
 =============  ======================================================  =========
 """
 
 from .base import Criterion, Need, create_criterion, criterion_class, list_criteria, register_criterion
+from .bn import BNScale, BNStatistics, expected_activation, norm_layer_slices
+from .catalog import criteria_table
 from .distributed import all_reduce_mean
 from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm
 from .passes import backward_passes, capture_outputs, forward_passes
 from .random import RandomScores
 from .reduce import is_weight_of, layer_normalize, module_of, sum_over_slices
+from .taylor import Taylor, TaylorActivation, normalize_per_layer, structure_dot
 
 __all__ = [
+    "BNScale",
+    "BNStatistics",
     "Criterion",
     "GroupMagnitude",
     "L1FilterNorm",
@@ -36,4 +45,11 @@ __all__ = [
     "module_of",
     "register_criterion",
     "sum_over_slices",
+    "Taylor",
+    "TaylorActivation",
+    "criteria_table",
+    "expected_activation",
+    "norm_layer_slices",
+    "normalize_per_layer",
+    "structure_dot",
 ]
