@@ -136,8 +136,10 @@ class BNStatistics(Criterion):
         'relu'
     """
 
-    paper = ("the post-BN+ReLU Gaussian model of Kang & Han, Operation-Aware Soft Channel Pruning using "
-             "Differentiable Masks, ICML 2020 (data-free)")
+    paper = (
+        "the post-BN+ReLU Gaussian model of Kang & Han, Operation-Aware Soft Channel Pruning using "
+        "Differentiable Masks, ICML 2020 (data-free)"
+    )
 
     class Options(_NormOptions):
         """Options of :class:`BNStatistics`."""

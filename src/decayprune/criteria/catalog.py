@@ -24,6 +24,7 @@ def criteria_table() -> list[dict[str, Any]]:
             key: {"default": field.default, "description": field.description or ""}
             for key, field in cls.Options.model_fields.items()
         }
-        rows.append({"name": name, "needs": sorted(cls.needs), "summary": cls.summary, "paper": cls.paper,
-                     "options": options})
+        rows.append(
+            {"name": name, "needs": sorted(cls.needs), "summary": cls.summary, "paper": cls.paper, "options": options}
+        )
     return rows

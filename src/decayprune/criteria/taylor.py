@@ -48,8 +48,9 @@ def normalize_per_layer(scores: torch.Tensor, structures: "StructureSet", how: s
     return scores / sq.sqrt()[structures.layer_of].clamp_min(1e-12)
 
 
-def structure_dot(structures: "StructureSet", other: Callable[[nn.Parameter], torch.Tensor | None],
-                  role: str | None = None) -> torch.Tensor:
+def structure_dot(
+    structures: "StructureSet", other: Callable[[nn.Parameter], torch.Tensor | None], role: str | None = None
+) -> torch.Tensor:
     """Per structure, the sum over its slices of ``param * other(param)`` (float64, CPU, shape ``[S]``).
 
     With ``other`` the gradient this is ``sum of g * w``, the first-order loss change of scaling the
@@ -161,6 +162,7 @@ class TaylorActivation(_Running, Criterion):
                 per = prod.reshape(prod.shape[0], -1, prod.shape[-1]).mean(1)  # [N, C]
                 per = per.abs().sum(0) if self.options.per_sample else per.sum(0).abs()
                 total.index_add_(0, ids, per.double().cpu()[positions])
+
             return hook
 
         def forward_hook(positions: torch.Tensor, ids: torch.Tensor) -> Callable:
@@ -168,6 +170,7 @@ class TaylorActivation(_Running, Criterion):
                 if isinstance(output, torch.Tensor) and output.requires_grad:
                     # Clone: an in-place op after this module (ReLU(inplace=True)) would change the value.
                     output.register_hook(on_grad(output.detach().clone(), positions, ids, _channel_dim(module)))
+
             return record
 
         def count() -> None:
@@ -246,6 +249,7 @@ class Taylor(_Running, Criterion):
         role = None if self.options.include_consumers else PRODUCER
         total = torch.zeros(s.num_structures, dtype=torch.float64)
         if self.options.order == 1:
+
             def accumulate() -> None:
                 nonlocal total
                 if self.options.form == "group":
@@ -285,8 +289,13 @@ class Taylor(_Running, Criterion):
             vs = [p.detach() * mult[p] for p, _g in live]
             if not live:
                 break
-            hv = torch.autograd.grad([g for _p, g in live], [p for p, _g in live], grad_outputs=vs,
-                                     retain_graph=k < samples - 1, allow_unused=True)
+            hv = torch.autograd.grad(
+                [g for _p, g in live],
+                [p for p, _g in live],
+                grad_outputs=vs,
+                retain_graph=k < samples - 1,
+                allow_unused=True,
+            )
             hv_of = {p: h for (p, _g), h in zip(live, hv, strict=True)}
             quad += eps.double() * structure_dot(s, hv_of.get, role)
         quad /= samples
