@@ -14,7 +14,7 @@ The one-object API for your own training loop::
 from __future__ import annotations
 
 from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainSettings, load_config
-from .criteria import Criterion, create_criterion, list_criteria, register_criterion
+from .criteria import Criterion, create_criterion, criteria_table, list_criteria, register_criterion
 from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
 from .decay import DecayEngine, decay_norm
 from .errors import UserError
@@ -23,6 +23,8 @@ from .methods import PruneContext, PruningMethod, SelectionSchedule, create_meth
 from .models import create as create_model
 from .models import list_models, register_model
 from .pruner import Pruner
+from .scratch import reinitialize, scratch_epochs, scratch_model
+from .sensitivity import caps_from_sensitivity, sensitivity_curves, write_sensitivity
 from .structure import (
     StructureSet,
     UnsupportedModelError,
@@ -55,11 +57,13 @@ __all__ = [
     "Trainer",
     "UnsupportedModelError",
     "UserError",
+    "caps_from_sensitivity",
     "compact",
     "count_cost",
     "create_criterion",
     "create_method",
     "create_model",
+    "criteria_table",
     "decay_norm",
     "evaluate",
     "format_count",
@@ -74,6 +78,11 @@ __all__ = [
     "register_criterion",
     "register_method",
     "register_model",
+    "reinitialize",
     "save_pruned",
+    "scratch_epochs",
+    "scratch_model",
+    "sensitivity_curves",
+    "write_sensitivity",
     "__version__",
 ]
