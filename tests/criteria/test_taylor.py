@@ -33,7 +33,7 @@ def derivatives(ctx, sid: int, batches: list, h: float = 2.0**-13) -> tuple[list
 
 def test_first_order_is_the_squared_loss_slope_of_scaling_the_group() -> None:
     ctx = context(mlp(), XV, BATCHES)
-    scores = create_criterion("taylor", batches=2).score(ctx)
+    scores = create_criterion("taylor", batches=2, normalize="none").score(ctx)
     for sid in range(ctx.structures.num_structures):
         slopes, _ = derivatives(ctx, sid, BATCHES)
         expected = sum(d**2 for d in slopes) / len(slopes)  # (sum g*w)^2, averaged over batches
@@ -43,7 +43,7 @@ def test_first_order_is_the_squared_loss_slope_of_scaling_the_group() -> None:
 def test_element_form_sums_squared_products_by_hand() -> None:
     net = mlp()
     ctx = context(net, XV, BATCHES[:1])
-    scores = create_criterion("taylor", form="element", batches=1).score(ctx)
+    scores = create_criterion("taylor", form="element", batches=1, normalize="none").score(ctx)
     net.zero_grad()
     ctx.loss_fn(net(XV[:6]), YV[:6]).backward()
     w1, b1, w2 = net[0].weight, net[0].bias, net[2].weight
@@ -53,12 +53,12 @@ def test_element_form_sums_squared_products_by_hand() -> None:
 
 def test_second_order_matches_the_loss_curvature_of_removing_the_group() -> None:
     ctx = context(mlp(), XV, BATCHES[:1])
-    scores = create_criterion("taylor", order=2, batches=1, hutchinson_samples=3000).score(ctx)
+    scores = create_criterion("taylor", order=2, batches=1, hutchinson_samples=3000, normalize="none").score(ctx)
     for sid in range(ctx.structures.num_structures):
         (d1,), (d2,) = derivatives(ctx, sid, BATCHES[:1], h=2.0**-10)
         expected = (-d1 + 0.5 * d2) ** 2  # removal: alpha 1 -> 0, dL ~ -L'(1) + L''(1) / 2
         assert float(scores[sid]) == pytest.approx(expected, rel=0.1, abs=1e-6)
-    first = create_criterion("taylor", batches=1).score(ctx)
+    first = create_criterion("taylor", batches=1, normalize="none").score(ctx)
     assert not torch.allclose(first, scores, rtol=0.05)  # the quadratic term matters here
 
 
@@ -72,7 +72,7 @@ def test_taylor_counts_the_norm_layer_slices() -> None:
     ctx = context(net, x, batches)
     with torch.no_grad():
         net[1].bias.copy_(torch.tensor([0.5, -0.2, 0.3]))
-    scores = create_criterion("taylor", batches=1).score(ctx)
+    scores = create_criterion("taylor", batches=1, normalize="none").score(ctx)
     for sid in range(3):
         (d1,), _ = derivatives(ctx, sid, batches)
         assert float(scores[sid]) == pytest.approx(d1**2, rel=1e-4)
@@ -97,7 +97,7 @@ def test_taylor_activation_by_hand() -> None:
     a = seen["a"]
     by_hand = (a * a.grad).mean((2, 3)).abs().mean(0)
     torch.testing.assert_close(scores, by_hand.detach())
-    l2 = create_criterion("taylor_activation", batches=1).score(ctx)
+    l2 = create_criterion("taylor_activation", batches=1, normalize="l2").score(ctx)
     torch.testing.assert_close(l2, (by_hand / by_hand.norm()).detach())
 
 
@@ -172,7 +172,7 @@ def test_first_order_in_a_residual_model_is_the_slope_of_scaling_the_whole_chain
     ctx = context(model, x, batches)
     s = ctx.structures
     slices = sum_over_slices(s, lambda r: torch.ones(r.shape[0]))
-    scores = create_criterion("taylor", batches=1).score(ctx)
+    scores = create_criterion("taylor", batches=1, normalize="none").score(ctx)
     for sid in [int(torch.argmax(slices)), 0, s.num_structures - 1]:
         (d1,), _ = derivatives(ctx, sid, batches, h=2.0**-16)
         assert float(scores[sid]) == pytest.approx(d1**2, rel=1e-3, abs=1e-12)
