@@ -11,6 +11,8 @@ bn_scale       |gamma| of the channel's BN (Network Slimming)          weights
 bn_statistics  E[ReLU(BN output)] from gamma, beta, running var        weights
 taylor         (sum g*w)^2 over the group; order 2 adds w'Hw/2         grads
 taylor_act...  |activation x gradient| per channel (Molchanov 2017)    grads
+hrank          mean matrix rank of the channel's feature maps          data
+chip           nuclear-norm drop without the channel (CHIP)            data
 =============  ======================================================  =========
 """
 
@@ -18,6 +20,7 @@ from .base import Criterion, Need, create_criterion, criterion_class, list_crite
 from .bn import BNScale, BNStatistics, expected_activation, norm_layer_slices
 from .catalog import criteria_table
 from .distributed import all_reduce_mean
+from .feature_maps import ChannelIndependence, FeatureMapRank, channel_independence, feature_map_ranks
 from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm
 from .passes import backward_passes, capture_outputs, forward_passes
 from .random import RandomScores
@@ -27,7 +30,9 @@ from .taylor import Taylor, TaylorActivation, normalize_per_layer, structure_dot
 __all__ = [
     "BNScale",
     "BNStatistics",
+    "ChannelIndependence",
     "Criterion",
+    "FeatureMapRank",
     "GroupMagnitude",
     "L1FilterNorm",
     "L2FilterNorm",
@@ -36,6 +41,7 @@ __all__ = [
     "all_reduce_mean",
     "backward_passes",
     "capture_outputs",
+    "channel_independence",
     "create_criterion",
     "criterion_class",
     "forward_passes",
@@ -49,6 +55,7 @@ __all__ = [
     "TaylorActivation",
     "criteria_table",
     "expected_activation",
+    "feature_map_ranks",
     "norm_layer_slices",
     "normalize_per_layer",
     "structure_dot",

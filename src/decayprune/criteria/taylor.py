@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..methods.context import PruneContext
     from ..structure import StructureSet
 
-__all__ = ["Taylor", "TaylorActivation", "normalize_per_layer", "structure_dot"]
+__all__ = ["Taylor", "TaylorActivation", "activation_slices", "normalize_per_layer", "structure_dot"]
 
 Normalize = Literal["none", "mean", "l2"]
 
@@ -96,11 +96,11 @@ class _Running:
         self._running = state.get("running")
 
 
-def _channel_dim(module: nn.Module) -> int:
+def channel_dim(module: nn.Module) -> int:
     return -1 if isinstance(module, (nn.Linear, nn.LayerNorm)) else 1
 
 
-def _activation_slices(structures: "StructureSet") -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
+def activation_slices(structures: "StructureSet") -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
     """Per layer group, the modules whose output channels are the structures' activations.
 
     The norm layers among the producers when there are any (the channel as the next layer sees it,
@@ -155,7 +155,7 @@ class TaylorActivation(_Running, Criterion):
 
     def score(self, ctx: "PruneContext") -> torch.Tensor:
         s = ctx.structures
-        targets = _activation_slices(s)
+        targets = activation_slices(s)
         total = torch.zeros(s.num_structures, dtype=torch.float64)
         samples = [0]
 
@@ -172,7 +172,7 @@ class TaylorActivation(_Running, Criterion):
             def record(module: nn.Module, _inputs: Any, output: Any) -> None:
                 if isinstance(output, torch.Tensor) and output.requires_grad:
                     # Clone: an in-place op after this module (ReLU(inplace=True)) would change the value.
-                    output.register_hook(on_grad(output.detach().clone(), positions, ids, _channel_dim(module)))
+                    output.register_hook(on_grad(output.detach().clone(), positions, ids, channel_dim(module)))
 
             return record
 
