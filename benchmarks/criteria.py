@@ -45,7 +45,10 @@ ROWS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     "bn_statistics": ("iterative", "bn_statistics", {}, {}),
     "taylor": ("iterative", "taylor", {}, {}),
     "taylor o2": ("iterative", "taylor", {"order": 2}, {}),
+    "taylor (paper: raw)": ("iterative", "taylor", {"normalize": "none"}, {}),
     "taylor_activation": ("iterative", "taylor_activation", {}, {}),
+    "hrank": ("iterative", "hrank", {}, {}),
+    "chip": ("iterative", "chip", {}, {}),
     "slimming": ("slimming", None, {}, {"sparsity": 1e-4}),
 }
 CALIBRATION_BATCHES = 8
