@@ -76,8 +76,9 @@ def sensitivity_curves(
         ignored_layers=list(ignored_layers),
     )
     pruner = Pruner(model, example_inputs, settings, total_steps=1, calibration_data=calibration_data)
-    s = pruner.structures
-    scores = pruner.method.criterion.score(pruner.context).cpu()
+    s, criterion_obj = pruner.structures, pruner.method.criterion
+    assert criterion_obj is not None  # the iterative method always ranks by a criterion
+    scores = criterion_obj.score(pruner.context).cpu()
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     baseline = float(evaluate_fn(model))
     rows = []

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -106,9 +107,10 @@ def activation_slices(structures: "StructureSet") -> list[tuple[nn.Module, torch
     The norm layers among the producers when there are any (the channel as the next layer sees it,
     before the non-linearity), else the producing conv / linear layers.
     """
-    out = []
+    out: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
     for layer in structures.layers:
-        norms, others = [], []
+        norms: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
+        others: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
         for sl, ids in zip(layer.slices, layer.structure_ids, strict=True):
             if sl.role != PRODUCER or not sl.name.endswith(".weight"):
                 continue
@@ -182,7 +184,7 @@ class TaylorActivation(_Running, Criterion):
         handles = [m.register_forward_hook(forward_hook(pos, ids)) for m, pos, ids in targets]
         try:
             batches = list(ctx.calibration_batches(self.options.batches))
-            backward_passes(_FixedBatches(ctx, batches), len(batches), count)
+            backward_passes(dataclasses.replace(ctx, calibration_data=batches), len(batches), count)
         finally:
             for h in handles:
                 h.remove()
@@ -190,16 +192,6 @@ class TaylorActivation(_Running, Criterion):
         denom = sum(sizes) if self.options.per_sample else samples[0]
         scores = all_reduce_mean(total / max(denom, 1)).float()
         return self._blend(normalize_per_layer(scores, s, self.options.normalize))
-
-
-class _FixedBatches:
-    """A view of a context whose calibration batches are a fixed list (so counts are known)."""
-
-    def __init__(self, ctx: "PruneContext", batches: list[tuple[Any, torch.Tensor]]) -> None:
-        self.model, self.loss_fn, self._batches = ctx.model, ctx.loss_fn, batches
-
-    def calibration_batches(self, limit: int | None = None):
-        return iter(self._batches[:limit])
 
 
 @register_criterion("taylor")
