@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from decayprune import Pruner, Trainer, count_cost, evaluate, load_config
+from decayprune.files import write_text_atomic
 from decayprune.runs import build_model, example_input, load_splits, make_loaders
 
 PRESET: dict[str, Any] = {
@@ -78,7 +79,7 @@ class _Timed:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    console = Console()
+    console = Console(width=160)
     records = []
     for seed in args.seeds:
         tree = copy.deepcopy(PRESET)
@@ -187,10 +188,10 @@ def main(argv: list[str] | None = None) -> None:
         f"criteria on small_cnn / digits, {args.ranking} ranking, target 20% MACs, "
         f"{len(args.seeds)} seed(s), {time.perf_counter() - start:.0f} s"
     )
-    Console().print(table(records, title))
+    Console(width=160).print(table(records, title))
     summary = args.output_dir / "criteria-summary.json"
     summary.parent.mkdir(parents=True, exist_ok=True)
-    summary.write_text(json.dumps(records, indent=1))
+    write_text_atomic(summary, json.dumps(records, indent=1))
 
 
 if __name__ == "__main__":
