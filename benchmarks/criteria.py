@@ -50,6 +50,7 @@ ROWS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     "taylor_activation": ("iterative", "taylor_activation", {}, {}),
     "hrank": ("iterative", "hrank", {}, {}),
     "chip": ("iterative", "chip", {}, {}),
+    "thinet": ("iterative", "thinet", {}, {}),
     "slimming": ("slimming", None, {}, {"sparsity": 1e-4}),
 }
 CALIBRATION_BATCHES = 8

@@ -13,6 +13,7 @@ taylor         (sum g*w)^2 over the group; order 2 adds w'Hw/2         grads
 taylor_act...  |activation x gradient| per channel (Molchanov 2017)    grads
 hrank          mean matrix rank of the channel's feature maps          data
 chip           nuclear-norm drop without the channel (CHIP)            data
+thinet         greedy next-layer reconstruction order (ThiNet)         data
 =============  ======================================================  =========
 """
 
@@ -26,6 +27,7 @@ from .passes import backward_passes, capture_outputs, forward_passes
 from .random import RandomScores
 from .reduce import is_weight_of, layer_normalize, module_of, sum_over_slices
 from .taylor import Taylor, TaylorActivation, normalize_per_layer, structure_dot
+from .thinet import ThiNet, greedy_removal_order
 
 __all__ = [
     "BNScale",
@@ -45,6 +47,7 @@ __all__ = [
     "create_criterion",
     "criterion_class",
     "forward_passes",
+    "greedy_removal_order",
     "is_weight_of",
     "layer_normalize",
     "list_criteria",
@@ -53,6 +56,7 @@ __all__ = [
     "sum_over_slices",
     "Taylor",
     "TaylorActivation",
+    "ThiNet",
     "criteria_table",
     "expected_activation",
     "feature_map_ranks",
