@@ -21,7 +21,7 @@ def criteria_table() -> list[dict[str, Any]]:
     for name in sorted(list_criteria()):
         cls = criterion_class(name)
         options = {
-            key: {"default": field.default, "description": field.description or ""}
+            key: {"default": field.get_default(call_default_factory=True), "description": field.description or ""}
             for key, field in cls.Options.model_fields.items()
         }
         rows.append(
