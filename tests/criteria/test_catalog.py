@@ -9,7 +9,7 @@ from criteria_testing import context
 from decayprune import create_model, criteria_table, list_criteria
 from decayprune.criteria import create_criterion
 
-NEW = {"bn_scale", "bn_statistics", "taylor", "taylor_activation", "hrank", "chip"}
+NEW = {"bn_scale", "bn_statistics", "taylor", "taylor_activation", "hrank", "chip", "thinet"}
 
 
 def test_table_lists_every_criterion_with_needs_paper_and_options() -> None:
@@ -29,6 +29,7 @@ def test_every_new_criterion_scores_every_structure_of_mobilenet(name: str) -> N
     model = create_model("mobilenetv2_cifar", num_classes=4, in_channels=3, width=0.25)
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     ctx = context(model, x, [(x, torch.arange(2))])
-    scores = create_criterion(name, batches=1).score(ctx) if "taylor" in name else create_criterion(name).score(ctx)
+    options = {"batches": 1} if name in {"taylor", "taylor_activation", "thinet"} else {}
+    scores = create_criterion(name, **options).score(ctx)
     assert scores.shape == (ctx.structures.num_structures,)
     assert bool(torch.isfinite(scores).all()) and bool((scores >= 0).all())
