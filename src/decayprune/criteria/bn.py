@@ -9,8 +9,8 @@ with several of them (residual partners, a depthwise block's two BNs) reduces th
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn as nn
@@ -54,7 +54,9 @@ class _NormOptions(BaseModel):
     missing: Literal["last", "error"] = Field("last", description="structures without a norm layer")
 
 
-def _reduce_norm_values(structures: "StructureSet", values_of, options: _NormOptions, name: str) -> torch.Tensor:
+def _reduce_norm_values(
+    structures: "StructureSet", values_of: Callable[[nn.Module], torch.Tensor], options: Any, name: str
+) -> torch.Tensor:
     """Reduce per-channel values of every norm layer to one score per structure."""
     n = structures.num_structures
     total = torch.zeros(n, dtype=torch.float64)
