@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from decayprune.config import load_config
-from decayprune.experiment import run_prune_job
+from decayprune.jobs import run_prune_job
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Aggressive budget and short fine-tuning so that differences between policies can show (DESIGN.md 8).
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 tree["model"] = dict(tree["model"], weights=str(base_weights))
             cfg = load_config(None, values=tree)
             console.print(f"[bold]{cfg.name}[/]")
-            record = run_prune_job(cfg, progress=not args.no_progress, console=console, resume=True)
+            record = run_prune_job(cfg, progress=not args.no_progress, console=console, resume="auto")
             records.append(record)
             base_weights = base_weights or cfg.run_dir / "base.safetensors"
     return records

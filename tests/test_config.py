@@ -200,8 +200,10 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     assert problem.startswith("top level: got a list; expected a mapping")
 
 
-def test_empty_file_means_defaults(tmp_path: Path) -> None:
-    assert load_config(_write(tmp_path, "# nothing\n")) == RunConfig()
+@pytest.mark.parametrize("text", ["# nothing\n", "", "{}\n"])
+def test_empty_file_is_an_error(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match="the file is empty; give at least one section"):
+        load_config(_write(tmp_path, text))
 
 
 def test_dump_load_round_trip(tmp_path: Path) -> None:

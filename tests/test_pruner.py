@@ -17,6 +17,7 @@ from decayprune.measure import count_cost
 from decayprune.methods import list_methods
 from decayprune.models import create
 from decayprune.pruner import Pruner, PruneSettings
+from decayprune.config import TrainSettings
 
 STEPS = 150
 FAST_STEPS = 48  # the method x policy matrix: enough for 3 selections, 8-step decays and recovery
@@ -41,8 +42,9 @@ def run_pruning(
     x_all, y_all = digits
     torch.manual_seed(0)
     model = create("small_cnn", num_classes=10, in_channels=1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    pruner = Pruner(model, x_all[:1], settings, optimizer=opt, total_steps=steps, run_dir=run_dir)
+    pruner = Pruner(model, x_all[:1], settings, total_steps=steps, run_dir=run_dir)
+    # SGD(lr 0.05, momentum 0.9, wd 5e-4), or the method's own optimizer (OTOv2's DHSPG).
+    opt = pruner.build_optimizer(TrainSettings(lr=0.05, momentum=0.9, weight_decay=5e-4, device="cpu"))
     g = torch.Generator().manual_seed(0)
     model.train()
     for _ in range(steps):
@@ -223,3 +225,35 @@ def test_compact_warns_when_the_schedule_cannot_reach_the_target(digits) -> None
     _model, pruner, _opt = run_pruning(digits, settings, steps=5)
     with pytest.warns(UserWarning, match="above the target"):
         pruner.compact()
+
+
+def _sigmoid_mlp() -> torch.nn.Module:
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 6), nn.ReLU(), nn.PReLU(6), nn.Linear(6, 2))
+
+
+@pytest.mark.parametrize("verify, expected", [(False, ["0", "2"]), ("auto", ["2"]), (True, ["2"])])
+def test_pruner_verify_setting_refuses_inexact_groups(verify, expected) -> None:
+    pruner = Pruner(_sigmoid_mlp(), torch.randn(1, 4), PruneSettings(target_macs_fraction=0.5, verify=verify),
+                    total_steps=10)
+    assert sorted(layer.name for layer in pruner.structures.layers) == expected
+    assert [f.kind for f in pruner.structures.frozen if f.layer == "0"] == ([] if verify is False else ["inexact"])
+
+
+def test_pruner_ignored_types_keep_layers_whole() -> None:
+    settings = PruneSettings(target_macs_fraction=0.5, verify=False, ignored_types=["PReLU"])
+    pruner = Pruner(_sigmoid_mlp(), torch.randn(1, 4), settings, total_steps=10)
+    assert [layer.name for layer in pruner.structures.layers] == ["0"]
+    assert [(f.layer, f.kind) for f in pruner.structures.frozen if f.layer == "2"] == [("2", "ignored")]
+    with pytest.raises(ValueError, match="BatchNorm2d"):
+        bad = PruneSettings(target_macs_fraction=0.5, ignored_types=["BatchNorm2d"])
+        Pruner(_sigmoid_mlp(), torch.randn(1, 4), bad,
+               total_steps=10)
+
+
+def test_prune_settings_validate_verify() -> None:
+    with pytest.raises(ValidationError):
+        PruneSettings(target_macs_fraction=0.5, verify="sometimes")
+    with pytest.raises(ValidationError):
+        PruneSettings(target_macs_fraction=0.5, verify_tolerance=0)
+    assert PruneSettings(target_macs_fraction=0.5).verify == "auto"

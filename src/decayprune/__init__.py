@@ -17,18 +17,41 @@ from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainS
 from .criteria import Criterion, create_criterion, criteria_table, list_criteria, register_criterion
 from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
 from .decay import DecayEngine, decay_norm
-from .errors import UserError
+from .errors import (
+    DataError,
+    ExportError,
+    RunFolderError,
+    ScheduleError,
+    TrainingDivergedError,
+    UserError,
+    WeightsError,
+)
 from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
-from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method, list_methods, register_method
+from .methods import (
+    DHSPG,
+    GateDecorator,
+    OTOv2,
+    PruneContext,
+    PruningMethod,
+    SelectionSchedule,
+    create_method,
+    list_methods,
+    register_method,
+)
 from .models import create as create_model
 from .models import list_models, register_model
 from .pruner import Pruner
 from .scratch import reinitialize, scratch_epochs, scratch_model
 from .sensitivity import caps_from_sensitivity, sensitivity_curves, write_sensitivity
 from .structure import (
+    CheckReport,
+    FrozenGroup,
+    SpecError,
     StructureSet,
     UnsupportedModelError,
+    check_model,
     compact,
+    format_report,
     load_pruned,
     save_pruned,
 )
@@ -37,27 +60,40 @@ from .train import Trainer, TrainHook, evaluate
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckReport",
     "ConfigError",
     "Criterion",
+    "DHSPG",
+    "DataError",
     "DatasetSplits",
     "DecayEngine",
     "DecaySettings",
+    "ExportError",
+    "FrozenGroup",
+    "GateDecorator",
     "LatencyResult",
     "ModelCost",
+    "OTOv2",
     "PruneContext",
     "PruneSettings",
     "Pruner",
     "PruningMethod",
     "RunConfig",
+    "RunFolderError",
+    "ScheduleError",
     "SelectionSchedule",
+    "SpecError",
     "StructureSet",
     "TensorLoader",
     "TrainHook",
     "TrainSettings",
     "Trainer",
+    "TrainingDivergedError",
     "UnsupportedModelError",
     "UserError",
+    "WeightsError",
     "caps_from_sensitivity",
+    "check_model",
     "compact",
     "count_cost",
     "create_criterion",
@@ -67,6 +103,7 @@ __all__ = [
     "decay_norm",
     "evaluate",
     "format_count",
+    "format_report",
     "list_criteria",
     "list_datasets",
     "list_methods",

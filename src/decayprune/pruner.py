@@ -58,6 +58,8 @@ class Pruner(TrainHook):
         calibration_data: Batches ``(inputs, labels)`` for criteria that need data (e.g. the
             training loader); each pass takes a fresh iterator.
         loss_fn: ``loss_fn(outputs, labels)`` for data passes (default: cross-entropy).
+        structures: A :class:`StructureSet` already built on ``model`` (e.g. with settings of its
+            own); None builds one from ``settings`` (ignored layers/types, round_to, verify).
 
     Example:
         >>> from decayprune import create_model
@@ -80,6 +82,7 @@ class Pruner(TrainHook):
         method: PruningMethod | None = None,
         calibration_data: Iterable[Any] | None = None,
         loss_fn: Any = F.cross_entropy,
+        structures: StructureSet | None = None,
     ) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
@@ -91,10 +94,15 @@ class Pruner(TrainHook):
         unknown = [n for n in settings.ignored_layers if n not in modules]
         if unknown:
             raise ValueError(f"ignored_layers names modules the model does not have: {unknown}")
-        self.structures = StructureSet(
+        if structures is not None and structures.model is not model:
+            raise ValueError("structures were built on another model; pass the StructureSet of this model")
+        self.structures = structures if structures is not None else StructureSet(
             model, example_inputs,
             ignored_layers=[modules[n] for n in settings.ignored_layers],
+            ignored_types=settings.ignored_types,
             round_to=settings.round_to,
+            verify=settings.verify,
+            tolerance=settings.verify_tolerance,
         )
         self.events: list[dict] = []
         self._events_path = Path(run_dir) / "dpm_events.jsonl" if run_dir is not None else None

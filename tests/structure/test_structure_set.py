@@ -182,20 +182,20 @@ class _CustomNet(nn.Module):
         return self.head(F.relu(self.fc2(x)))
 
 
-def test_unsupported_module_error_names_the_layer() -> None:
-    with pytest.raises(UnsupportedModelError) as info:
-        StructureSet(_CustomNet(), torch.randn(1, 4))
-    message = str(info.value)
-    assert "'mixer'" in message and "_Mixer" in message and "ignored_layers" in message
-    assert isinstance(info.value, ValueError)
+def test_unsupported_module_freezes_its_groups_and_names_the_layer() -> None:
+    # A parameter used as a matrix (F.linear) mixes channels the graph cannot follow: the groups
+    # that reach it are refused (frozen, with the layer named), never cut wrongly.
+    s = StructureSet(_CustomNet(), torch.randn(1, 4))
+    frozen = {f.layer: f for f in s.unsupported}
+    assert "fc1" in frozen and "'mixer'" in frozen["fc1"].reason and "_Mixer" in frozen["fc1"].reason
+    assert "mixer" not in [layer.name for layer in s.layers]
 
 
 def test_unsupported_module_can_be_ignored() -> None:
     torch.manual_seed(0)
     net = _CustomNet()
     x = torch.randn(3, 4)
-    with pytest.warns(UserWarning):  # torch-pruning notes the unwrapped parameter
-        s = StructureSet(net, x[:1], ignored_layers=[net.mixer])
+    s = StructureSet(net, x[:1], ignored_layers=[net.mixer])
     # The ignored module is kept whole, so fc1 (whose channels it reads) is not prunable;
     # fc2 (after it) is; the head is the classifier.
     assert [layer.name for layer in s.layers] == ["fc2"] and s.num_structures == 5

@@ -73,8 +73,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.load(text, Loader=_StrictLoader)  # safe: _StrictLoader is a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(exc)], source=str(path)) from None
-    if data is None:
-        return {}
+    if data is None or data == {}:
+        sections = ", ".join(RunConfig.model_fields)
+        raise ConfigError(
+            [f"the file is empty; give at least one section ({sections}), or leave out --config for the defaults"],
+            source=str(path),
+        )
     if not isinstance(data, dict):
         sections = ", ".join(RunConfig.model_fields)
         raise ConfigError(

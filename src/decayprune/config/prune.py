@@ -105,6 +105,16 @@ class PruneSettings(BaseModel):
     end_epoch: float | None = Field(None, ge=0, description="epoch of the last selection (default: leaves room for the decay and recovery)")
     ignored_layers: list[str] = Field(default_factory=list, description="module names whose output channels are never pruned")
     round_to: int | None = Field(None, ge=1, description="pruned channels per layer are a multiple of this")
+    ignored_types: list[str] = Field(
+        default_factory=list, description="module class names (e.g. LayerNorm, Conv1D) whose layers are kept whole"
+    )
+    verify: bool | Literal["auto"] = Field(
+        "auto",
+        description="empirical exactness check before pruning (float64 copy: zero, compact, compare outputs); "
+        "groups that fail are refused. auto: only groups with risky ops (attention, sigmoid, unknown ops); "
+        "true: all; false: none",
+    )
+    verify_tolerance: float = Field(1e-6, gt=0, lt=1, description="relative output error the exactness check accepts")
 
     @field_validator("method")
     @classmethod

@@ -71,7 +71,7 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     name: str = Field("small_cnn", description="Model name (see `decayprune.list_models()`).")
-    width: float = Field(1.0, gt=0, description="Multiplier on every hidden channel count.")
+    width: float = Field(1.0, gt=0, le=64, description="Multiplier on every hidden channel count (at most 64).")
     weights: Path | None = Field(
         None, description="A .safetensors file of weights to start from; unset: random init."
     )

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from ..measure import count_cost
+from .hf_layers import conv1d_type
 
 if TYPE_CHECKING:
     from .structure_set import StructureSet
@@ -74,7 +75,7 @@ class CostModel:
         hooks = [
             m.register_forward_hook(record)
             for m in model.modules()
-            if isinstance(m, _CONV + _NORM + (nn.Linear,))
+            if isinstance(m, _CONV + _NORM + (nn.Linear,) + _conv1d())
         ]
         was_training = model.training
         model.eval()
@@ -137,8 +138,20 @@ class CostModel:
         return float(self._other_params + sum(self._params_of(l, *self._counts(l, pruned)) for l in self.layers))
 
 
+def _conv1d() -> tuple[type[nn.Module], ...]:
+    conv1d = conv1d_type()
+    return (conv1d,) if conv1d is not None else ()
+
+
 def _describe(module: nn.Module, shape: torch.Size) -> _LayerCost:
     weight = getattr(module, "weight", None)
+    if isinstance(module, _conv1d()) and isinstance(weight, torch.Tensor):  # transformers' Conv1D: weight [in, out]
+        return _LayerCost(
+            module=module, kind="linear", out_key=(id(weight), 1), in_key=(id(weight), 0),
+            out_channels=weight.shape[1], in_channels=weight.shape[0],
+            positions=math.prod(shape[:-1]) // shape[0] if len(shape) > 1 else 1, per_position=1, groups=1,
+            has_bias=getattr(module, "bias", None) is not None, affine=False,
+        )
     if isinstance(module, _CONV):
         transposed = bool(getattr(module, "transposed", False))
         depthwise = module.groups == module.out_channels and module.out_channels > 1

@@ -1,0 +1,111 @@
+"""Gate Decorator's pruning step: one global threshold over gate scores, a per-layer minimum.
+
+A Tick prunes ``floor(p * remaining)`` channels: the lowest-scored candidates over all layers
+(one threshold), skipping any whose layer would keep fewer than ``min_channels`` live channels,
+and stopping early once the model's MACs reach the target. Optionally the score is made
+FLOPs-aware (the paper's ``eta``): ``score - eta * macs_share`` with ``macs_share`` the
+structure's share of the base MACs, so expensive channels go first at equal importance.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..structure import StructureSet
+
+if TYPE_CHECKING:
+    from .context import PruneContext
+
+__all__ = ["channel_macs", "tick_selection"]
+
+
+def channel_macs(structures: StructureSet) -> torch.Tensor:
+    """MACs removed by pruning each structure alone (float64, shape ``[S]``).
+
+    Example:
+        >>> import torch.nn as nn
+        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+        >>> s = StructureSet(net, torch.randn(1, 4), ignore_classifier=False)
+        >>> macs = channel_macs(s); macs.shape[0] == s.num_structures, bool((macs > 0).all())
+        (True, True)
+    """
+    n = structures.num_structures
+    base = structures.macs(torch.zeros(n, dtype=torch.bool))
+    out = torch.zeros(n, dtype=torch.float64)
+    for i in range(n):
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[i] = True
+        out[i] = base - structures.macs(mask)
+    return out
+
+
+def tick_selection(
+    ctx: "PruneContext",
+    scores: torch.Tensor,
+    fraction: float,
+    *,
+    min_channels: int = 1,
+    macs_floor: float | None = None,
+    candidates: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Ids of the ``floor(fraction * remaining)`` lowest-scored candidates under one global threshold.
+
+    Args:
+        ctx: Gives the structures and the committed (pruned or decaying) set.
+        scores: Score per structure (low = pruned first).
+        fraction: ``p``: share of the remaining (uncommitted) channels to prune now.
+        min_channels: Every layer keeps at least this many uncommitted channels.
+        macs_floor: Stop once the committed MACs would reach this (the target); None: no stop.
+        candidates: Bool mask of structures that may be picked (default: ``ctx.decay.available``).
+
+    Returns:
+        The picked ids in score order (possibly empty).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if min_channels < 1:
+        raise ValueError(f"min_channels must be >= 1, got {min_channels}")
+    s = ctx.structures
+    committed = ctx.decay.committed()
+    candidates = ctx.decay.available(ctx.step) if candidates is None else candidates
+    wanted = int(fraction * int((~committed).sum()))
+    ids = candidates.nonzero().flatten()
+    ids = ids[torch.argsort(scores[ids].cpu(), stable=True)]
+    room = {
+        layer.index: int((~committed[layer.first : layer.first + layer.size]).sum()) - min_channels
+        for layer in s.layers
+    }
+    picked: list[int] = []
+    for sid in ids.tolist():
+        if len(picked) >= wanted:
+            break
+        lid = int(s.layer_of[sid])
+        if room[lid] > 0:
+            room[lid] -= 1
+            picked.append(sid)
+    chosen = torch.tensor(picked, dtype=torch.long)
+    if macs_floor is None or chosen.numel() == 0:
+        return chosen
+    return chosen[: _prefix_reaching(s, committed, chosen, macs_floor)]
+
+
+def _prefix_reaching(s: StructureSet, committed: torch.Tensor, chosen: torch.Tensor, macs_floor: float) -> int:
+    """Smallest k such that committing ``chosen[:k]`` brings the MACs to ``macs_floor`` (or all of them)."""
+
+    def macs_with(k: int) -> float:
+        mask = committed.clone()
+        mask[chosen[:k]] = True
+        return s.macs(mask)
+
+    lo, hi = 0, chosen.numel()
+    if macs_with(hi) > macs_floor:
+        return hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if macs_with(mid) <= macs_floor:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
