@@ -13,7 +13,7 @@ from decayprune.cli import COMMAND_MODULES, COMMANDS, build_parser
 
 
 def test_every_command_module_has_one_command() -> None:
-    assert [m.COMMAND.name for m in COMMAND_MODULES] == ["train", "prune", "eval", "measure", "export", "demo"]
+    assert [m.COMMAND.name for m in COMMAND_MODULES] == ["train", "prune", "eval", "measure", "export", "check", "demo"]
     assert set(COMMANDS) == {m.COMMAND.name for m in COMMAND_MODULES}
 
 
