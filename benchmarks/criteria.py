@@ -27,7 +27,7 @@ from rich.table import Table
 
 from decayprune import Pruner, Trainer, count_cost, evaluate, load_config
 from decayprune.files import write_text_atomic
-from decayprune.runs import build_model, example_input, load_splits, make_loaders
+from decayprune.jobs.build import build_model, example_input, load_splits, make_loaders
 
 PRESET: dict[str, Any] = {
     "data": {"name": "digits"},
