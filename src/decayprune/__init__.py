@@ -14,7 +14,7 @@ The one-object API for your own training loop::
 from __future__ import annotations
 
 from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainSettings, load_config
-from .criteria import Criterion, create_criterion, list_criteria, register_criterion
+from .criteria import Criterion, create_criterion, criteria_table, list_criteria, register_criterion
 from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
 from .decay import DecayEngine, decay_norm
 from .errors import (
@@ -41,6 +41,8 @@ from .methods import (
 from .models import create as create_model
 from .models import list_models, register_model
 from .pruner import Pruner
+from .scratch import reinitialize, scratch_epochs, scratch_model
+from .sensitivity import caps_from_sensitivity, sensitivity_curves, write_sensitivity
 from .structure import (
     CheckReport,
     FrozenGroup,
@@ -90,12 +92,14 @@ __all__ = [
     "UnsupportedModelError",
     "UserError",
     "WeightsError",
+    "caps_from_sensitivity",
     "check_model",
     "compact",
     "count_cost",
     "create_criterion",
     "create_method",
     "create_model",
+    "criteria_table",
     "decay_norm",
     "evaluate",
     "format_count",
@@ -111,6 +115,11 @@ __all__ = [
     "register_criterion",
     "register_method",
     "register_model",
+    "reinitialize",
     "save_pruned",
+    "scratch_epochs",
+    "scratch_model",
+    "sensitivity_curves",
+    "write_sensitivity",
     "__version__",
 ]

@@ -5,7 +5,7 @@ Ranking methods combine a criterion (:mod:`decayprune.criteria`) with the select
 """
 
 from .base import PruningMethod, create_method, list_methods, method_class, register_method
-from .budget import fill_to_budget
+from .budget import check_layer_caps, fill_to_budget, layer_cap_ratios
 from .context import PruneContext
 from .depgraph import DepGraph
 from .dhspg import DHSPG
@@ -16,6 +16,7 @@ from .iterative import IterativeMethod, RankingOptions
 from .magnitude import L1Pruning, RandomPruning
 from .otov2 import OTOv2
 from .schedule import SelectionSchedule
+from .slimming import NetworkSlimming
 from .tick_tock import TickTockSchedule, triangular_lr
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "GateDecoratorOptions",
     "IterativeMethod",
     "L1Pruning",
+    "NetworkSlimming",
     "OTOv2",
     "PruneContext",
     "PruningMethod",
@@ -33,9 +35,11 @@ __all__ = [
     "SelectionSchedule",
     "TickTockSchedule",
     "add_norm_gates",
+    "check_layer_caps",
     "create_method",
     "fill_to_budget",
     "gate_taylor_scores",
+    "layer_cap_ratios",
     "list_methods",
     "method_class",
     "register_method",
