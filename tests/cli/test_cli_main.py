@@ -13,7 +13,17 @@ from decayprune.cli import COMMAND_MODULES, COMMANDS, build_parser
 
 
 def test_every_command_module_has_one_command() -> None:
-    assert [m.COMMAND.name for m in COMMAND_MODULES] == ["train", "prune", "eval", "measure", "export", "check", "demo"]
+    assert [m.COMMAND.name for m in COMMAND_MODULES] == [
+        "train",
+        "prune",
+        "eval",
+        "measure",
+        "export",
+        "check",
+        "criteria",
+        "sensitivity",
+        "demo",
+    ]
     assert set(COMMANDS) == {m.COMMAND.name for m in COMMAND_MODULES}
 
 
