@@ -1,9 +1,9 @@
 """The ``decayprune`` command line: one module per command, thin (parse -> job -> print).
 
-Each command module (``train``, ``eval``, ``measure``, ``prune``, ``export``, ``check``, ``criteria``, ``sensitivity``, ``demo``) defines one
-``COMMAND`` (:class:`~decayprune.cli.common.Command`: name, help, ``add_arguments(parser)``,
-``run(args) -> exit code``). To add a command, write ``cli/<name>.py`` with its ``COMMAND`` and add
-the module to :data:`COMMAND_MODULES` below: one line.
+Each command module (``train``, ``prune``, ``eval``, ``measure``, ``export``, ``check``, ``criteria``,
+``sensitivity``, ``demo``) defines one ``COMMAND`` (:class:`~decayprune.cli.common.Command`: name,
+help, ``add_arguments(parser)``, ``run(args) -> exit code``). To add a command, write
+``cli/<name>.py`` with its ``COMMAND`` and add the module to :data:`COMMAND_MODULES` below: one line.
 
 Errors a user can fix (:class:`decayprune.errors.UserError` and bad files) print one
 ``error: ...`` line on stderr and exit 2; ``--debug`` shows the traceback instead.
