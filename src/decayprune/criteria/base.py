@@ -37,6 +37,12 @@ __all__ = ["Criterion", "Need", "create_criterion", "criterion_class", "list_cri
 Need = Literal["weights", "data", "grads", "hvp"]
 
 
+class NoOptions(BaseModel):
+    """The options of a criterion or method that takes none (any key is an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Criterion:
     """Base class: subclasses implement :meth:`score` and may declare ``Options`` and ``needs``.
 
@@ -53,14 +59,11 @@ class Criterion:
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""
 
-    class Options(BaseModel):
-        """No options."""
-
-        model_config = ConfigDict(extra="forbid")
+    Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, **options: Any) -> None:
         try:
-            self.options = self.Options(**options)
+            self.options: Any = self.Options(**options)  # the subclass's Options (typed there)
         except ValidationError as exc:
             raise ValueError(f"bad options for criterion {self.name!r}: {'; '.join(validation_problems(exc, self.Options))}") from None
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import UserError
@@ -26,10 +27,10 @@ if TYPE_CHECKING:
 
 __all__ = ["BNScale", "BNStatistics", "norm_layer_slices"]
 
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
+NORM_TYPES = (_BatchNorm,)
 
 
-def norm_layer_slices(structures: "StructureSet") -> Iterator[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
+def norm_layer_slices(structures: "StructureSet") -> Iterator[tuple[_BatchNorm, torch.Tensor, torch.Tensor]]:
     """Yield ``(norm_module, positions, structure_ids)`` for each affine BN weight among the producer slices.
 
     Example:
@@ -55,7 +56,7 @@ class _NormOptions(BaseModel):
 
 
 def _reduce_norm_values(
-    structures: "StructureSet", values_of: Callable[[nn.Module], torch.Tensor], options: Any, name: str
+    structures: "StructureSet", values_of: Callable[[_BatchNorm], torch.Tensor], options: Any, name: str
 ) -> torch.Tensor:
     """Reduce per-channel values of every norm layer to one score per structure."""
     n = structures.num_structures
@@ -150,7 +151,7 @@ class BNStatistics(Criterion):
         statistic: Literal["mean", "rms"] = Field("mean", description="E[f(z)] or sqrt(E[f(z)^2])")
 
     def score(self, ctx: "PruneContext") -> torch.Tensor:
-        def values(bn: nn.Module) -> torch.Tensor:
+        def values(bn: _BatchNorm) -> torch.Tensor:
             gamma, beta = bn.weight.detach().float(), bn.bias.detach().float() if bn.bias is not None else 0.0
             std = gamma.abs()
             if bn.running_var is not None:

@@ -50,7 +50,7 @@ def normalize_per_layer(scores: torch.Tensor, structures: "StructureSet", how: s
 
 
 def structure_dot(
-    structures: "StructureSet", other: Callable[[nn.Parameter], torch.Tensor | None], role: str | None = None
+    structures: "StructureSet", other: Callable[[torch.Tensor], torch.Tensor | None], role: str | None = None
 ) -> torch.Tensor:
     """Per structure, the sum over its slices of ``param * other(param)`` (float64, CPU, shape ``[S]``).
 

@@ -55,7 +55,7 @@ def _contributions(
     module: nn.Module, x: torch.Tensor, columns: torch.Tensor, entries: int, generator: torch.Generator
 ) -> torch.Tensor:
     """Contribution of each input channel in ``columns`` to ``entries`` random outputs; ``[entries, k]``."""
-    weight = module.weight.detach()
+    weight = module.get_parameter("weight").detach()
     if isinstance(module, nn.Linear):
         flat = x.reshape(-1, x.shape[-1])  # [rows, C]
         rows = torch.randint(flat.shape[0], (entries,), generator=generator)

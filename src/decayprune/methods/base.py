@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 __all__ = ["PruningMethod", "create_method", "list_methods", "method_class", "register_method"]
 
 
+class NoOptions(BaseModel):
+    """The options of a criterion or method that takes none (any key is an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class PruningMethod:
     """Base class of pruning methods; override the hooks you need.
 
@@ -46,10 +52,7 @@ class PruningMethod:
     uses_criterion: ClassVar[bool] = False
     default_criterion: ClassVar[str | None] = None
 
-    class Options(BaseModel):
-        """No options."""
-
-        model_config = ConfigDict(extra="forbid")
+    Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, criterion: Criterion | None = None, **options: Any) -> None:
         try:
