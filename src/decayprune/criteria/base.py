@@ -65,7 +65,9 @@ class Criterion:
         try:
             self.options: Any = self.Options(**options)  # the subclass's Options (typed there)
         except ValidationError as exc:
-            raise ValueError(f"bad options for criterion {self.name!r}: {'; '.join(validation_problems(exc, self.Options))}") from None
+            raise ValueError(
+                f"bad options for criterion {self.name!r}: {'; '.join(validation_problems(exc, self.Options))}"
+            ) from None
 
     @property
     def needs_data(self) -> bool:

@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-import torch.nn as nn
-from torch.nn.modules.batchnorm import _BatchNorm
 from pydantic import BaseModel, ConfigDict, Field
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import UserError
 from .base import Criterion, register_criterion

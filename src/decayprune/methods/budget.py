@@ -107,7 +107,9 @@ def _layer_caps(ctx: "PruneContext", committed: torch.Tensor, ratios: list[float
     return torch.tensor(caps, dtype=torch.long)
 
 
-def _global_order(scores: torch.Tensor, candidates: torch.Tensor, layer_of: torch.Tensor, caps: torch.Tensor) -> torch.Tensor:
+def _global_order(
+    scores: torch.Tensor, candidates: torch.Tensor, layer_of: torch.Tensor, caps: torch.Tensor
+) -> torch.Tensor:
     ids = candidates.nonzero().flatten()
     ids = ids[torch.argsort(scores[ids].cpu(), stable=True)]
     # Drop, per layer, the candidates beyond that layer's cap (keeps the ranking order).
@@ -132,8 +134,9 @@ def _round_per_layer(ids: torch.Tensor, structures) -> torch.Tensor:
     return ids[keep]
 
 
-def _layer_order(ctx: "PruneContext", scores: torch.Tensor, candidates: torch.Tensor, caps: torch.Tensor,
-                 committed: torch.Tensor) -> torch.Tensor:
+def _layer_order(
+    ctx: "PruneContext", scores: torch.Tensor, candidates: torch.Tensor, caps: torch.Tensor, committed: torch.Tensor
+) -> torch.Tensor:
     """Interleave layers so every prefix prunes each layer by about the same fraction.
 
     Within a layer candidates go lowest score first; across layers the next pick is the one
@@ -153,7 +156,9 @@ def _layer_order(ctx: "PruneContext", scores: torch.Tensor, candidates: torch.Te
     return ids[torch.argsort(keys, stable=True)]
 
 
-def _smallest_sufficient(ctx: "PruneContext", committed: torch.Tensor, pick, upper: int, macs_budget: float) -> torch.Tensor:
+def _smallest_sufficient(
+    ctx: "PruneContext", committed: torch.Tensor, pick, upper: int, macs_budget: float
+) -> torch.Tensor:
     """Binary search for the smallest k whose pick meets the target (or the largest allowed)."""
     s = ctx.structures
 
