@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+import torch.nn as nn  # noqa: F401  (the docstring examples use nn)
 from pydantic import BaseModel, ConfigDict, Field
 from torch.nn.modules.batchnorm import _BatchNorm
 
