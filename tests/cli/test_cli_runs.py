@@ -10,6 +10,7 @@ import torch
 from cli_testing import PRUNE_TINY, TINY, run_cli
 from safetensors.torch import load_file
 
+from decayprune.cli import main
 from decayprune.config import load_config
 from decayprune.jobs import load_model_files
 from decayprune.measure import count_cost
@@ -170,3 +171,22 @@ def test_prune_resume_without_config_uses_the_saved_one(capsys: pytest.CaptureFi
     assert again["final"]["top1"] == record["final"]["top1"] and again["epochs"] == record["epochs"]
     code, _, err = run_cli(capsys, [*argv, "--set", "finetune.lr=0.5"])
     assert code == 2 and "finetune.lr changed" in err
+
+
+def test_train_from_scratch_on_a_pruned_architecture(pruned_run: Path, tmp_path: Path) -> None:
+    pruned = pruned_run / "pruned.safetensors"
+    argv = ["train", *TINY, "--set", "train.epochs=1", "--set", f"model.scratch_from={pruned}"]
+    assert main([*argv, "--output-dir", str(tmp_path), "--name", "scratch", "--no-progress"]) == 0
+    trained_spec = json.loads((tmp_path / "scratch" / "model.json").read_text())
+    pruned_spec = json.loads((pruned_run / "pruned.json").read_text())
+    assert trained_spec["tensors"] == pruned_spec["tensors"]  # the pruned shapes, not the base model's
+    trained = load_file(tmp_path / "scratch" / "model.safetensors")
+    kept = load_file(pruned)
+    assert any(not torch.equal(trained[k], kept[k]) for k in kept if k.endswith("weight"))
+    result = json.loads((tmp_path / "scratch" / "result.json").read_text())
+    assert result["macs"] < json.loads((pruned_run / "result.json").read_text())["base"]["macs"]
+
+
+def test_scratch_from_needs_a_pruned_model_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, ["train", *TINY, "--set", f"model.scratch_from={tmp_path / 'nothing.safetensors'}"])
+    assert code == 2 and "no pruned-model spec" in err

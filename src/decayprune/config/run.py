@@ -73,6 +73,11 @@ class ModelConfig(BaseModel):
     name: str = Field("small_cnn", description="Model name (see `decayprune.list_models()`).")
     width: float = Field(1.0, gt=0, le=64, description="Multiplier on every hidden channel count (at most 64).")
     weights: Path | None = Field(None, description="A .safetensors file of weights to start from; unset: random init.")
+    scratch_from: Path | None = Field(
+        None,
+        description="A pruned model file (e.g. runs/NAME/pruned.safetensors, its .json next to it): train its "
+        "architecture from fresh random weights (the scratch baseline of Liu et al., ICLR 2019).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -92,6 +97,29 @@ class ModelConfig(BaseModel):
         if not value.is_file():
             raise ValueError(f"'{value}' is a folder, not a .safetensors file")
         return value
+
+    @field_validator("scratch_from")
+    @classmethod
+    def _existing_pruned_model(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser()
+        spec = (
+            value.with_suffix(".json")
+            if value.suffix in (".safetensors", ".json")
+            else value.with_name(value.name + ".json")
+        )
+        if not spec.is_file():
+            raise ValueError(
+                f"no pruned-model spec '{spec}'; give a pruned model file such as runs/NAME/pruned.safetensors"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_start(self) -> "ModelConfig":
+        if self.weights is not None and self.scratch_from is not None:
+            raise ValueError("weights and scratch_from exclude each other: scratch training starts from random weights")
+        return self
 
 
 class RunConfig(BaseModel):

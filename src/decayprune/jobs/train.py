@@ -1,6 +1,7 @@
 """The train job: config -> data + model -> training (resumable) -> weights and ``result.json``.
 
-Used by ``decayprune train``. The run folder receives ``config.yaml``, ``metrics.jsonl``,
+Used by ``decayprune train``; with ``model.scratch_from`` it trains a pruned run's architecture
+from fresh random weights (the scratch baseline). The run folder receives ``config.yaml``, ``metrics.jsonl``,
 ``checkpoint/``, ``model.safetensors`` + ``model.json`` (weights and their shape spec, loadable
 on their own) and ``result.json`` (see :mod:`decayprune.jobs.results`).
 """
@@ -16,6 +17,7 @@ from rich.markup import escape
 from ..config import RunConfig
 from ..errors import RunFolderError, TrainingDivergedError
 from ..measure import count_cost
+from ..scratch import scratch_model
 from ..structure import save_pruned
 from ..train import Trainer, read_checkpoint_meta
 from .build import arch_spec, build_model, example_input, load_splits, make_loaders
@@ -64,6 +66,8 @@ def run_train_job(
         image_size=splits.image_size,
         seed=cfg.train.seed,
     )
+    if cfg.model.scratch_from is not None:  # the pruned architecture, re-initialised (scratch baseline)
+        model = scratch_model(cfg.model.scratch_from, seed=cfg.train.seed, model=model)
     run_dir = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
     resuming = _has_checkpoint(run_dir)
     if resume is True and not resuming:
