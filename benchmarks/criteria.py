@@ -51,6 +51,7 @@ ROWS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     "hrank": ("iterative", "hrank", {}, {}),
     "chip": ("iterative", "chip", {}, {}),
     "thinet": ("iterative", "thinet", {}, {}),
+    "snip": ("iterative", "snip", {}, {}),
     # The paper trains with the penalty from scratch (1e-4); a 6-epoch fine-tune needs a stronger one to move gammas.
     "slimming": ("slimming", None, {}, {"sparsity": 1e-2}),
 }

@@ -14,6 +14,7 @@ taylor_act...  |activation x gradient| per channel (Molchanov 2017)    grads
 hrank          mean matrix rank of the channel's feature maps          data
 chip           nuclear-norm drop without the channel (CHIP)            data
 thinet         greedy next-layer reconstruction order (ThiNet)         data
+snip           sum |g*w| over the group's slices (SNIP, per group)     grads
 =============  ======================================================  =========
 """
 
@@ -26,6 +27,7 @@ from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm
 from .passes import backward_passes, capture_outputs, forward_passes
 from .random import RandomScores
 from .reduce import is_weight_of, layer_normalize, module_of, sum_over_slices
+from .snip import Snip, structure_abs_sum
 from .taylor import Taylor, TaylorActivation, normalize_per_layer, structure_dot
 from .thinet import ThiNet, greedy_removal_order
 
@@ -40,6 +42,7 @@ __all__ = [
     "L2FilterNorm",
     "Need",
     "RandomScores",
+    "Snip",
     "all_reduce_mean",
     "backward_passes",
     "capture_outputs",
@@ -53,6 +56,7 @@ __all__ = [
     "list_criteria",
     "module_of",
     "register_criterion",
+    "structure_abs_sum",
     "sum_over_slices",
     "Taylor",
     "TaylorActivation",
