@@ -36,9 +36,17 @@ class DecaySettings(BaseModel):
 
     policy: Policy = Field("sp+sr", description="oneshot: zero at selection; sp: smooth decay; sp+sr: decay + self-rectifying")
     steps: int = Field(100, ge=1, description="N: optimizer steps a structure takes to decay from its norm to exactly zero")
-    t_rate: float = Field(1.0, description="T_rate: release when C_rate (push-back in decay quanta) exceeds this")
+    sr_criterion: Literal["radial", "paper"] = Field(
+        "radial",
+        description="radial: C_rate is the radial share of the optimizer's update (cosine of update and weights), "
+        "C_rate and C_len averaged over the last W steps (independent of lr and weight scale); paper: C_rate is the "
+        "push-back in decay quanta of one step and both conditions must hold W consecutive steps",
+    )
+    t_rate: float = Field(0.0, description="T_rate: release when C_rate exceeds this (radial: a cosine in -1..1; "
+                          "paper: decay quanta)")
     t_len: float = Field(2.0, ge=0, description="T_len: release when C_len (gradient norm / layer mean) exceeds this")
-    window: int = Field(1, ge=1, description="W: both conditions must hold this many consecutive steps")
+    window: int = Field(8, ge=1, description="W: radial: steps averaged (and the least decay steps before a "
+                        "release); paper: consecutive steps both conditions must hold")
     cooldown: int = Field(200, ge=0, description="steps a released structure may not be selected again")
     sync_every: int | None = Field(
         None, ge=1,
