@@ -111,6 +111,11 @@ class PruneSettings(BaseModel):
     iterative_steps: int = Field(5, ge=1, description="selection points over the pruning phase; the budget tightens linearly")
     start_epoch: float = Field(0.0, ge=0, description="epoch (of the pruning run) of the first selection")
     end_epoch: float | None = Field(None, ge=0, description="epoch of the last selection (default: leaves room for the decay and recovery)")
+    recovery_fraction: float = Field(
+        0.1, ge=0, lt=1,
+        description="share of the run kept for recovery: no selection, backfill or re-selection starts unless its "
+        "decay ends at least this share of the run before the end",
+    )
     ignored_layers: list[str] = Field(default_factory=list, description="module names whose output channels are never pruned")
     round_to: int | None = Field(None, ge=1, description="pruned channels per layer are a multiple of this")
 
