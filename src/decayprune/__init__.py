@@ -16,7 +16,7 @@ from __future__ import annotations
 from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainSettings, load_config
 from .criteria import Criterion, create_criterion, list_criteria, register_criterion
 from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
-from .decay import DecayEngine, decay_norm
+from .decay import DecayEngine, decay_norm, load_sr_stats, plot_sr_stats
 from .errors import UserError
 from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
 from .methods import (
@@ -70,6 +70,8 @@ __all__ = [
     "create_method",
     "create_model",
     "decay_norm",
+    "load_sr_stats",
+    "plot_sr_stats",
     "evaluate",
     "format_count",
     "list_criteria",
