@@ -38,7 +38,8 @@ def plot_sr_stats(run_dir: str | os.PathLike, out_png: str | os.PathLike) -> Pat
         >>> import tempfile, json, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp())
         >>> rec = {"step": 1, "n": 2, "t_rate": 0.0, "t_len": 2.0, "criterion": "radial", "window": 8}
-        >>> rec.update({f"{k}_{p}": 0.1 for k in ("c_rate", "c_len") for p in ("p05", "p25", "p50", "p75", "p95", "max")})
+        >>> keys = ("p05", "p25", "p50", "p75", "p95", "max")
+        >>> rec.update({f"{k}_{p}": 0.1 for k in ("c_rate", "c_len") for p in keys})
         >>> _ = (d / "sr_stats.jsonl").write_text(json.dumps(rec) + "\\n")
         >>> plot_sr_stats(d, d / "sr.png").stat().st_size > 0
         True
@@ -59,7 +60,7 @@ def plot_sr_stats(run_dir: str | os.PathLike, out_png: str | os.PathLike) -> Pat
     labels = {"c_rate": f"C_rate ({last.get('criterion', '?')}, W={last.get('window', '?')})", "c_len": "C_len"}
     for ax, name, threshold in zip(axes, ("c_rate", "c_len"), ("t_rate", "t_len"), strict=True):
 
-        def col(key: str) -> list[float]:
+        def col(key: str, name: str = name) -> list[float]:
             return [r[f"{name}_{key}"] for r in records]
 
         if records:
