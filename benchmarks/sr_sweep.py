@@ -21,6 +21,7 @@ import itertools
 import json
 import platform
 import statistics
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,6 +58,8 @@ GRIDS: dict[str, dict[str, list]] = {
     "reduced": {"n": [20], "selections": [1, 3], "sr": list(itertools.product([0.0, 0.1], [1.0, 1.25, 1.5], [4, 8]))},
     # Fresh seeds for the best settings of "reduced" (guards against picking the luckiest cell).
     "validate": {"n": [20], "selections": [1, 3], "sr": [(0.1, 1.0, 8), (0.0, 1.5, 4), (0.1, 1.25, 8)]},
+    # Many seeds for the chosen defaults against sp, at 1, 3 and 5 (the default) selections.
+    "defaults": {"n": [20], "selections": [1, 3, 5], "sr": [(0.0, 1.5, 4), (0.0, 1.5, 8)]},
     "full": {
         "n": [10, 20, 50],
         "selections": [1, 3, 5],
@@ -150,6 +153,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def table(records: list[dict[str, Any]]) -> str:
+    """Markdown tables, one per preset: mean top-1 per variant and the paired difference to ``sp``.
+
+    The difference is paired by seed (same base model, same data order): its mean, standard
+    error and the count of seeds where ``sp+sr`` is better / equal / worse.
+    """
     lines = []
     for preset in dict.fromkeys(r["preset"] for r in records):
         rows = [r for r in records if r["preset"] == preset]
@@ -158,21 +166,30 @@ def table(records: list[dict[str, Any]]) -> str:
             f"### {preset} ({PRESETS[preset]['model']['name']} / {DATA['name']}, "
             f"{PRESETS[preset]['prune']['target_macs_fraction']:.0%} MACs, seeds {seeds})",
             "",
-            "| variant | top-1 mean | std | vs sp (same N, k) | releases / run | MACs % |",
-            "|---|---|---|---|---|---|",
+            "| variant | top-1 mean | std | Δ vs sp (same N, k), paired | s.e. | better/equal/worse | releases / run "
+            "| MACs % |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        sp_mean = {}
+        sp_top = {}
         for name in dict.fromkeys(r["variant"] for r in rows):
             vr = [r for r in rows if r["variant"] == name]
             top = [r["top1"] for r in vr]
-            mean = statistics.mean(top)
+            key = (vr[0]["n"], vr[0]["k"])
             if vr[0]["policy"] == "sp":
-                sp_mean[(vr[0]["n"], vr[0]["k"])] = mean
-            ref = sp_mean.get((vr[0]["n"], vr[0]["k"]))
-            delta = "" if vr[0]["policy"] == "sp" or ref is None else f"{mean - ref:+.2f}"
+                sp_top[key] = {r["seed"]: r["top1"] for r in vr}
+            delta = se = wins = ""
+            ref = sp_top.get(key)
+            if vr[0]["policy"] != "sp" and ref:
+                diffs = [r["top1"] - ref[r["seed"]] for r in vr if r["seed"] in ref]
+                delta = f"{statistics.mean(diffs):+.2f}"
+                se = f"{statistics.stdev(diffs) / len(diffs) ** 0.5:.2f}" if len(diffs) > 1 else ""
+                eps = 1e-9
+                wins = (
+                    f"{sum(d > eps for d in diffs)}/{sum(abs(d) <= eps for d in diffs)}/{sum(d < -eps for d in diffs)}"
+                )
             std = statistics.stdev(top) if len(top) > 1 else 0.0
             lines.append(
-                f"| {name} | {mean:.2f} | {std:.2f} | {delta} | "
+                f"| {name} | {statistics.mean(top):.2f} | {std:.2f} | {delta} | {se} | {wins} | "
                 f"{statistics.mean(r['releases'] for r in vr):.1f} | "
                 f"{statistics.mean(r['macs_pct'] for r in vr):.1f} |"
             )
@@ -204,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if args.out is not None:
         header = (
-            f"Command: `python benchmarks/{Path(__file__).name} {' '.join(argv or [])}`  \n"
+            f"Command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:] if argv is None else argv)}`  \n"
             f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {platform.node()} "
             f"({platform.processor() or platform.machine()}, CPU); wall {time.perf_counter() - start:.0f} s\n\n"
         )
