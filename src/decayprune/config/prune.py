@@ -44,7 +44,7 @@ class DecaySettings(BaseModel):
     )
     t_rate: float = Field(0.0, description="T_rate: release when C_rate exceeds this (radial: a cosine in -1..1; "
                           "paper: decay quanta)")
-    t_len: float = Field(2.0, ge=0, description="T_len: release when C_len (gradient norm / layer mean) exceeds this")
+    t_len: float = Field(1.5, ge=0, description="T_len: release when C_len (gradient norm / layer mean) exceeds this")
     window: int = Field(8, ge=1, description="W: radial: steps averaged (and the least decay steps before a "
                         "release); paper: consecutive steps both conditions must hold")
     cooldown: int = Field(200, ge=0, description="steps a released structure may not be selected again")
