@@ -36,7 +36,7 @@ def summarize_sr_rows(steps: list[int], rows: torch.Tensor, settings: DecaySetti
         >>> rows = torch.tensor([[[0.1, float("nan"), 0.3], [1.0, float("nan"), 3.0]]])
         >>> r = summarize_sr_rows([7], rows, DecaySettings(policy="sp+sr"))[0]
         >>> r["step"], r["n"], round(r["c_rate_p50"], 3), r["c_len_max"], r["t_len"]
-        (7, 2, 0.2, 3.0, 2.0)
+        (7, 2, 0.2, 3.0, 1.5)
     """
     q = torch.tensor([p / 100 for p in PERCENTILES], dtype=torch.float64)
     out = []
