@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.decayprune-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Format check, lint and types (the doctests of every module run inside `make test`).
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

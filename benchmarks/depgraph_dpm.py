@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from decayprune.config import load_config
-from decayprune.experiment import run_prune_job
+from decayprune.jobs import run_prune_job
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Aggressive budget and short fine-tuning so that differences between policies can show (DESIGN.md 8).
@@ -46,10 +46,26 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpu": {
         "data": {"name": "cifar10"},
         "model": {"name": "resnet56"},
-        "pretrain": {"epochs": 160, "batch_size": 128, "lr": 0.1, "schedule": "step", "milestones": [80, 120],
-                     "weight_decay": 5e-4, "amp": True, "channels_last": True},
-        "finetune": {"epochs": 100, "batch_size": 128, "lr": 0.01, "schedule": "step", "milestones": [60, 80],
-                  "weight_decay": 5e-4, "amp": True, "channels_last": True},
+        "pretrain": {
+            "epochs": 160,
+            "batch_size": 128,
+            "lr": 0.1,
+            "schedule": "step",
+            "milestones": [80, 120],
+            "weight_decay": 5e-4,
+            "amp": True,
+            "channels_last": True,
+        },
+        "finetune": {
+            "epochs": 100,
+            "batch_size": 128,
+            "lr": 0.01,
+            "schedule": "step",
+            "milestones": [60, 80],
+            "weight_decay": 5e-4,
+            "amp": True,
+            "channels_last": True,
+        },
         "prune": {"speed_up": 2.11, "iterative_steps": 20, "end_epoch": 40, "decay": {"steps": 400, "cooldown": 1000}},
     },
 }
@@ -75,20 +91,23 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for seed in args.seeds:
         base_weights = None
         for policy in args.policies:
-            tree = _merge(preset, {
-                "name": f"{args.preset}-{args.method}-{policy.replace('+', '-')}-s{seed}",
-                "output_dir": str(args.output_dir),
-                "finetune": {"seed": seed, "device": args.device},
-                "pretrain": {"seed": seed, "device": args.device},
-                "prune": {"method": args.method, "decay": {"policy": policy}},
-            })
+            tree = _merge(
+                preset,
+                {
+                    "name": f"{args.preset}-{args.method}-{policy.replace('+', '-')}-s{seed}",
+                    "output_dir": str(args.output_dir),
+                    "finetune": {"seed": seed, "device": args.device},
+                    "pretrain": {"seed": seed, "device": args.device},
+                    "prune": {"method": args.method, "decay": {"policy": policy}},
+                },
+            )
             if args.data_dir:
                 tree["data"]["data_dir"] = str(args.data_dir)
             if base_weights is not None:
                 tree["model"] = dict(tree["model"], weights=str(base_weights))
             cfg = load_config(None, values=tree)
             console.print(f"[bold]{cfg.name}[/]")
-            record = run_prune_job(cfg, progress=not args.no_progress, console=console, resume=True)
+            record = run_prune_job(cfg, progress=not args.no_progress, console=console, resume="auto")
             records.append(record)
             base_weights = base_weights or cfg.run_dir / "base.safetensors"
     return records
@@ -101,7 +120,8 @@ def table(records: list[dict[str, Any]], title: str) -> Table:
     for policy in dict.fromkeys(r["policy"] for r in records):
         rows = [r for r in records if r["policy"] == policy]
         out.add_row(
-            rows[0]["method"], policy,
+            rows[0]["method"],
+            policy,
             _mean_std([r["macs_pct"] for r in rows]),
             _mean_std([r["params_pct"] for r in rows]),
             _mean_std([r["base"]["top1"] for r in rows]),
@@ -126,8 +146,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     records = run(args)
     preset = PRESETS[args.preset]
-    title = (f"{args.method} on {preset['model']['name']} / {preset['data']['name']} "
-             f"(preset {args.preset}, target {records[0]['target_macs_fraction']:.0%} MACs)")
+    title = (
+        f"{args.method} on {preset['model']['name']} / {preset['data']['name']} "
+        f"(preset {args.preset}, target {records[0]['target_macs_fraction']:.0%} MACs)"
+    )
     Console().print(table(records, title))
     summary = args.output_dir / f"{args.preset}-{args.method}-summary.json"
     summary.parent.mkdir(parents=True, exist_ok=True)

@@ -71,8 +71,9 @@ class ResNet50Like(nn.Module):
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-                                  nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+        )
         blocks, cin = [], 64
         for width, count, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
             for i in range(count):
@@ -102,8 +103,15 @@ def build_model(name: str) -> nn.Module:
 class Variant:
     """One model copy, its optimizer and (except ``plain``) its pruner."""
 
-    def __init__(self, name: str, template: nn.Module, example: torch.Tensor, device: torch.device,
-                 sync_every: int | None, steps: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        template: nn.Module,
+        example: torch.Tensor,
+        device: torch.device,
+        sync_every: int | None,
+        steps: int,
+    ) -> None:
         self.name = name
         self.model = template
         self.pruner: Pruner | None = None
@@ -111,8 +119,13 @@ class Variant:
             decay = {"policy": name, "steps": 100 * steps}
             if sync_every is not None and "sync_every" in DecaySettings.model_fields:
                 decay["sync_every"] = sync_every
-            settings = PruneSettings(method="depgraph", target_macs_fraction=0.5, iterative_steps=1, start_epoch=0,
-                                     decay=DecaySettings(**decay))
+            settings = PruneSettings(
+                method="depgraph",
+                target_macs_fraction=0.5,
+                iterative_steps=1,
+                start_epoch=0,
+                decay=DecaySettings(**decay),
+            )
             self.pruner = Pruner(self.model, example, settings, total_steps=10**7)
         self.model.to(device).train()
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -208,23 +221,30 @@ def run(model_name: str, device: torch.device, args: argparse.Namespace, console
     first = variants[-1].pruner.step + 1
     profiled = {v.name: profile_counts(v, x, y, args.profile_steps, device) for v in variants if v.pruner is not None}
     base = statistics.median(times["plain"])
-    table = Table(title=f"one training step: {model_name}, batch {batch}, {size}x{size}, {device.type}, "
-                        f"{args.steps} timed steps (median)")
+    table = Table(
+        title=f"one training step: {model_name}, batch {batch}, {size}x{size}, {device.type}, "
+        f"{args.steps} timed steps (median)"
+    )
     for col in ("variant", "median ms", "min ms", "ratio", "host syncs/step", "DPM ops/step", "kernel launches/step"):
         table.add_column(col, justify="right" if col != "variant" else "left")
     for v in variants:
         med = statistics.median(times[v.name])
         p = profiled.get(v.name)
-        extra = ["-", "-", "-"] if p is None else [f"{p['syncs']:.1f}", f"{p['ops']:.0f}",
-                                                    f"{p['launches']:.0f}" if device.type == "cuda" else "-"]
+        extra = (
+            ["-", "-", "-"]
+            if p is None
+            else [f"{p['syncs']:.1f}", f"{p['ops']:.0f}", f"{p['launches']:.0f}" if device.type == "cuda" else "-"]
+        )
         table.add_row(v.name, f"{1000 * med:.1f}", f"{1000 * min(times[v.name]):.1f}", f"{med / base:.3f}x", *extra)
     console.print(table)
     pr = variants[-1].pruner
     engine = pr.engine
-    console.print(f"structures {pr.structures.num_structures}: pruned {int(pr.structures.pruned.sum())} (oneshot: "
-                  f"{int(variants[1].pruner.structures.pruned.sum())}), decaying {variants[-1].decaying()}; "
-                  f"read-back every {getattr(engine, 'sync_every', 1)} steps; profiled steps {first}-"
-                  f"{first + args.profile_steps - 1}; threads {torch.get_num_threads()}")
+    console.print(
+        f"structures {pr.structures.num_structures}: pruned {int(pr.structures.pruned.sum())} (oneshot: "
+        f"{int(variants[1].pruner.structures.pruned.sum())}), decaying {variants[-1].decaying()}; "
+        f"read-back every {getattr(engine, 'sync_every', 1)} steps; profiled steps {first}-"
+        f"{first + args.profile_steps - 1}; threads {torch.get_num_threads()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -236,8 +256,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (selection happens at step 1)")
     parser.add_argument("--profile-steps", type=int, default=8, help="consecutive steps profiled per variant")
-    parser.add_argument("--sync-every", type=int, default=32,
-                        help="DPM's read-back period K (DecaySettings.sync_every); as on an accelerator")
+    parser.add_argument(
+        "--sync-every",
+        type=int,
+        default=32,
+        help="DPM's read-back period K (DecaySettings.sync_every); as on an accelerator",
+    )
     args = parser.parse_args(argv)
     console = Console()
     for dev in args.devices.split(","):

@@ -26,8 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 from decayprune.config import load_config
-from decayprune.experiment import run_prune_job
 from decayprune.files import write_text_atomic
+from decayprune.jobs import run_prune_job
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Aggressive budget, short schedule (DESIGN.md 8): ~7 ticks of p = 0.2 reach 5% of the MACs.
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 tree["model"] = dict(tree["model"], weights=str(base_weights))
             cfg = load_config(None, values=tree)
             console.print(f"[bold]{cfg.name}[/]")
-            records.append(run_prune_job(cfg, progress=not args.no_progress, console=console))
+            records.append(run_prune_job(cfg, progress=not args.no_progress, console=console, resume="auto"))
             base_weights = base_weights or cfg.run_dir / "base.safetensors"
     return records
 

@@ -40,9 +40,7 @@ def test_yaml_file_and_overrides(tmp_path: Path) -> None:
         tmp_path,
         "name: exp1\ndata:\n  train_subset: 100\nmodel:\n  width: 0.5\ntrain:\n  epochs: 3\n  lr: 0.2\n",
     )
-    cfg = load_config(
-        path, ["train.lr=0.05", "train.amp=true", "train.schedule=step", "train.milestones=[1, 2]"]
-    )
+    cfg = load_config(path, ["train.lr=0.05", "train.amp=true", "train.schedule=step", "train.milestones=[1, 2]"])
     assert cfg.name == "exp1"
     assert cfg.data.train_subset == 100
     assert cfg.model.width == 0.5
@@ -200,8 +198,10 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     assert problem.startswith("top level: got a list; expected a mapping")
 
 
-def test_empty_file_means_defaults(tmp_path: Path) -> None:
-    assert load_config(_write(tmp_path, "# nothing\n")) == RunConfig()
+@pytest.mark.parametrize("text", ["# nothing\n", "", "{}\n"])
+def test_empty_file_is_an_error(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match="the file is empty; give at least one section"):
+        load_config(_write(tmp_path, text))
 
 
 def test_dump_load_round_trip(tmp_path: Path) -> None:
@@ -211,9 +211,7 @@ def test_dump_load_round_trip(tmp_path: Path) -> None:
         output_dir=tmp_path / "out",
         data=DataConfig(name="digits", data_dir=tmp_path, seed=3, train_subset=10, test_subset=7),
         model=ModelConfig(name="resnet20", width=0.25, weights=weights),
-        train=TrainSettings(
-            epochs=4, lr=0.03, schedule="step", milestones=[1, 3], optimizer="adamw", amp=True
-        ),
+        train=TrainSettings(epochs=4, lr=0.03, schedule="step", milestones=[1, 3], optimizer="adamw", amp=True),
     )
     out = dump_config(cfg, tmp_path / "run" / "config.yaml")
     assert out == tmp_path / "run" / "config.yaml"
@@ -240,9 +238,7 @@ def test_home_folder_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert cfg.output_dir == tmp_path / "runs"
 
 
-@pytest.mark.parametrize(
-    "path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_example_configs_are_valid(path: Path) -> None:
     cfg = load_config(path)
     assert cfg.name and cfg.train.epochs >= 1
@@ -284,7 +280,6 @@ def test_messages_for_sections_the_lead_may_add() -> None:
     assert problems == [
         "prune.per_layer.conv1: got 'half'; must be a valid number, unable to parse string as a number",
         "prune.steps[1].ratio: got 2; must be less than 1",
-        "prune.steps[1].polcy: got 'sp'; unknown key, allowed keys here: ratio, policy; "
-        "did you mean 'policy'?",
+        "prune.steps[1].polcy: got 'sp'; unknown key, allowed keys here: ratio, policy; did you mean 'policy'?",
         "prune.target: got [1]; must be a valid integer, or must be a valid string",
     ]

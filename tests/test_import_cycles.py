@@ -33,7 +33,6 @@ print(json.dumps({"checked": len(names) + 1, "failures": failures}))
 """
 
 
-
 def _run(code: str) -> str:
     src = str(Path(decayprune.__file__).resolve().parents[1])
     done = subprocess.run(

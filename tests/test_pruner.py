@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from sklearn.datasets import load_digits
 
+from decayprune.config import TrainSettings
 from decayprune.decay import DecaySettings
 from decayprune.measure import count_cost
 from decayprune.methods import list_methods
@@ -41,8 +42,9 @@ def run_pruning(
     x_all, y_all = digits
     torch.manual_seed(0)
     model = create("small_cnn", num_classes=10, in_channels=1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    pruner = Pruner(model, x_all[:1], settings, optimizer=opt, total_steps=steps, run_dir=run_dir)
+    pruner = Pruner(model, x_all[:1], settings, total_steps=steps, run_dir=run_dir)
+    # SGD(lr 0.05, momentum 0.9, wd 5e-4), or the method's own optimizer (OTOv2's DHSPG).
+    opt = pruner.build_optimizer(TrainSettings(lr=0.05, momentum=0.9, weight_decay=5e-4, device="cpu"))
     g = torch.Generator().manual_seed(0)
     model.train()
     for _ in range(steps):
@@ -56,8 +58,9 @@ def run_pruning(
     return model, pruner, opt
 
 
-def check_budget_and_equivalence(model: torch.nn.Module, pruner: Pruner, opt: torch.optim.Optimizer,
-                                 x: torch.Tensor, fraction: float) -> None:
+def check_budget_and_equivalence(
+    model: torch.nn.Module, pruner: Pruner, opt: torch.optim.Optimizer, x: torch.Tensor, fraction: float
+) -> None:
     base = count_cost(model, x[:1]).macs
     pruner.finish()
     pruner.structures.zero_pruned_(opt)
@@ -84,8 +87,9 @@ def check_budget_and_equivalence(model: torch.nn.Module, pruner: Pruner, opt: to
 @pytest.mark.parametrize("policy", ["oneshot", "sp", "sp+sr"])
 @pytest.mark.parametrize("method", list_methods())
 def test_every_method_and_policy_meets_the_budget(digits, method: str, policy: str) -> None:
-    settings = PruneSettings(method=method, target_macs_fraction=0.4, iterative_steps=3,
-                             decay=DecaySettings(policy=policy, steps=8))
+    settings = PruneSettings(
+        method=method, target_macs_fraction=0.4, iterative_steps=3, decay=DecaySettings(policy=policy, steps=8)
+    )
     model, pruner, opt = run_pruning(digits, settings, steps=FAST_STEPS)
     assert pruner.step == FAST_STEPS
     kinds = {e["kind"] for e in pruner.events}
@@ -126,8 +130,9 @@ def test_speed_up_target(digits) -> None:
 
 
 def test_state_dict_restores_progress(digits) -> None:
-    settings = PruneSettings(method="depgraph", target_macs_fraction=0.5, iterative_steps=2,
-                             decay=DecaySettings(policy="sp", steps=10))
+    settings = PruneSettings(
+        method="depgraph", target_macs_fraction=0.5, iterative_steps=2, decay=DecaySettings(policy="sp", steps=10)
+    )
     model, pruner, _opt = run_pruning(digits, settings, steps=30)
     state = pruner.state_dict()
     other = Pruner(create("small_cnn", num_classes=10, in_channels=1), digits[0][:1], settings, total_steps=30)
@@ -142,8 +147,9 @@ def test_state_dict_restores_progress(digits) -> None:
 
 def test_selection_schedule_and_linear_budget() -> None:
     model = create("small_cnn", num_classes=10, in_channels=1)
-    settings = PruneSettings(method="depgraph", target_macs_fraction=0.4, iterative_steps=4,
-                             decay=DecaySettings(policy="sp", steps=10))
+    settings = PruneSettings(
+        method="depgraph", target_macs_fraction=0.4, iterative_steps=4, decay=DecaySettings(policy="sp", steps=10)
+    )
     pruner = Pruner(model, torch.zeros(1, 1, 8, 8), settings, total_steps=100)
     steps = pruner.schedule.steps
     assert len(steps) == 4 and list(steps) == sorted(steps) and steps[0] >= 1
@@ -169,7 +175,9 @@ def test_settings_need_exactly_one_target() -> None:
     assert PruneSettings(target_macs_fraction=0.3).remaining_macs_fraction() == 0.3
 
 
-@pytest.mark.parametrize(("key", "value"), [("target_macs_fraction", 1.5), ("target_macs_fraction", 0.0), ("speed_up", 0.5)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("target_macs_fraction", 1.5), ("target_macs_fraction", 0.0), ("speed_up", 0.5)]
+)
 def test_settings_reject_out_of_range_targets(key: str, value: float) -> None:
     with pytest.raises(ValidationError, match=key):
         PruneSettings(**{key: value})
@@ -181,7 +189,9 @@ def test_settings_reject_unknown_method_and_keys() -> None:
     assert "did you mean 'depgraph'" in str(info.value)
     with pytest.raises(ValidationError, match="extra"):
         PruneSettings(target_macs_fraction=0.5, targetmacs=0.5)
-    round_trip = PruneSettings.model_validate_json(PruneSettings(target_macs_fraction=0.5, round_to=4).model_dump_json())
+    round_trip = PruneSettings.model_validate_json(
+        PruneSettings(target_macs_fraction=0.5, round_to=4).model_dump_json()
+    )
     assert round_trip == PruneSettings(target_macs_fraction=0.5, round_to=4)
 
 
@@ -197,8 +207,13 @@ def test_pruner_rejects_bad_arguments() -> None:
 
 
 def test_ignored_layers_are_never_pruned(digits) -> None:
-    settings = PruneSettings(method="random", target_macs_fraction=0.5, iterative_steps=1, ignored_layers=["features.0"],
-                             decay=DecaySettings(policy="oneshot"))
+    settings = PruneSettings(
+        method="random",
+        target_macs_fraction=0.5,
+        iterative_steps=1,
+        ignored_layers=["features.0"],
+        decay=DecaySettings(policy="oneshot"),
+    )
     model, pruner, _opt = run_pruning(digits, settings, steps=4)
     assert "features.0" not in [layer.name for layer in pruner.structures.layers]
     pruner.compact()
@@ -218,8 +233,45 @@ def test_budget_wins_over_cooldown_when_candidates_run_out(digits) -> None:
 
 def test_compact_warns_when_the_schedule_cannot_reach_the_target(digits) -> None:
     # max_layer_ratio 0.1 caps every layer at 10% of its channels: 5% of the MACs is out of reach.
-    settings = PruneSettings(method="depgraph", target_macs_fraction=0.05, iterative_steps=1,
-                             method_options={"max_layer_ratio": 0.1}, decay=DecaySettings(policy="oneshot"))
+    settings = PruneSettings(
+        method="depgraph",
+        target_macs_fraction=0.05,
+        iterative_steps=1,
+        method_options={"max_layer_ratio": 0.1},
+        decay=DecaySettings(policy="oneshot"),
+    )
     _model, pruner, _opt = run_pruning(digits, settings, steps=5)
     with pytest.warns(UserWarning, match="above the target"):
         pruner.compact()
+
+
+def _sigmoid_mlp() -> torch.nn.Module:
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 6), nn.ReLU(), nn.PReLU(6), nn.Linear(6, 2))
+
+
+@pytest.mark.parametrize("verify, expected", [(False, ["0", "2"]), ("auto", ["2"]), (True, ["2"])])
+def test_pruner_verify_setting_refuses_inexact_groups(verify, expected) -> None:
+    pruner = Pruner(
+        _sigmoid_mlp(), torch.randn(1, 4), PruneSettings(target_macs_fraction=0.5, verify=verify), total_steps=10
+    )
+    assert sorted(layer.name for layer in pruner.structures.layers) == expected
+    assert [f.kind for f in pruner.structures.frozen if f.layer == "0"] == ([] if verify is False else ["inexact"])
+
+
+def test_pruner_ignored_types_keep_layers_whole() -> None:
+    settings = PruneSettings(target_macs_fraction=0.5, verify=False, ignored_types=["PReLU"])
+    pruner = Pruner(_sigmoid_mlp(), torch.randn(1, 4), settings, total_steps=10)
+    assert [layer.name for layer in pruner.structures.layers] == ["0"]
+    assert [(f.layer, f.kind) for f in pruner.structures.frozen if f.layer == "2"] == [("2", "ignored")]
+    with pytest.raises(ValueError, match="BatchNorm2d"):
+        bad = PruneSettings(target_macs_fraction=0.5, ignored_types=["BatchNorm2d"])
+        Pruner(_sigmoid_mlp(), torch.randn(1, 4), bad, total_steps=10)
+
+
+def test_prune_settings_validate_verify() -> None:
+    with pytest.raises(ValidationError):
+        PruneSettings(target_macs_fraction=0.5, verify="sometimes")
+    with pytest.raises(ValidationError):
+        PruneSettings(target_macs_fraction=0.5, verify_tolerance=0)
+    assert PruneSettings(target_macs_fraction=0.5).verify == "auto"

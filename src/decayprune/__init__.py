@@ -14,13 +14,23 @@ The one-object API for your own training loop::
 from __future__ import annotations
 
 from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainSettings, load_config
-from .criteria import Criterion, create_criterion, list_criteria, register_criterion
+from .criteria import Criterion, create_criterion, criteria_table, list_criteria, register_criterion
 from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
 from .decay import DecayEngine, decay_norm, load_sr_stats, plot_sr_stats
-from .errors import UserError
+from .errors import (
+    DataError,
+    ExportError,
+    RunFolderError,
+    ScheduleError,
+    TrainingDivergedError,
+    UserError,
+    WeightsError,
+)
 from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
 from .methods import (
+    DHSPG,
     GateDecorator,
+    OTOv2,
     PruneContext,
     PruningMethod,
     SelectionSchedule,
@@ -31,10 +41,17 @@ from .methods import (
 from .models import create as create_model
 from .models import list_models, register_model
 from .pruner import Pruner
+from .scratch import reinitialize, scratch_epochs, scratch_model
+from .sensitivity import caps_from_sensitivity, sensitivity_curves, write_sensitivity
 from .structure import (
+    CheckReport,
+    FrozenGroup,
+    SpecError,
     StructureSet,
     UnsupportedModelError,
+    check_model,
     compact,
+    format_report,
     load_pruned,
     save_pruned,
 )
@@ -43,37 +60,52 @@ from .train import Trainer, TrainHook, evaluate
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckReport",
     "ConfigError",
     "Criterion",
+    "DHSPG",
+    "DataError",
     "DatasetSplits",
     "DecayEngine",
     "DecaySettings",
+    "ExportError",
+    "FrozenGroup",
     "GateDecorator",
     "LatencyResult",
     "ModelCost",
+    "OTOv2",
     "PruneContext",
     "PruneSettings",
     "Pruner",
     "PruningMethod",
     "RunConfig",
+    "RunFolderError",
+    "ScheduleError",
     "SelectionSchedule",
+    "SpecError",
     "StructureSet",
     "TensorLoader",
     "TrainHook",
     "TrainSettings",
     "Trainer",
+    "TrainingDivergedError",
     "UnsupportedModelError",
     "UserError",
+    "WeightsError",
+    "caps_from_sensitivity",
+    "check_model",
     "compact",
     "count_cost",
     "create_criterion",
     "create_method",
     "create_model",
+    "criteria_table",
     "decay_norm",
     "load_sr_stats",
     "plot_sr_stats",
     "evaluate",
     "format_count",
+    "format_report",
     "list_criteria",
     "list_datasets",
     "list_methods",
@@ -85,6 +117,11 @@ __all__ = [
     "register_criterion",
     "register_method",
     "register_model",
+    "reinitialize",
     "save_pruned",
+    "scratch_epochs",
+    "scratch_model",
+    "sensitivity_curves",
+    "write_sensitivity",
     "__version__",
 ]

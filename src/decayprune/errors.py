@@ -15,7 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ConfigError", "UserError"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "ExportError",
+    "RunFolderError",
+    "ScheduleError",
+    "TrainingDivergedError",
+    "UserError",
+    "WeightsError",
+]
 
 
 class UserError(ValueError):
@@ -40,3 +49,37 @@ class ConfigError(UserError):
             lines = "\n".join(f"  - {p}" for p in self.problems)
             text = f"invalid configuration{where} ({len(self.problems)} problems):\n{lines}"
         super().__init__(text)
+
+
+class RunFolderError(UserError):
+    """A run folder cannot be used as asked (it holds another run, nothing to resume, a file in the way)."""
+
+
+class WeightsError(UserError):
+    """A weights file is missing, unreadable or does not fit the model it is loaded into."""
+
+
+class DataError(UserError):
+    """A dataset file is missing, truncated or not in the expected format."""
+
+
+class ScheduleError(UserError):
+    """A pruning schedule that cannot prune in the run it is given (the message shows the arithmetic)."""
+
+
+class ExportError(UserError):
+    """A model could not be exported in the requested format."""
+
+
+class TrainingDivergedError(UserError):
+    """The training loss became NaN or infinite; the run stopped and kept its last good checkpoint.
+
+    Attributes:
+        epoch: 0-based epoch in which the loss diverged.
+        step: Optimizer steps done when it was noticed.
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step

@@ -34,9 +34,10 @@ def _temp_path(path: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
-    os.chmod(tmp, 0o666 & ~_umask())
+    mode = 0o666 & ~_umask()
     try:
         yield tmp
+        os.chmod(tmp, mode)  # after writing: some writers (safetensors) replace the temp file
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

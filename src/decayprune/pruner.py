@@ -59,13 +59,15 @@ class Pruner(TrainHook):
         calibration_data: Batches ``(inputs, labels)`` for criteria that need data (e.g. the
             training loader); each pass takes a fresh iterator.
         loss_fn: ``loss_fn(outputs, labels)`` for data passes (default: cross-entropy).
+        structures: A :class:`StructureSet` already built on ``model`` (e.g. with settings of its
+            own); None builds one from ``settings`` (ignored layers/types, round_to, verify).
 
     Example:
         >>> from decayprune import create_model
         >>> model = create_model("small_cnn", num_classes=10, in_channels=1)
-        >>> p = Pruner(model, torch.zeros(1, 1, 8, 8), PruneSettings(target_macs_fraction=0.5), total_steps=100)
+        >>> p = Pruner(model, torch.zeros(1, 1, 8, 8), PruneSettings(target_macs_fraction=0.5), total_steps=1000)
         >>> p.schedule.steps, type(p.method).__name__, type(p.method.criterion).__name__
-        ((1, 10, 19, 29, 38), 'DepGraph', 'GroupMagnitude')
+        ((1, 163, 325, 488, 650), 'DepGraph', 'GroupMagnitude')
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Pruner(TrainHook):
         method: PruningMethod | None = None,
         calibration_data: Iterable[Any] | None = None,
         loss_fn: Any = F.cross_entropy,
+        structures: StructureSet | None = None,
     ) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
@@ -92,10 +95,15 @@ class Pruner(TrainHook):
         unknown = [n for n in settings.ignored_layers if n not in modules]
         if unknown:
             raise ValueError(f"ignored_layers names modules the model does not have: {unknown}")
-        self.structures = StructureSet(
+        if structures is not None and structures.model is not model:
+            raise ValueError("structures were built on another model; pass the StructureSet of this model")
+        self.structures = structures if structures is not None else StructureSet(
             model, example_inputs,
             ignored_layers=[modules[n] for n in settings.ignored_layers],
+            ignored_types=settings.ignored_types,
             round_to=settings.round_to,
+            verify=settings.verify,
+            tolerance=settings.verify_tolerance,
         )
         self.events: list[dict] = []
         self.sr_stats: list[dict] = []

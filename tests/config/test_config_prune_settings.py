@@ -27,11 +27,17 @@ def test_yaml_exponent_without_dot_loads_as_a_float(tmp_path: Path) -> None:
     ("options", "expected"),
     [
         ("{sparse_lambda: -1}", "sparse_lambda: got -1; must be greater than or equal to 0"),
-        ("{sparse_lamda: 0.1}", "sparse_lamda: got 0.1; unknown key, allowed keys here: ranking, max_layer_ratio, sparse_lambda; did you mean 'sparse_lambda'?"),
+        (
+            "{sparse_lamda: 0.1}",
+            "sparse_lamda: got 0.1; unknown key, allowed keys here: ranking, max_layer_ratio, layer_caps, "
+            "sparse_lambda; did you mean 'sparse_lambda'?",
+        ),
         ("{ranking: sideways}", "ranking: got 'sideways'; allowed: 'global', 'layer'"),
     ],
 )
-def test_bad_method_option_fails_at_load_naming_key_value_and_allowed(tmp_path: Path, options: str, expected: str) -> None:
+def test_bad_method_option_fails_at_load_naming_key_value_and_allowed(
+    tmp_path: Path, options: str, expected: str
+) -> None:
     path = write(tmp_path, f"prune:\n  method_options: {options}\n  target_macs_fraction: 0.5\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
@@ -55,7 +61,7 @@ def test_default_criterion_comes_from_the_method() -> None:
 
 def test_option_defaults_are_filled_so_a_round_trip_is_equal() -> None:
     s = PruneSettings(method="depgraph", target_macs_fraction=0.5)
-    assert s.method_options == {"ranking": "global", "max_layer_ratio": 0.9, "sparse_lambda": 0.0}
+    assert s.method_options == {"ranking": "global", "max_layer_ratio": 0.9, "layer_caps": {}, "sparse_lambda": 0.0}
     assert PruneSettings.model_validate_json(s.model_dump_json()) == s
 
 

@@ -101,9 +101,17 @@ def test_synthetic_refuses_bad_shapes(kwargs: dict) -> None:
 
 
 def test_dataset_splits_validates_shapes() -> None:
-    good = dict(name="t", train_images=torch.zeros(4, 1, 2, 2), train_labels=torch.zeros(4, dtype=torch.long),
-                test_images=torch.zeros(2, 1, 2, 2), test_labels=torch.zeros(2, dtype=torch.long),
-                num_classes=2, in_channels=1, image_size=(2, 2), augment=False)
+    good = dict(
+        name="t",
+        train_images=torch.zeros(4, 1, 2, 2),
+        train_labels=torch.zeros(4, dtype=torch.long),
+        test_images=torch.zeros(2, 1, 2, 2),
+        test_labels=torch.zeros(2, dtype=torch.long),
+        num_classes=2,
+        in_channels=1,
+        image_size=(2, 2),
+        augment=False,
+    )
     DatasetSplits(**good)
     with pytest.raises(ValueError, match="test_images"):
         DatasetSplits(**(good | dict(test_images=torch.zeros(2, 3, 2, 2))))

@@ -125,8 +125,10 @@ def test_read_back_period_changes_bookkeeping_only() -> None:
     assert runs[1].structures.pruned.sum() > lagging.structures.pruned.sum()
     for name, p in runs[1].model.named_parameters():
         assert torch.equal(p, lagging.model.get_parameter(name)), name
-        assert torch.equal(runs[1].opt.state[p]["momentum_buffer"],
-                           lagging.opt.state[lagging.model.get_parameter(name)]["momentum_buffer"]), name
+        assert torch.equal(
+            runs[1].opt.state[p]["momentum_buffer"],
+            lagging.opt.state[lagging.model.get_parameter(name)]["momentum_buffer"],
+        ), name
     lagging.engine.sync()
     assert torch.equal(runs[1].structures.pruned, lagging.structures.pruned)
     assert runs[1].events == lagging.events
@@ -166,7 +168,7 @@ def test_skipped_step_does_not_advance_the_decay(as_tensor: bool) -> None:
     net, s, opt = _tiny()
     events: list[dict] = []
     # Release conditions always hold, but the window (4) needs more real steps than the run has (3).
-    settings = DecaySettings(policy="sp+sr", steps=3, t_rate=-1e9, t_len=0.0, window=4)
+    settings = DecaySettings(policy="sp+sr", steps=3, t_rate=-1e9, t_len=0.0, window=4, sr_criterion="paper")
     engine = DecayEngine(s, settings, sink=events.append)
     engine.optimizer = opt
     l_init = s.producer_norms()[1].item()
@@ -189,8 +191,13 @@ def test_skipped_step_does_not_advance_the_decay(as_tensor: bool) -> None:
 
 def test_pruner_reads_the_trainers_skip_flag() -> None:
     net, _s, opt = _tiny()
-    settings = PruneSettings(method="l1", target_macs_fraction=0.5, iterative_steps=1, start_epoch=0,
-                             decay=DecaySettings(policy="sp", steps=4))
+    settings = PruneSettings(
+        method="l1",
+        target_macs_fraction=0.5,
+        iterative_steps=1,
+        start_epoch=0,
+        decay=DecaySettings(policy="sp", steps=4),
+    )
     pruner = Pruner(net, torch.randn(1, 4), settings, optimizer=opt, total_steps=100)
     x = torch.randn(8, 4)
 

@@ -108,3 +108,9 @@ def test_no_release_after_release_until() -> None:
         opt.step()
         assert engine.after_step(k) == []
     assert engine.releases == 0
+
+
+def test_a_window_longer_than_the_decay_is_capped_at_n() -> None:
+    # W = 50 > N = 20: without the cap the structure could never be released.
+    settings = RADIAL.model_copy(update={"window": 50})
+    assert _release_step(settings, _sgd(0.01), steps=25)[0] == RADIAL.steps

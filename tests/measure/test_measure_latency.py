@@ -76,3 +76,35 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
 def test_inputs_without_tensor_rejected() -> None:
     with pytest.raises(ValueError, match="tensor"):
         measure_latency(nn.Identity(), (1, 2))
+
+
+def test_latency_reports_iqr_and_pins_threads() -> None:
+    import torch
+    import torch.nn as nn
+
+    from decayprune.measure import measure_latency
+
+    before = torch.get_num_threads()
+    result = measure_latency(nn.Linear(8, 2), torch.zeros(1, 8), warmup=0, repeats=9, threads=1)
+    assert result.threads == 1 and torch.get_num_threads() == before  # restored
+    assert 0.0 <= result.iqr_ms and result.min_ms <= result.median_ms
+    assert measure_latency(nn.Linear(8, 2), torch.zeros(1, 8), warmup=0, repeats=1).iqr_ms == 0.0
+
+
+def test_too_noisy_flags_a_wide_spread() -> None:
+    from decayprune.measure.latency import NOISY_SPREAD, LatencyResult
+
+    calm = LatencyResult(1.0, 1.0, 0.0, 1.0, 10, 1, "cpu", iqr_ms=0.1, threads=1)
+    busy = LatencyResult(1.0, 1.0, 0.0, 1.0, 10, 1, "cpu", iqr_ms=NOISY_SPREAD + 0.01, threads=1)
+    assert not calm.too_noisy and busy.too_noisy
+
+
+def test_threads_must_be_positive() -> None:
+    import pytest
+    import torch
+    import torch.nn as nn
+
+    from decayprune.measure import measure_latency
+
+    with pytest.raises(ValueError, match="threads must be an int >= 1"):
+        measure_latency(nn.Linear(2, 2), torch.zeros(1, 2), threads=0)

@@ -44,14 +44,14 @@ def test_impossible_schedules_are_refused() -> None:
 
 
 def test_a_decay_that_cannot_end_before_the_recovery_margin_is_refused_with_the_arithmetic() -> None:
-    from decayprune.errors import ConfigError
+    from decayprune.errors import ScheduleError
 
     too_long = settings(iterative_steps=1, decay=DecaySettings(steps=95))
-    with pytest.raises(ConfigError, match=r"step 1 \+ a decay of N = 95 steps \+ a recovery margin of 10 steps "
+    with pytest.raises(ScheduleError, match=r"step 1 \+ a decay of N = 95 steps \+ a recovery margin of 10 steps "
                        r".* = 106 > 100 steps in the run; allowed: decay.steps <= 89"):
         SelectionSchedule.from_settings(too_long, 100, 10)
     late_end = settings(iterative_steps=2, end_epoch=8, decay=DecaySettings(steps=10))
-    with pytest.raises(ConfigError, match=r"at step 80 \+ a decay of N = 10 steps \+ a recovery margin of 11 "
+    with pytest.raises(ScheduleError, match=r"at step 80 \+ a decay of N = 10 steps \+ a recovery margin of 11 "
                        r".* = 101 > 100"):
         SelectionSchedule.from_settings(late_end.model_copy(update={"recovery_fraction": 0.11}), 100, 10)
     # The same with the margin it fits in is accepted, and its last selection is the last start.
@@ -74,8 +74,8 @@ def test_oneshot_keeps_the_margin_too() -> None:
 
 
 def test_a_oneshot_selection_after_the_margin_is_refused() -> None:
-    from decayprune.errors import ConfigError
+    from decayprune.errors import ScheduleError
 
     late = settings(iterative_steps=2, end_epoch=9.5, decay=DecaySettings(policy="oneshot"))
-    with pytest.raises(ConfigError, match=r"end_epoch: the last selection at step 95 .* = 105 > 100 .* step <= 90"):
+    with pytest.raises(ScheduleError, match=r"end_epoch: the last selection at step 95 .* = 105 > 100 .* step <= 90"):
         SelectionSchedule.from_settings(late, 100, 10)

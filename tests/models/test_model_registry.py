@@ -10,8 +10,16 @@ from decayprune.models import create, list_models, register_model
 from decayprune.registry import MODELS
 
 BUILTINS = [
-    "concat_cnn", "mlp", "mobilenetv2_cifar", "resnet110", "resnet20", "resnet32", "resnet56",
-    "small_cnn", "vgg16", "vgg19",
+    "concat_cnn",
+    "mlp",
+    "mobilenetv2_cifar",
+    "resnet110",
+    "resnet20",
+    "resnet32",
+    "resnet56",
+    "small_cnn",
+    "vgg16",
+    "vgg19",
 ]
 
 
@@ -81,7 +89,9 @@ def test_register_rejects_bad_names(bad: object) -> None:
         register_model(bad)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("typo", "suggestion"), [("resnet57", "resnet56"), ("vgg-16", "vgg16"), ("smallcnn", "small_cnn")])
+@pytest.mark.parametrize(
+    ("typo", "suggestion"), [("resnet57", "resnet56"), ("vgg-16", "vgg16"), ("smallcnn", "small_cnn")]
+)
 def test_unknown_name_suggests_close_match(typo: str, suggestion: str) -> None:
     with pytest.raises(ValueError) as info:
         create(typo)

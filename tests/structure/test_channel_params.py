@@ -37,8 +37,10 @@ def test_a_multiplier_is_a_producer_slice_of_the_channels_it_scales() -> None:
 
 def test_folding_leaves_the_output_unchanged_and_removes_the_parameter() -> None:
     model, s = resnet()
-    gates = [add_channel_multiplier(s, name, 0.5 + torch.rand(model.get_submodule(name).num_features))
-             for name in ("bn1", "layer1.0.bn1", "layer2.0.bn2")]
+    gates = [
+        add_channel_multiplier(s, name, 0.5 + torch.rand(model.get_submodule(name).num_features))
+        for name in ("bn1", "layer1.0.bn1", "layer2.0.bn2")
+    ]
     gated = model(X)
     for gate in gates:
         remove_channel_multiplier(s, gate)

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from structure_testing import random_mask, randomize_bn
 
 from decayprune.models import create
 from decayprune.structure import StructureSet, compact
-from structure_testing import random_mask, randomize_bn
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -86,8 +86,9 @@ def _adamw(params) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=1e-2, weight_decay=1e-2)
 
 
-def _masked_step(model: nn.Module, opt: torch.optim.Optimizer, s: StructureSet, x: torch.Tensor,
-                 y: torch.Tensor) -> None:
+def _masked_step(
+    model: nn.Module, opt: torch.optim.Optimizer, s: StructureSet, x: torch.Tensor, y: torch.Tensor
+) -> None:
     """One training step of the masked model with keep-at-zero."""
     opt.zero_grad()
     F.cross_entropy(model(x), y).backward()
@@ -170,7 +171,7 @@ def test_optimizer_state_is_remapped(name: str, shape: tuple, make_opt: Callable
     _masked_step(model, opt, s_b, x2, y2)
     for pname, p_a in model_a.named_parameters():
         kept_b = _kept(params_b[pname].detach(), dead.get(pname, {}))
-        torch.testing.assert_close(p_a.detach(), kept_b, rtol=0, atol=1e-6, msg=lambda m: f"{pname}: {m}")
+        torch.testing.assert_close(p_a.detach(), kept_b, rtol=0, atol=1e-6, msg=lambda m, name=pname: f"{name}: {m}")
     model_a.eval()
     model.eval()
     with torch.no_grad():

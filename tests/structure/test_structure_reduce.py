@@ -14,9 +14,14 @@ from decayprune.structure import CONSUMER, PRODUCER, StructureSet
 def _net() -> nn.Sequential:
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 6, 3, bias=True), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 5, 3, bias=False), nn.BatchNorm2d(5), nn.ReLU(),
-        nn.Flatten(), nn.Linear(5 * 4 * 4, 3),
+        nn.Conv2d(3, 6, 3, bias=True),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 5, 3, bias=False),
+        nn.BatchNorm2d(5),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(5 * 4 * 4, 3),
     )
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -43,8 +48,9 @@ def test_reduce_matches_a_per_slice_loop(role: str | None) -> None:
     sq = lambda v: v.pow(2).sum(1)
     absmax = lambda v: v.abs().amax(1)
     torch.testing.assert_close(s.reduce(role=role), _loop_reduce(s, sq, role), rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(s.reduce(role=role, source="grad"), _loop_reduce(s, sq, role, grad=True),
-                               rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        s.reduce(role=role, source="grad"), _loop_reduce(s, sq, role, grad=True), rtol=1e-5, atol=1e-7
+    )
     torch.testing.assert_close(s.reduce(absmax, role=role), _loop_reduce(s, absmax, role), rtol=0, atol=0)
     with pytest.raises(ValueError, match="source"):
         s.reduce(source="bias")

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file
+from structure_testing import random_mask
 
 from decayprune.models import create
 from decayprune.structure import StructureSet, compact, load_pruned, read_spec, save_pruned
-from structure_testing import random_mask
 
 ARCH = {"name": "resnet20", "kwargs": {"num_classes": 7, "in_channels": 3}}
 
@@ -131,8 +131,10 @@ def test_spec_for_another_model_is_refused(saved) -> None:
         load_pruned(base, create("small_cnn"))
 
 
-def test_missing_spec_is_file_not_found(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="spec"):
+def test_missing_spec_is_a_weights_error(tmp_path: Path) -> None:
+    from decayprune.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="spec"):
         load_pruned(tmp_path / "absent")
 
 

@@ -6,26 +6,30 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from structure_testing import random_mask, randomize_bn
 
 from decayprune.measure import count_cost
 from decayprune.models import create
 from decayprune.structure import (
     PRODUCER,
     StructureSet,
-    UnsupportedModelError,
     compact,
     find_classifier,
 )
-from structure_testing import random_mask, randomize_bn
 
 
 def tiny_net() -> nn.Sequential:
     """conv(3->6)-BN-ReLU-conv(6->5)-BN-ReLU-flatten-linear(->3) for 8x8 inputs."""
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 6, 3, bias=True), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 5, 3, bias=False), nn.BatchNorm2d(5), nn.ReLU(),
-        nn.Flatten(), nn.Linear(5 * 4 * 4, 3),
+        nn.Conv2d(3, 6, 3, bias=True),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Conv2d(6, 5, 3, bias=False),
+        nn.BatchNorm2d(5),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(5 * 4 * 4, 3),
     )
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -36,9 +40,6 @@ def tiny_net() -> nn.Sequential:
 
 def layer_by_name(s: StructureSet, name: str):
     return next(layer for layer in s.layers if layer.name == name)
-
-
-
 
 
 def test_one_structure_per_channel_and_classifier_ignored() -> None:
@@ -93,8 +94,12 @@ def test_group_norms_include_consumer_columns() -> None:
         producer_sq = s.producer_norms().pow(2)
         consumer_sq = net[3].weight.pow(2).sum((0, 2, 3))  # in-channel columns of the next conv
     group = s.group_sq_norms(include_consumers=True)
-    torch.testing.assert_close(group[l0.first : l0.first + l0.size],
-                               producer_sq[l0.first : l0.first + l0.size] + consumer_sq, rtol=1e-5, atol=0)
+    torch.testing.assert_close(
+        group[l0.first : l0.first + l0.size],
+        producer_sq[l0.first : l0.first + l0.size] + consumer_sq,
+        rtol=1e-5,
+        atol=0,
+    )
     counts = s.slice_counts(include_consumers=True)
     # conv0 row (27) + bias + gamma + beta + conv1 column (5 * 9)
     assert torch.all(counts[l0.first : l0.first + l0.size] == 27 + 3 + 45)
@@ -182,20 +187,20 @@ class _CustomNet(nn.Module):
         return self.head(F.relu(self.fc2(x)))
 
 
-def test_unsupported_module_error_names_the_layer() -> None:
-    with pytest.raises(UnsupportedModelError) as info:
-        StructureSet(_CustomNet(), torch.randn(1, 4))
-    message = str(info.value)
-    assert "'mixer'" in message and "_Mixer" in message and "ignored_layers" in message
-    assert isinstance(info.value, ValueError)
+def test_unsupported_module_freezes_its_groups_and_names_the_layer() -> None:
+    # A parameter used as a matrix (F.linear) mixes channels the graph cannot follow: the groups
+    # that reach it are refused (frozen, with the layer named), never cut wrongly.
+    s = StructureSet(_CustomNet(), torch.randn(1, 4))
+    frozen = {f.layer: f for f in s.unsupported}
+    assert "fc1" in frozen and "'mixer'" in frozen["fc1"].reason and "_Mixer" in frozen["fc1"].reason
+    assert "mixer" not in [layer.name for layer in s.layers]
 
 
 def test_unsupported_module_can_be_ignored() -> None:
     torch.manual_seed(0)
     net = _CustomNet()
     x = torch.randn(3, 4)
-    with pytest.warns(UserWarning):  # torch-pruning notes the unwrapped parameter
-        s = StructureSet(net, x[:1], ignored_layers=[net.mixer])
+    s = StructureSet(net, x[:1], ignored_layers=[net.mixer])
     # The ignored module is kept whole, so fc1 (whose channels it reads) is not prunable;
     # fc2 (after it) is; the head is the classifier.
     assert [layer.name for layer in s.layers] == ["fc2"] and s.num_structures == 5
@@ -230,10 +235,17 @@ def test_depthwise_model_builds() -> None:
 def _grouped_net() -> nn.Sequential:
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 6, 1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Flatten(), nn.Linear(6 * 8 * 8, 3),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=2),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 6, 1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 8 * 8, 3),
     )
     randomize_bn(net, seed=1)
     return net.eval()

@@ -13,8 +13,17 @@ from torch import nn
 class ToyLoader:
     """Batches over in-memory tensors; the order depends only on (seed, epoch)."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool, seed: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.x, self.y = x[rank::world_size], y[rank::world_size]
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
         self.epochs_seen: list[int] = []

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load, load_file, save
 
 from decayprune.train import (
-    TrainHook,
     Trainer,
+    TrainHook,
     TrainSettings,
     flatten_state,
     load_checkpoint,
@@ -134,8 +134,9 @@ class _TensorHook(TrainHook):
 def trained(tmp_path: Path, toy_loaders, make_toy_model) -> Trainer:
     train, test = toy_loaders()
     settings = TrainSettings(epochs=2, lr=0.05, batch_size=16, device="cpu", optimizer="adamw")
-    trainer = Trainer(make_toy_model(0), train, test, settings, run_dir=tmp_path / "run",
-                      hooks=[_TensorHook()], progress=False)
+    trainer = Trainer(
+        make_toy_model(0), train, test, settings, run_dir=tmp_path / "run", hooks=[_TensorHook()], progress=False
+    )
     trainer.fit()
     return trainer
 
@@ -168,8 +169,14 @@ def test_checkpoint_files_load_without_pickle(trained: Trainer, monkeypatch: pyt
     assert all(torch.equal(weights[k], model_state[k]) for k in weights)
 
     # The loader itself works with pickle disabled and restores everything.
-    other = Trainer(torch.nn.Sequential(*[type(m)(*_args(m)) for m in trained.model]), trained.train_loader,
-                    trained.test_loader, trained.settings, hooks=[_TensorHook()], progress=False)
+    other = Trainer(
+        torch.nn.Sequential(*[type(m)(*_args(m)) for m in trained.model]),
+        trained.train_loader,
+        trained.test_loader,
+        trained.settings,
+        hooks=[_TensorHook()],
+        progress=False,
+    )
     load_checkpoint(folder, other)
     assert other.epoch == 2 and other.global_step == trained.global_step
     assert torch.equal(other.hooks[0].seen, trained.hooks[0].seen) and other.hooks[0].calls == trained.hooks[0].calls
@@ -195,8 +202,9 @@ def test_load_refuses_other_hooks_and_other_architectures(trained: Trainer, toy_
     no_hooks = Trainer(trained.model, train, test, trained.settings, progress=False)
     with pytest.raises(ValueError, match="hooks"):
         load_checkpoint(folder, no_hooks)
-    wider = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(),
-                                torch.nn.Dropout(0.2), torch.nn.Linear(32, 3))
+    wider = torch.nn.Sequential(
+        torch.nn.Linear(6, 32), torch.nn.BatchNorm1d(32), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(32, 3)
+    )
     other = Trainer(wider, train, test, trained.settings, hooks=[_TensorHook()], progress=False)
     with pytest.raises(ValueError, match="does not fit the model"):
         load_checkpoint(folder, other)

@@ -75,8 +75,12 @@ def test_two_process_gloo_training(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = [str(tmp_path / "init"), str(run_dir), str(out_dir), str(tmp_path / "data.pt")]
     procs = [
-        subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), str(rank), *args], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [sys.executable, str(tmp_path / "worker.py"), str(rank), *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         for rank in range(2)
     ]
     outputs = [p.communicate(timeout=120)[0].decode() for p in procs]

@@ -14,8 +14,14 @@ from decayprune.train import Trainer, TrainSettings
 
 def _cnn() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    )
 
 
 def _images(loader_cls, device: str = "cpu"):
@@ -49,8 +55,7 @@ def test_amp_channels_last_training_and_resume_on_cuda(tmp_path: Path, loader_cl
     assert result.final["top1"] > 50.0
     meta = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
     assert meta["state"]["scaler"]["scale"] > 0
-    resumed = Trainer(_cnn(), train, test, settings.model_copy(update={"epochs": 4}), run_dir=tmp_path,
-                      progress=False)
+    resumed = Trainer(_cnn(), train, test, settings.model_copy(update={"epochs": 4}), run_dir=tmp_path, progress=False)
     with pytest.warns(UserWarning, match="epochs"):
         again = resumed.fit(resume=True)
     assert again.epochs_run == 1 and resumed.global_step == 4 * len(train)

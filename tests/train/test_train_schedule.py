@@ -64,8 +64,13 @@ def test_bad_arguments() -> None:
 
 @pytest.mark.parametrize("schedule", ["cosine", "step", "constant"])
 def test_scheduler_gives_lr_at_each_optimizer_step(schedule: str) -> None:
-    s = TrainSettings(epochs=3, lr=0.1, schedule=schedule, milestones=[1, 2] if schedule == "step" else [],
-                      warmup_epochs=1 if schedule != "step" else 0)
+    s = TrainSettings(
+        epochs=3,
+        lr=0.1,
+        schedule=schedule,
+        milestones=[1, 2] if schedule == "step" else [],
+        warmup_epochs=1 if schedule != "step" else 0,
+    )
     optimizer = build_optimizer(torch.nn.Linear(2, 2), s)
     scheduler = build_scheduler(optimizer, s, SPE)
     used = []

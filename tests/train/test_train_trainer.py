@@ -12,7 +12,7 @@ from rich.console import Console
 from sklearn.datasets import load_digits
 from torch import nn
 
-from decayprune.train import TrainHook, Trainer, TrainSettings, read_checkpoint_meta, read_jsonl
+from decayprune.train import Trainer, TrainHook, TrainSettings, read_checkpoint_meta, read_jsonl
 
 TIMING = {"epoch_time_s", "images_per_s"}
 
@@ -27,9 +27,15 @@ def test_digits_reach_high_accuracy(tmp_path: Path, loader_cls) -> None:
     test = loader_cls(x[test_idx], y[test_idx], 128, shuffle=False)
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1, stride=2), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(128, 10),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, stride=2),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(128, 10),
     )
     settings = TrainSettings(epochs=4, batch_size=32, lr=0.05, device="cpu", label_smoothing=0.05)
     result = Trainer(model, train, test, settings, run_dir=tmp_path, progress=False).fit()
@@ -40,8 +46,18 @@ def test_digits_reach_high_accuracy(tmp_path: Path, loader_cls) -> None:
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     lines = read_jsonl(tmp_path / "metrics.jsonl")
     assert lines == json.loads(json.dumps(result.history))
-    assert set(lines[0]) == {"epoch", "step", "train_loss", "train_top1", "test_top1", "test_top5", "test_loss",
-                             "lr", "epoch_time_s", "images_per_s"}
+    assert set(lines[0]) == {
+        "epoch",
+        "step",
+        "train_loss",
+        "train_top1",
+        "test_top1",
+        "test_top5",
+        "test_loss",
+        "lr",
+        "epoch_time_s",
+        "images_per_s",
+    }
     assert [line["epoch"] for line in lines] == [0, 1, 2, 3]
     assert [line["step"] for line in lines] == [len(train) * (e + 1) for e in range(4)]
 
@@ -85,8 +101,7 @@ class Recorder(TrainHook):
 def test_hooks_are_called_in_order_with_the_right_counts(toy_loaders, make_toy_model) -> None:
     train, test = toy_loaders(n_train=64, batch_size=16)  # 4 steps per epoch
     hooks = [Recorder(), Recorder()]
-    trainer = Trainer(make_toy_model(), train, test, TrainSettings(epochs=3, device="cpu"),
-                      hooks=hooks, progress=False)
+    trainer = Trainer(make_toy_model(), train, test, TrainSettings(epochs=3, device="cpu"), hooks=hooks, progress=False)
     result = trainer.fit()
     calls = hooks[0].calls
     assert calls == hooks[1].calls
@@ -101,27 +116,50 @@ def test_hooks_are_called_in_order_with_the_right_counts(toy_loaders, make_toy_m
 def _straight_and_resumed(tmp_path: Path, toy_loaders, make_toy_model, settings: TrainSettings, crash_at: int):
     train, test = toy_loaders()
     straight_hook = Recorder()
-    straight = Trainer(make_toy_model(0), train, test, settings, run_dir=tmp_path / "straight",
-                       hooks=[straight_hook], progress=False)
+    straight = Trainer(
+        make_toy_model(0), train, test, settings, run_dir=tmp_path / "straight", hooks=[straight_hook], progress=False
+    )
     straight_result = straight.fit()
 
     run_dir = tmp_path / "interrupted"
     train, test = toy_loaders()
     with pytest.raises(KeyboardInterrupt):
-        Trainer(make_toy_model(0), train, test, settings, run_dir=run_dir,
-                hooks=[Recorder(crash_at_step=crash_at)], progress=False).fit()
+        Trainer(
+            make_toy_model(0),
+            train,
+            test,
+            settings,
+            run_dir=run_dir,
+            hooks=[Recorder(crash_at_step=crash_at)],
+            progress=False,
+        ).fit()
     train, test = toy_loaders()
     resumed_hook = Recorder()
-    resumed = Trainer(make_toy_model(123), train, test, settings, run_dir=run_dir,  # other init: weights come from disk
-                      hooks=[resumed_hook], progress=False)
+    resumed = Trainer(
+        make_toy_model(123),
+        train,
+        test,
+        settings,
+        run_dir=run_dir,  # other init: weights come from disk
+        hooks=[resumed_hook],
+        progress=False,
+    )
     resumed_result = resumed.fit(resume=True)
     return straight, straight_result, straight_hook, resumed, resumed_result, resumed_hook, run_dir
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_resume_reaches_the_same_weights(tmp_path: Path, toy_loaders, make_toy_model, optimizer: str) -> None:
-    settings = TrainSettings(epochs=4, lr=0.05, optimizer=optimizer, warmup_epochs=1, label_smoothing=0.1,
-                             checkpoint_every=2, device="cpu", seed=7)
+    settings = TrainSettings(
+        epochs=4,
+        lr=0.05,
+        optimizer=optimizer,
+        warmup_epochs=1,
+        label_smoothing=0.1,
+        checkpoint_every=2,
+        device="cpu",
+        seed=7,
+    )
     steps = 6  # 96 samples / 16
     crash_at = 3 * steps + 2  # during the 4th epoch; the last checkpoint is after epoch 2
     straight, s_res, s_hook, resumed, r_res, r_hook, run_dir = _straight_and_resumed(
@@ -173,8 +211,14 @@ def test_resume_errors_and_auto(tmp_path: Path, toy_loaders, make_toy_model) -> 
     first = Trainer(make_toy_model(), train, test, settings, run_dir=tmp_path, progress=False).fit(resume="auto")
     assert first.epochs_run == 1
     with pytest.warns(UserWarning, match="lr"):
-        again = Trainer(make_toy_model(), train, test, TrainSettings(epochs=1, lr=0.01, device="cpu"),
-                        run_dir=tmp_path, progress=False).fit(resume="auto")
+        again = Trainer(
+            make_toy_model(),
+            train,
+            test,
+            TrainSettings(epochs=1, lr=0.01, device="cpu"),
+            run_dir=tmp_path,
+            progress=False,
+        ).fit(resume="auto")
     assert again.epochs_run == 0 and again.final["top1"] == pytest.approx(first.final["top1"])
     assert len(again.history) == 1
     with pytest.raises(ValueError, match="resume"):
@@ -195,8 +239,14 @@ def test_progress_output_without_a_terminal(toy_loaders, make_toy_model) -> None
     train, test = toy_loaders()
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=False, width=120)
-    trainer = Trainer(make_toy_model(), train, test, TrainSettings(epochs=2, log_every=2, device="cpu"),
-                      progress=True, console=console)
+    trainer = Trainer(
+        make_toy_model(),
+        train,
+        test,
+        TrainSettings(epochs=2, log_every=2, device="cpu"),
+        progress=True,
+        console=console,
+    )
     trainer.fit()
     text = buffer.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "img/s" in text and "test " in text
@@ -206,8 +256,14 @@ def test_user_optimizer_and_last_loss(toy_loaders, make_toy_model) -> None:
     train, test = toy_loaders()
     model = make_toy_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02)
-    trainer = Trainer(model, train, test, TrainSettings(epochs=1, schedule="constant", device="cpu"),
-                      optimizer=optimizer, progress=False)
+    trainer = Trainer(
+        model,
+        train,
+        test,
+        TrainSettings(epochs=1, schedule="constant", device="cpu"),
+        optimizer=optimizer,
+        progress=False,
+    )
     assert trainer.last_loss is None
     trainer.fit()
     assert trainer.optimizer is optimizer and optimizer.param_groups[0]["lr"] == 0.02

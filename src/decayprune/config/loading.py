@@ -26,9 +26,6 @@ from .run import RunConfig
 __all__ = ["config_to_dict", "dump_config", "load_config"]
 
 
-
-
-
 class _StrictLoader(yaml.SafeLoader):
     """A safe YAML loader that refuses duplicate keys instead of keeping the last one."""
 
@@ -40,9 +37,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
         key = loader.construct_object(key_node, deep=deep)
         if key in result:
             mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark)
         result[key] = loader.construct_object(value_node, deep=deep)
     return result
 
@@ -73,8 +68,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.load(text, Loader=_StrictLoader)  # safe: _StrictLoader is a SafeLoader
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(exc)], source=str(path)) from None
-    if data is None:
-        return {}
+    if data is None or data == {}:
+        sections = ", ".join(RunConfig.model_fields)
+        raise ConfigError(
+            [f"the file is empty; give at least one section ({sections}), or leave out --config for the defaults"],
+            source=str(path),
+        )
     if not isinstance(data, dict):
         sections = ", ".join(RunConfig.model_fields)
         raise ConfigError(
@@ -82,9 +81,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             source=str(path),
         )
     return data
-
-
-
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any, origin: str) -> None:
@@ -112,9 +108,6 @@ def _parse_override(text: str) -> tuple[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError([f"override {text!r}: value is not valid YAML ({_yaml_problem(exc)})"]) from None
     return key.strip(), value
-
-
-
 
 
 def load_config(

@@ -14,9 +14,6 @@ from ..registry import did_you_mean
 __all__ = ["validation_problems"]
 
 
-
-
-
 def _unwrap(annotation: Any) -> list[Any]:
     """The candidate types inside ``X | None``, ``Optional[X]``, ``list[X]``, ... ."""
     origin = typing.get_origin(annotation)
@@ -147,9 +144,7 @@ def _describe(error: Mapping[str, Any], root: type[BaseModel]) -> tuple[str, str
         return f"{key}: {(error.get('ctx') or {}).get('error', error.get('msg'))}", ""
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         sections = _models_in(annotation) if annotation is not None else [root]
-        return got, "must be a mapping" + (
-            f" with keys {', '.join(sections[0].model_fields)}" if sections else ""
-        )
+        return got, "must be a mapping" + (f" with keys {', '.join(sections[0].model_fields)}" if sections else "")
     if kind == "missing":
         return f"{key}: missing", "this key is required"
     return got, _allowed_text(error, annotation)
@@ -164,5 +159,3 @@ def validation_problems(exc: ValidationError, root: type[BaseModel]) -> list[str
         if tail and tail not in tails:
             tails.append(tail)
     return [f"{head}; {', or '.join(tails)}" if tails else head for head, tails in merged.items()]
-
-

@@ -46,7 +46,7 @@ class DecaySettings(BaseModel):
                           "paper: decay quanta)")
     t_len: float = Field(1.5, ge=0, description="T_len: release when C_len (gradient norm / layer mean) exceeds this")
     window: int = Field(8, ge=1, description="W: radial: steps averaged (and the least decay steps before a "
-                        "release); paper: consecutive steps both conditions must hold")
+                        "release; at most N); paper: consecutive steps both conditions must hold")
     cooldown: int = Field(200, ge=0, description="steps a released structure may not be selected again")
     sync_every: int | None = Field(
         None, ge=1,
@@ -118,6 +118,16 @@ class PruneSettings(BaseModel):
     )
     ignored_layers: list[str] = Field(default_factory=list, description="module names whose output channels are never pruned")
     round_to: int | None = Field(None, ge=1, description="pruned channels per layer are a multiple of this")
+    ignored_types: list[str] = Field(
+        default_factory=list, description="module class names (e.g. LayerNorm, Conv1D) whose layers are kept whole"
+    )
+    verify: bool | Literal["auto"] = Field(
+        "auto",
+        description="empirical exactness check before pruning (float64 copy: zero, compact, compare outputs); "
+        "groups that fail are refused. auto: only groups with risky ops (attention, sigmoid, unknown ops); "
+        "true: all; false: none",
+    )
+    verify_tolerance: float = Field(1e-6, gt=0, lt=1, description="relative output error the exactness check accepts")
 
     @field_validator("method")
     @classmethod

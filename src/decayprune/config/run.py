@@ -71,9 +71,12 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
     name: str = Field("small_cnn", description="Model name (see `decayprune.list_models()`).")
-    width: float = Field(1.0, gt=0, description="Multiplier on every hidden channel count.")
-    weights: Path | None = Field(
-        None, description="A .safetensors file of weights to start from; unset: random init."
+    width: float = Field(1.0, gt=0, le=64, description="Multiplier on every hidden channel count (at most 64).")
+    weights: Path | None = Field(None, description="A .safetensors file of weights to start from; unset: random init.")
+    scratch_from: Path | None = Field(
+        None,
+        description="A pruned model file (e.g. runs/NAME/pruned.safetensors, its .json next to it): train its "
+        "architecture from fresh random weights (the scratch baseline of Liu et al., ICLR 2019).",
     )
 
     @field_validator("name")
@@ -95,6 +98,29 @@ class ModelConfig(BaseModel):
             raise ValueError(f"'{value}' is a folder, not a .safetensors file")
         return value
 
+    @field_validator("scratch_from")
+    @classmethod
+    def _existing_pruned_model(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser()
+        spec = (
+            value.with_suffix(".json")
+            if value.suffix in (".safetensors", ".json")
+            else value.with_name(value.name + ".json")
+        )
+        if not spec.is_file():
+            raise ValueError(
+                f"no pruned-model spec '{spec}'; give a pruned model file such as runs/NAME/pruned.safetensors"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_start(self) -> "ModelConfig":
+        if self.weights is not None and self.scratch_from is not None:
+            raise ValueError("weights and scratch_from exclude each other: scratch training starts from random weights")
+        return self
+
 
 class RunConfig(BaseModel):
     """One run: what to train or prune, on what, how, and where to write it."""
@@ -111,7 +137,8 @@ class RunConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model settings.")
     train: TrainSettings = Field(default_factory=TrainSettings, description="`train` runs: how the model is trained.")
     pretrain: TrainSettings | None = Field(
-        None, description="`prune` runs: train the base model first with these settings (skipped if model.weights is set)."
+        None,
+        description="`prune` runs: train the base model first with these settings (skipped if model.weights is set).",
     )
     prune: PruneSettings | None = Field(
         None, description="`prune` runs: method, MACs budget, schedule and zeroing policy (oneshot, sp, sp+sr)."
@@ -145,7 +172,9 @@ class RunConfig(BaseModel):
         if self.prune is None:
             extra = [k for k in ("finetune", "pretrain") if k in self.model_fields_set]
             if extra:
-                raise ValueError(f"{' and '.join(extra)} only apply to prune runs; add a 'prune' section or remove them")
+                raise ValueError(
+                    f"{' and '.join(extra)} only apply to prune runs; add a 'prune' section or remove them"
+                )
         return self
 
     @property

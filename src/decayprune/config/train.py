@@ -67,21 +67,15 @@ class TrainSettings(BaseModel):
         try:
             torch.device(value)
         except (RuntimeError, ValueError) as err:
-            raise ValueError(
-                f"device {value!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
-            ) from err
+            raise ValueError(f"device {value!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainSettings:
         if self.milestones and self.milestones[-1] >= self.epochs:
-            raise ValueError(
-                f"milestones must all be < epochs ({self.epochs}), got {self.milestones}"
-            )
+            raise ValueError(f"milestones must all be < epochs ({self.epochs}), got {self.milestones}")
         if self.warmup_epochs > self.epochs:
-            raise ValueError(
-                f"warmup_epochs ({self.warmup_epochs}) must be <= epochs ({self.epochs})"
-            )
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be <= epochs ({self.epochs})")
         if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0 (got momentum=0)")
         return self
@@ -102,7 +96,10 @@ def resolve_device(name: str) -> torch.device:
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device: got {name!r}; expected cpu, cuda, cuda:N, mps or auto") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
     return device

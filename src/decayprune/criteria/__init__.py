@@ -7,33 +7,64 @@ group_norm     squared L2 over all coupled slices (DepGraph)           weights
 l1_filter      sum of |w| of the producing filters (Li et al. 2017)    weights
 l2_filter      L2 norm of the producing filters (Li et al. 2017)       weights
 random         seeded uniform random (the control)                     weights
+bn_scale       |gamma| of the channel's BN (Network Slimming)          weights
+bn_statistics  E[ReLU(BN output)] from gamma, beta, running var        weights
+taylor         (sum g*w)^2 over the group; order 2 adds w'Hw/2         grads
+taylor_act...  |activation x gradient| per channel (Molchanov 2017)    grads
+hrank          mean matrix rank of the channel's feature maps          data
+chip           nuclear-norm drop without the channel (CHIP)            data
+thinet         greedy next-layer reconstruction order (ThiNet)         data
+snip           sum |g*w| over the group's slices (SNIP, per group)     grads
 =============  ======================================================  =========
 """
 
 from .base import Criterion, Need, create_criterion, criterion_class, list_criteria, register_criterion
+from .bn import BNScale, BNStatistics, expected_activation, norm_layer_slices
+from .catalog import criteria_table
 from .distributed import all_reduce_mean
+from .feature_maps import ChannelIndependence, FeatureMapRank, channel_independence, feature_map_ranks
 from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm
 from .passes import backward_passes, capture_outputs, forward_passes
 from .random import RandomScores
 from .reduce import is_weight_of, layer_normalize, module_of, sum_over_slices
+from .snip import Snip, structure_abs_sum
+from .taylor import Taylor, TaylorActivation, normalize_per_layer, structure_dot
+from .thinet import ThiNet, greedy_removal_order
 
 __all__ = [
+    "BNScale",
+    "BNStatistics",
+    "ChannelIndependence",
     "Criterion",
+    "FeatureMapRank",
     "GroupMagnitude",
     "L1FilterNorm",
     "L2FilterNorm",
     "Need",
     "RandomScores",
+    "Snip",
     "all_reduce_mean",
     "backward_passes",
     "capture_outputs",
+    "channel_independence",
     "create_criterion",
     "criterion_class",
     "forward_passes",
+    "greedy_removal_order",
     "is_weight_of",
     "layer_normalize",
     "list_criteria",
     "module_of",
     "register_criterion",
+    "structure_abs_sum",
     "sum_over_slices",
+    "Taylor",
+    "TaylorActivation",
+    "ThiNet",
+    "criteria_table",
+    "expected_activation",
+    "feature_map_ranks",
+    "norm_layer_slices",
+    "normalize_per_layer",
+    "structure_dot",
 ]

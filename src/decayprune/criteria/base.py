@@ -20,7 +20,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -34,6 +35,12 @@ if TYPE_CHECKING:
 __all__ = ["Criterion", "Need", "create_criterion", "criterion_class", "list_criteria", "register_criterion"]
 
 Need = Literal["weights", "data", "grads", "hvp"]
+
+
+class NoOptions(BaseModel):
+    """The options of a criterion or method that takes none (any key is an error)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Criterion:
@@ -52,16 +59,15 @@ class Criterion:
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""
 
-    class Options(BaseModel):
-        """No options."""
-
-        model_config = ConfigDict(extra="forbid")
+    Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, **options: Any) -> None:
         try:
-            self.options = self.Options(**options)
+            self.options: Any = self.Options(**options)  # the subclass's Options (typed there)
         except ValidationError as exc:
-            raise ValueError(f"bad options for criterion {self.name!r}: {'; '.join(validation_problems(exc, self.Options))}") from None
+            raise ValueError(
+                f"bad options for criterion {self.name!r}: {'; '.join(validation_problems(exc, self.Options))}"
+            ) from None
 
     @property
     def needs_data(self) -> bool:

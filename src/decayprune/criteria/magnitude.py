@@ -56,8 +56,9 @@ class L1FilterNorm(Criterion):
     paper = "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017"
 
     def score(self, ctx: "PruneContext") -> torch.Tensor:
-        return sum_over_slices(ctx.structures, lambda rows: rows.abs().sum(1), role=PRODUCER,
-                               keep=is_weight_of(*CONV_OR_LINEAR))
+        return sum_over_slices(
+            ctx.structures, lambda rows: rows.abs().sum(1), role=PRODUCER, keep=is_weight_of(*CONV_OR_LINEAR)
+        )
 
 
 @register_criterion("l2_filter")
@@ -70,5 +71,6 @@ class L2FilterNorm(Criterion):
     paper = "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017"
 
     def score(self, ctx: "PruneContext") -> torch.Tensor:
-        return sum_over_slices(ctx.structures, lambda rows: rows.pow(2).sum(1), role=PRODUCER,
-                               keep=is_weight_of(*CONV_OR_LINEAR)).sqrt()
+        return sum_over_slices(
+            ctx.structures, lambda rows: rows.pow(2).sum(1), role=PRODUCER, keep=is_weight_of(*CONV_OR_LINEAR)
+        ).sqrt()

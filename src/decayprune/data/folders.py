@@ -81,7 +81,5 @@ def locate(title: str, candidates: Sequence[Path], check: FolderCheck, expected:
         reasons.append(f"  {folder}  ({problem})")
     searched = "\n".join(reasons) if reasons else f"  (none: no data_dir was given and ${ENV_VAR} is not set)"
     raise FileNotFoundError(
-        f"{title} not found. Folders searched:\n{searched}\n"
-        f"Expected: {expected}\n"
-        f"How to get it: {how_to_get}"
+        f"{title} not found. Folders searched:\n{searched}\nExpected: {expected}\nHow to get it: {how_to_get}"
     )

@@ -17,8 +17,9 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, padding: int
     """Random crop (after zero padding by ``padding`` pixels) and random horizontal flip, per image.
 
     Vectorised: one ``torch.gather`` over the flattened padded images builds the whole batch.
-    Images are usually normalized already, so the zero padding is the mean colour. The random draws come from ``generator`` (CPU or on the
-    images' device), so the same generator state gives the same batch.
+    Images are usually normalized already, so the zero padding is the mean colour. The random draws
+    come from ``generator`` (CPU or on the images' device), so the same generator state gives the
+    same batch.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -150,9 +151,7 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         indices = self.indices().to(self.images.device)
-        generator = (
-            derive_generator(self.seed, "augment", self.epoch, self.rank) if self.augment else None
-        )
+        generator = derive_generator(self.seed, "augment", self.epoch, self.rank) if self.augment else None
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             batch = indices[start : start + self.batch_size]
             images = self.images[batch]

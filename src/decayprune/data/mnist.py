@@ -29,8 +29,18 @@ _SUBFOLDERS = {
 _TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 _CLASS_NAMES = {
     "mnist": tuple(str(d) for d in range(10)),
-    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
 }
 _NUM_CLASSES = 10
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -193,7 +194,7 @@ def subset_splits(
     """
     n_train = _check_subset(train_subset, splits.num_train, "train_subset")
     n_test = _check_subset(test_subset, splits.num_test, "test_subset")
-    changes: dict[str, torch.Tensor] = {}
+    changes: dict[str, Any] = {}
     for split, size, stream in (("train", n_train, 1), ("test", n_test, 2)):
         if size is None:
             continue

@@ -64,8 +64,14 @@ def synthetic_raw(
     if len(tuple(image_size)) != 2:
         raise ValueError(f"image_size must be (height, width), got {image_size!r}")
     height, width = image_size
-    _check_positive(num_classes=num_classes, height=height, width=width, in_channels=in_channels,
-                    train_size=train_size, test_size=test_size)
+    _check_positive(
+        num_classes=num_classes,
+        height=height,
+        width=width,
+        in_channels=in_channels,
+        train_size=train_size,
+        test_size=test_size,
+    )
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     generator = derive_generator(seed, "synthetic", "prototypes")

@@ -20,8 +20,8 @@ calls it before the method adds its regulariser; the optimizer's weight decay is
 ``sr_criterion="radial"`` (default): ``c_t = <u, x> / (||u|| ||x||)``, the radial share of the
 update (+1: all of it pushes the norm back up, 0: it only turns ``x``, -1: it shrinks ``x``).
 ``C_rate`` and ``C_len`` are running means over the last ``W`` counted decay steps (exact means
-for the first ``W``, then an EMA with weight ``1/W``); ``s`` is released when, after at least
-``W`` decay steps, ``C_rate > T_rate`` and ``C_len > T_len``. Why: the paper-literal push-back
+for the first ``W``, then an EMA with weight ``1/W``; ``W`` is capped at ``N``); ``s`` is released
+when, after at least ``W`` decay steps, ``C_rate > T_rate`` and ``C_len > T_len``. Why: the paper-literal push-back
 below is a length, so it grows with the learning rate and shrinks with the weight scale (a
 10x larger lr releases 10x more easily); measured on small_cnn / digits its median was 2e-4
 quanta, so no fixed threshold fits. A cosine does not change when the lr (SGD, momentum, Adam:
@@ -459,9 +459,11 @@ class DecayEngine:
         counted = decaying if advance is None else decaying & advance
         if cfg.sr_criterion == "radial" and self._snapshots is not None:
             c_rate = self._radial_share()
-            # Running mean over the first W counted steps, then an EMA with weight 1/W.
+            # Running mean over the first W counted steps, then an EMA with weight 1/W (W at most N, so
+            # that a decay shorter than the window can still be released).
+            window = min(cfg.window, cfg.steps)
             n_done = st["done_steps"].float()
-            weight = torch.maximum(1.0 / (n_done + 1.0), torch.full_like(n_done, 1.0 / cfg.window))
+            weight = torch.maximum(1.0 / (n_done + 1.0), torch.full_like(n_done, 1.0 / window))
             weight = torch.where(counted, weight, torch.zeros_like(weight))
             st["ema_rate"].add_(weight * (c_rate - st["ema_rate"]))
             st["ema_len"].add_(weight * (c_len - st["ema_len"]))
@@ -469,7 +471,7 @@ class DecayEngine:
             resisting = (c_rate > cfg.t_rate) & (c_len > cfg.t_len)
             streak = torch.where(resisting, st["streak"] + 1, torch.zeros_like(st["streak"]))
             streak = torch.where(counted, streak, st["streak"])
-            release = counted & resisting & (st["done_steps"] + 1 >= cfg.window)
+            release = counted & resisting & (st["done_steps"] + 1 >= window)
         else:
             resisting = (c_rate > cfg.t_rate) & (c_len > cfg.t_len)
             streak = torch.where(resisting, st["streak"] + 1, torch.zeros_like(st["streak"]))

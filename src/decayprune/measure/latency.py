@@ -1,4 +1,10 @@
-"""Wall-clock inference latency of a model (median over repeated timed forward passes)."""
+"""Wall-clock inference latency of a model: median and interquartile range of timed forward passes.
+
+How to measure well: time on an otherwise idle machine, pin the thread count (``threads=``; the
+result records it), use enough repeats (>= 50 for millisecond-scale models) and compare two models
+only when their IQRs are small against the difference of their medians
+(:attr:`LatencyResult.too_noisy` flags a spread above :data:`NOISY_SPREAD` of the median).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-__all__ = ["LatencyResult", "measure_latency"]
+__all__ = ["NOISY_SPREAD", "LatencyResult", "measure_latency"]
+
+#: IQR / median above which a latency is too noisy to compare models by.
+NOISY_SPREAD = 0.25
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,8 @@ class LatencyResult:
         repeats: Number of timed passes.
         batch_size: Samples per pass (first dimension of the first input tensor).
         device: Device the passes ran on, e.g. ``"cpu"`` or ``"cuda:0"``.
+        iqr_ms: Interquartile range (75th - 25th percentile) of the passes, milliseconds.
+        threads: ``torch.get_num_threads()`` while timing.
     """
 
     median_ms: float
@@ -35,6 +46,13 @@ class LatencyResult:
     repeats: int
     batch_size: int
     device: str
+    iqr_ms: float = 0.0
+    threads: int = 0
+
+    @property
+    def too_noisy(self) -> bool:
+        """True when the spread (IQR / median) exceeds :data:`NOISY_SPREAD`: do not compare by it."""
+        return self.median_ms > 0 and self.iqr_ms / self.median_ms > NOISY_SPREAD
 
     @property
     def throughput(self) -> float:
@@ -49,6 +67,7 @@ def measure_latency(
     warmup: int = 5,
     repeats: int = 20,
     device: str | torch.device | None = None,
+    threads: int | None = None,
 ) -> LatencyResult:
     """Time forward passes of ``model`` in eval mode under ``torch.inference_mode``.
 
@@ -65,6 +84,8 @@ def measure_latency(
         warmup: Untimed passes first (>= 0).
         repeats: Timed passes (>= 1).
         device: Where to run, or ``None`` for the model's device.
+        threads: Pin ``torch.set_num_threads`` to this for the measurement (restored after);
+            ``None`` keeps the current setting. Either way the count is recorded.
 
     Returns:
         A :class:`LatencyResult`.
@@ -96,7 +117,13 @@ def measure_latency(
     runner = model if _same_device(own, target) else copy.deepcopy(model).to(target)
     inputs = tuple(t.to(target) if isinstance(t, torch.Tensor) else t for t in inputs)
 
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
     was_training = runner.training
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    used_threads = torch.get_num_threads()
     runner.eval()
     try:
         with torch.inference_mode():
@@ -111,6 +138,8 @@ def measure_latency(
                 times_ms.append((time.perf_counter() - start) * 1000.0)
     finally:
         runner.train(was_training)
+        torch.set_num_threads(old_threads)
+    quartiles = statistics.quantiles(times_ms, n=4, method="inclusive") if len(times_ms) > 1 else [times_ms[0]] * 3
     return LatencyResult(
         median_ms=statistics.median(times_ms),
         mean_ms=statistics.fmean(times_ms),
@@ -119,14 +148,16 @@ def measure_latency(
         repeats=repeats,
         batch_size=batch_size,
         device=str(target),
+        iqr_ms=quartiles[2] - quartiles[0],
+        threads=used_threads,
     )
 
 
 def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 

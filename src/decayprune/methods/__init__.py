@@ -5,23 +5,29 @@ Ranking methods combine a criterion (:mod:`decayprune.criteria`) with the select
 """
 
 from .base import PruningMethod, create_method, list_methods, method_class, register_method
-from .budget import fill_to_budget
+from .budget import check_layer_caps, fill_to_budget, layer_cap_ratios
 from .context import PruneContext
 from .depgraph import DepGraph
+from .dhspg import DHSPG
 from .gate_decorator import GateDecorator, GateDecoratorOptions
 from .gated_norms import add_norm_gates, gate_taylor_scores
 from .global_threshold import tick_selection
 from .iterative import IterativeMethod, RankingOptions
 from .magnitude import L1Pruning, RandomPruning
+from .otov2 import OTOv2
 from .schedule import SelectionSchedule
+from .slimming import NetworkSlimming
 from .tick_tock import TickTockSchedule, triangular_lr
 
 __all__ = [
+    "DHSPG",
     "DepGraph",
     "GateDecorator",
     "GateDecoratorOptions",
     "IterativeMethod",
     "L1Pruning",
+    "NetworkSlimming",
+    "OTOv2",
     "PruneContext",
     "PruningMethod",
     "RandomPruning",
@@ -29,9 +35,11 @@ __all__ = [
     "SelectionSchedule",
     "TickTockSchedule",
     "add_norm_gates",
+    "check_layer_caps",
     "create_method",
     "fill_to_budget",
     "gate_taylor_scores",
+    "layer_cap_ratios",
     "list_methods",
     "method_class",
     "register_method",

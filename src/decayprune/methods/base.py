@@ -14,7 +14,8 @@ engine's ``after_backward`` -> ``optimizer.step()`` -> the engine's ``after_step
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn as nn
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
 __all__ = ["PruningMethod", "create_method", "list_methods", "method_class", "register_method"]
 
 
+class NoOptions(BaseModel):
+    """The options of a criterion or method that takes none (any key is an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class PruningMethod:
     """Base class of pruning methods; override the hooks you need.
 
@@ -45,14 +52,11 @@ class PruningMethod:
     uses_criterion: ClassVar[bool] = False
     default_criterion: ClassVar[str | None] = None
 
-    class Options(BaseModel):
-        """No options."""
-
-        model_config = ConfigDict(extra="forbid")
+    Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, criterion: Criterion | None = None, **options: Any) -> None:
         try:
-            self.options = self.Options(**options)
+            self.options: Any = self.Options(**options)  # the subclass's Options (typed there)
         except ValidationError as exc:
             problems = "; ".join(validation_problems(exc, self.Options))
             raise ValueError(f"bad options for pruning method {self.name!r}: {problems}") from None

@@ -8,14 +8,18 @@ about the same fraction). A per-layer cap keeps any layer from being starved, an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
 import torch
 
+from ..errors import UserError
+
 if TYPE_CHECKING:
     from .context import PruneContext
 
-__all__ = ["fill_to_budget"]
+__all__ = ["check_layer_caps", "fill_to_budget", "layer_cap_ratios"]
 
 
 def fill_to_budget(
@@ -27,6 +31,7 @@ def fill_to_budget(
     ranking: str = "global",
     max_layer_ratio: float = 0.9,
     committed: torch.Tensor | None = None,
+    layer_caps: Mapping[str, float] | None = None,
 ) -> torch.Tensor:
     """Pick the lowest-scored candidates so that the committed set's MACs reach ``macs_budget``.
 
@@ -41,6 +46,9 @@ def fill_to_budget(
         max_layer_ratio: No layer loses more than this fraction of its structures (and every
             layer keeps at least one), so no layer is starved.
         committed: What counts as already removed (default: the engine's committed set).
+        layer_caps: Per-layer limits ``{layer name or glob pattern: max pruned fraction}`` that
+            tighten ``max_layer_ratio`` for the layers they name (e.g. from a sensitivity analysis);
+            the first matching pattern wins.
 
     Returns:
         The ids to start removing (possibly empty).
@@ -49,7 +57,7 @@ def fill_to_budget(
     committed = ctx.decay.committed() if committed is None else committed
     if structures.macs(committed) <= macs_budget:
         return torch.zeros(0, dtype=torch.long)
-    caps = _layer_caps(ctx, committed, max_layer_ratio)
+    caps = _layer_caps(ctx, committed, layer_cap_ratios(structures, max_layer_ratio, layer_caps))
     if ranking == "global":
         order = _global_order(scores, candidates, structures.layer_of, caps)
     elif ranking == "layer":
@@ -60,18 +68,48 @@ def fill_to_budget(
     return _smallest_sufficient(ctx, committed, pick, order.numel(), macs_budget)
 
 
-def _layer_caps(ctx: "PruneContext", committed: torch.Tensor, max_layer_ratio: float) -> torch.Tensor:
+def layer_cap_ratios(structures, max_layer_ratio: float, layer_caps: Mapping[str, float] | None = None) -> list[float]:
+    """The largest prunable fraction of every layer group: ``max_layer_ratio``, tightened by ``layer_caps``.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> from decayprune.structure import StructureSet
+        >>> net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+        >>> s = StructureSet(net, torch.zeros(1, 2))
+        >>> sorted(zip([l.name for l in s.layers], layer_cap_ratios(s, 0.9, {"2": 0.25})))
+        [('0', 0.9), ('2', 0.25)]
+    """
+    ratios = []
+    for layer in structures.layers:
+        cap = next((v for k, v in (layer_caps or {}).items() if fnmatchcase(layer.name, k)), max_layer_ratio)
+        ratios.append(min(cap, max_layer_ratio))
+    return ratios
+
+
+def check_layer_caps(structures, layer_caps: Mapping[str, float] | None) -> None:
+    """Refuse caps outside [0, 1] or naming no layer group (a ``UserError`` listing the layer names)."""
+    names = [layer.name for layer in structures.layers]
+    for key, value in (layer_caps or {}).items():
+        if not 0 <= float(value) <= 1:
+            raise UserError(f"layer_caps[{key!r}] is {value}; a cap is the largest pruned fraction, in [0, 1]")
+        if not any(fnmatchcase(name, key) for name in names):
+            raise UserError(f"layer_caps names {key!r}, which matches no prunable layer; layers: {', '.join(names)}")
+
+
+def _layer_caps(ctx: "PruneContext", committed: torch.Tensor, ratios: list[float]) -> torch.Tensor:
     s = ctx.structures
     caps = []
-    for layer in s.layers:
-        limit = min(int(layer.size * max_layer_ratio), layer.size - 1)
+    for layer, ratio in zip(s.layers, ratios, strict=True):
+        limit = min(int(layer.size * ratio), layer.size - 1)
         rt = s.round_to or 1
         limit = (limit // rt) * rt
         caps.append(max(limit - int(committed[layer.first : layer.first + layer.size].sum()), 0))
     return torch.tensor(caps, dtype=torch.long)
 
 
-def _global_order(scores: torch.Tensor, candidates: torch.Tensor, layer_of: torch.Tensor, caps: torch.Tensor) -> torch.Tensor:
+def _global_order(
+    scores: torch.Tensor, candidates: torch.Tensor, layer_of: torch.Tensor, caps: torch.Tensor
+) -> torch.Tensor:
     ids = candidates.nonzero().flatten()
     ids = ids[torch.argsort(scores[ids].cpu(), stable=True)]
     # Drop, per layer, the candidates beyond that layer's cap (keeps the ranking order).
@@ -96,8 +134,9 @@ def _round_per_layer(ids: torch.Tensor, structures) -> torch.Tensor:
     return ids[keep]
 
 
-def _layer_order(ctx: "PruneContext", scores: torch.Tensor, candidates: torch.Tensor, caps: torch.Tensor,
-                 committed: torch.Tensor) -> torch.Tensor:
+def _layer_order(
+    ctx: "PruneContext", scores: torch.Tensor, candidates: torch.Tensor, caps: torch.Tensor, committed: torch.Tensor
+) -> torch.Tensor:
     """Interleave layers so every prefix prunes each layer by about the same fraction.
 
     Within a layer candidates go lowest score first; across layers the next pick is the one
@@ -117,7 +156,9 @@ def _layer_order(ctx: "PruneContext", scores: torch.Tensor, candidates: torch.Te
     return ids[torch.argsort(keys, stable=True)]
 
 
-def _smallest_sufficient(ctx: "PruneContext", committed: torch.Tensor, pick, upper: int, macs_budget: float) -> torch.Tensor:
+def _smallest_sufficient(
+    ctx: "PruneContext", committed: torch.Tensor, pick, upper: int, macs_budget: float
+) -> torch.Tensor:
     """Binary search for the smallest k whose pick meets the target (or the largest allowed)."""
     s = ctx.structures
 

@@ -85,8 +85,9 @@ class PruneContext:
             yield moved, labels.to(device)
 
     # ------------------------------------------------------------------ adding parameters
-    def add_channel_multiplier(self, module_name: str, init: torch.Tensor | None = None,
-                               name: str = "channel_gate") -> ChannelMultiplier:
+    def add_channel_multiplier(
+        self, module_name: str, init: torch.Tensor | None = None, name: str = "channel_gate"
+    ) -> ChannelMultiplier:
         """Scale the output channels of ``module_name`` by a new trainable vector (e.g. a gate).
 
         The vector joins its structures as a producer slice (so decay, keep-at-zero and norms
@@ -97,8 +98,9 @@ class PruneContext:
         multiplier = add_channel_multiplier(self.structures, module_name, init, name=name)
         if self.optimizer is not None:
             reference = self.optimizer.param_groups[0]
-            self.optimizer.add_param_group({**{k: v for k, v in reference.items() if k != "params"},
-                                            "params": [multiplier.param]})
+            self.optimizer.add_param_group(
+                {**{k: v for k, v in reference.items() if k != "params"}, "params": [multiplier.param]}
+            )
         self.multipliers.append(multiplier)
         return multiplier
 

@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import PruningMethod, register_method
-from .budget import fill_to_budget
+from .budget import check_layer_caps, fill_to_budget
 
 if TYPE_CHECKING:
     from .context import PruneContext
@@ -32,6 +32,10 @@ class RankingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ranking: Literal["global", "layer"] = Field("global", description="one ranking over all layers, or per layer")
     max_layer_ratio: float = Field(0.9, gt=0, le=1, description="most any layer may lose")
+    layer_caps: dict[str, float] = Field(
+        default_factory=dict,
+        description="per-layer max pruned fraction, {layer name or glob: fraction} (e.g. from sensitivity)",
+    )
 
 
 @register_method("iterative")
@@ -54,6 +58,9 @@ class IterativeMethod(PruningMethod):
             raise ValueError(f"method {self.name!r} ranks by a criterion; pass one (see decayprune.list_criteria())")
         self._refill = False
 
+    def setup(self, ctx: "PruneContext") -> None:
+        check_layer_caps(ctx.structures, self.options.layer_caps)
+
     def scores(self, ctx: "PruneContext") -> torch.Tensor:
         """Importance of every structure (the criterion's scores), shape ``[S]``."""
         return self.criterion.score(ctx)
@@ -67,15 +74,16 @@ class IterativeMethod(PruningMethod):
         if ctx.committed_macs() <= budget:
             return None
         scores = self.scores(ctx)
-        ranking, cap = self.options.ranking, self.options.max_layer_ratio
-        picked = fill_to_budget(ctx, scores, budget, ctx.decay.available(ctx.step), ranking=ranking, max_layer_ratio=cap)
+        ranking, cap, caps = self.options.ranking, self.options.max_layer_ratio, self.options.layer_caps
+        picked = fill_to_budget(ctx, scores, budget, ctx.decay.available(ctx.step), ranking=ranking,
+                                max_layer_ratio=cap, layer_caps=caps)
         committed = ctx.decay.committed()
         committed[picked] = True
         if ctx.structures.macs(committed) > budget:
             # Not enough fresh candidates (e.g. many releases cooling down): the budget wins over
             # the cool-down, so released structures may be picked again, lowest score first.
             extra = fill_to_budget(ctx, scores, budget, ~committed, ranking=ranking, max_layer_ratio=cap,
-                                   committed=committed)
+                                   committed=committed, layer_caps=caps)
             picked = torch.cat([picked, extra])
         return picked
 

@@ -8,7 +8,7 @@ for ``oneshot``), and the run keeps a margin of ``ceil(recovery_fraction * total
 after the last decay ends. So no decay may start after ``last_start = total - margin - N``: the
 Pruner refuses selections after it, and self-rectifying stops releasing after it (a release
 could no longer be backfilled in time). A config whose selections cannot fit is refused before
-training (:class:`~decayprune.errors.ConfigError`, with the arithmetic). When ``decay.steps`` is
+training (:class:`~decayprune.errors.ScheduleError`, with the arithmetic). When ``decay.steps`` is
 left unset and its default (100) does not fit the run, N is fitted: half the steps between the
 first selection and the default end of the pruning phase (at least 1).
 """
@@ -16,10 +16,11 @@ first selection and the default end of the pruning phase (at least 1).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 from ..config.prune import PruneSettings
-from ..errors import ConfigError
+from ..errors import ScheduleError
 
 __all__ = ["SelectionSchedule"]
 
@@ -55,7 +56,7 @@ class SelectionSchedule:
 
         Without ``end_epoch`` the last selection leaves room for the decay (N steps, for the
         DPM policies) and a quarter of the run for recovery (or ``recovery_fraction``, if larger).
-        Raises :class:`~decayprune.errors.ConfigError` when a selection's decay cannot end
+        Raises :class:`~decayprune.errors.ScheduleError` when a selection's decay cannot end
         ``recovery_fraction`` of the run before its end.
 
         Example:
@@ -74,6 +75,8 @@ class SelectionSchedule:
         explicit_end = None if settings.end_epoch is None else int(round(settings.end_epoch * steps_per_epoch))
         decay = cls._decay_steps(settings, total_steps, start, margin, recovery, explicit_end)
         last_start = total_steps - margin - decay
+        if settings.decay.smooth and last_start < start and "steps" not in settings.decay.model_fields_set:
+            last_start = start  # the too-short run _decay_steps warned about: its one selection only
         if explicit_end is not None:
             end = explicit_end
         else:
@@ -82,12 +85,12 @@ class SelectionSchedule:
             raise ValueError(f"pruning ends (step {end}) before it starts (step {start})")
         if end > last_start:
             what = f"a decay of N = {decay} steps (decay.steps) " if decay else "a selection "
-            raise ConfigError([
+            raise ScheduleError(
                 f"end_epoch: the last selection at step {end} + {what}+ a recovery margin of {margin} steps "
                 f"(recovery_fraction {settings.recovery_fraction} of {total_steps}) = {end + decay + margin} > "
                 f"{total_steps} steps in the run; allowed: a last selection at step <= {last_start}, a shorter "
                 "decay, a smaller recovery_fraction or a longer run"
-            ])
+            )
         k = settings.iterative_steps
         if k == 1:
             return cls((start,), last_start, decay)
@@ -103,24 +106,33 @@ class SelectionSchedule:
         latest = end if end is not None else start
         if n + margin + latest <= total or "steps" in settings.decay.model_fields_set:
             if latest + n + margin > total:
-                raise ConfigError([
+                raise ScheduleError(
                     f"decay.steps: a selection at step {latest} + a decay of N = {n} steps + a recovery margin of "
                     f"{margin} steps (recovery_fraction {settings.recovery_fraction} of {total}) = "
                     f"{latest + n + margin} > {total} steps in the run; allowed: decay.steps <= "
                     f"{max(total - margin - latest, 0)} (0 means no room: a later start is impossible), an earlier "
                     "start_epoch / end_epoch, a smaller recovery_fraction or a longer run"
-                ])
+                )
             return n
         if end is not None:
             fitted = total - margin - end
         else:
             fitted = (total - recovery - start) // 2
+        if fitted < 1 and not settings.model_fields_set & {"end_epoch", "recovery_fraction"}:
+            # Nothing of the schedule was set and the run is too short for any decay (e.g. a Pruner used
+            # only to score structures, total_steps=1): one step, without the margin, and a warning.
+            warnings.warn(
+                f"a run of {total} steps has no room for a decay and a recovery margin of {margin} steps after the "
+                f"selection at step {latest}: decay.steps is set to 1 and the margin is not kept",
+                stacklevel=4,
+            )
+            return 1
         if fitted < 1:
-            raise ConfigError([
+            raise ScheduleError(
                 f"decay.steps: no room for a decay: the run has {total} steps, the first selection is at step "
                 f"{latest} and the recovery margin is {margin} steps (recovery_fraction {settings.recovery_fraction})"
                 "; allowed: an earlier start_epoch, a smaller recovery_fraction or a longer run"
-            ])
+            )
         return min(n, fitted)
 
     def can_start(self, step: int) -> bool:

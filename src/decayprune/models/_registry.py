@@ -7,7 +7,8 @@ Importing :mod:`decayprune.models` registers every built-in family in
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch.nn as nn
 

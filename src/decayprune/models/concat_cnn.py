@@ -23,9 +23,7 @@ __all__ = ["ConcatCNN"]
 
 
 def _conv_bn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU()
-    )
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
 
 class ConcatCNN(nn.Module):

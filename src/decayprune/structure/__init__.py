@@ -1,10 +1,11 @@
 """What can be pruned: channel groups, keep-at-zero masks, compaction and pruned-model files."""
 
+from .check import CheckReport, check_model, format_report, resolve_model
 from .compaction import CompactionReport, compact
 from .cost import CostModel
-from .serialization import apply_spec, load_pruned, model_spec, read_spec, save_pruned
+from .serialization import SpecError, apply_spec, load_pruned, model_spec, read_spec, save_pruned
 from .slices import CONSUMER, PRODUCER, ParamSlice, UnsupportedModelError
-from .structure_set import LayerGroup, StructureSet, find_classifier
+from .structure_set import FrozenGroup, LayerGroup, StructureSet, find_classifier
 
 __all__ = [
     "StructureSet",
@@ -22,4 +23,10 @@ __all__ = [
     "model_spec",
     "read_spec",
     "apply_spec",
+    "SpecError",
+    "FrozenGroup",
+    "CheckReport",
+    "check_model",
+    "format_report",
+    "resolve_model",
 ]

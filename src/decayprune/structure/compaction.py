@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch_pruning as tp
 
-from .slices import group_slices
-from .structure_set import StructureSet
+from .slices import _CONV, group_slices
+from .structure_set import LayerGroup, StructureSet
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ def compact(structures: StructureSet, optimizer: torch.optim.Optimizer | None = 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 3))
         >>> s = StructureSet(net, torch.randn(1, 3, 8, 8), ignore_classifier=False)
-        >>> s.set_pruned([0, 1, 2]); s.zero_pruned_()
+        >>> first = next(layer.first for layer in s.layers if layer.name == "0")
+        >>> s.set_pruned([first, first + 1, first + 2]); s.zero_pruned_()
         >>> _ = compact(s); net[0].out_channels, net[3].in_channels
         (5, 5)
     """
@@ -70,15 +72,16 @@ def compact(structures: StructureSet, optimizer: torch.optim.Optimizer | None = 
         local = structures.pruned[layer.first : layer.first + layer.size].nonzero().flatten()
         if local.numel() == 0:
             continue
-        # Grouped convs bind channel j with j + k * size for every group k.
-        roots = (local.unsqueeze(0) + layer.size * torch.arange(layer.channel_groups).unsqueeze(1)).flatten()
-        handler = graph.get_pruner_of_module(layer.root).prune_out_channels
-        group = graph.get_pruning_group(layer.root, handler, sorted(roots.tolist()))
+        group = _pruning_group(graph, layer.root, layer, local)
         names = _names_by_param(model)
         touched = group_slices(group, model, names)
-        old_params = {s.name: (s.param, s.dim, s.positions) for s in touched}
+        old_params: dict[str, list[tuple[int, torch.Tensor]]] = {}
+        for s in touched:
+            old_params.setdefault(s.name, []).append((s.dim, s.positions))
+        for name, cut in _grouped_conv_columns(group, names).items():
+            old_params.setdefault(name, []).append(cut)
         all_old = {n: p for n, p in model.named_parameters()}
-        group.prune()
+        _prune_group(group)
         if optimizer is not None:
             _remap_optimizer(optimizer, model, all_old, old_params)
     structures.stale = True
@@ -86,11 +89,55 @@ def compact(structures: StructureSet, optimizer: torch.optim.Optimizer | None = 
     return CompactionReport(removed, params_before, params_after)
 
 
+def _pruning_group(
+    graph: tp.DependencyGraph, root: nn.Module, layer: LayerGroup, local: torch.Tensor
+) -> tp.dependency.Group:
+    handler = graph.get_pruner_of_module(root).prune_out_channels
+    return graph.get_pruning_group(root, handler, sorted(layer.roots_of(local).tolist()))
+
+
+def _prune_group(group: tp.dependency.Group) -> None:
+    """``group.prune()``, then GroupNorms keep their group size (torch-pruning keeps ``num_groups``)."""
+    sizes = {}
+    for item in group.items:
+        m = item.dep.target.module
+        if isinstance(m, nn.GroupNorm):
+            sizes[m] = m.num_channels // m.num_groups
+    group.prune()
+    for m, size in sizes.items():
+        if m.num_channels % size:
+            raise RuntimeError(f"GroupNorm lost part of a group ({m.num_channels} channels, groups of {size})")
+        m.num_groups = m.num_channels // size
+
+
+def _grouped_conv_columns(group: tp.dependency.Group, names: dict[int, str]) -> dict[str, tuple[int, torch.Tensor]]:
+    """Weight columns a grouped conv loses when its inputs shrink (the same column in every group)."""
+    out = {}
+    dg = group._DG
+    for item in group.items:
+        m = item.dep.target.module
+        grouped = isinstance(m, _CONV) and 1 < m.groups < m.out_channels
+        if not grouped or dg.is_out_channel_pruning_fn(item.dep.handler):
+            continue
+        per_group = m.in_channels // m.groups
+        cols = torch.unique(torch.as_tensor(list(item.idxs), dtype=torch.long) % per_group)
+        dim = 0 if getattr(m, "transposed", False) else 1
+        out[names[id(m.weight)]] = (dim, cols)
+    return out
+
+
+@torch.no_grad()
+def prune_layer_channels(graph: tp.DependencyGraph, root: nn.Module, layer: LayerGroup, local: torch.Tensor) -> None:
+    """Physically remove structures ``local`` (indices within ``layer``) with ``graph``, whose model holds ``root``."""
+    if local.numel():
+        _prune_group(_pruning_group(graph, root, layer, local))
+
+
 def _remap_optimizer(
     optimizer: torch.optim.Optimizer,
     model: nn.Module,
     old_by_name: dict[str, nn.Parameter],
-    sliced: dict[str, tuple[nn.Parameter, int, torch.Tensor]],
+    sliced: dict[str, list[tuple[int, torch.Tensor]]],
 ) -> None:
     """Point the optimizer at the new parameters and slice their state."""
     replacement: dict[int, nn.Parameter] = {}
@@ -112,7 +159,7 @@ def _slice_state(
     state: dict,
     old: nn.Parameter,
     new: nn.Parameter,
-    sliced: tuple[nn.Parameter, int, torch.Tensor] | None,
+    sliced: list[tuple[int, torch.Tensor]] | None,
 ) -> dict:
     out = {}
     for key, value in state.items():
@@ -120,11 +167,13 @@ def _slice_state(
             out[key] = value
             continue
         kept = value
-        if sliced is not None:
-            _, dim, dead = sliced
-            keep = torch.ones(old.shape[dim], dtype=torch.bool, device=value.device)
+        cuts: dict[int, torch.Tensor] = {}
+        for dim, dead in sliced or ():
+            cuts[dim] = torch.unique(torch.cat([cuts[dim], dead])) if dim in cuts else dead
+        for dim, dead in cuts.items():
+            keep = torch.ones(kept.shape[dim], dtype=torch.bool, device=value.device)
             keep[dead.to(value.device)] = False
-            kept = value.index_select(dim, keep.nonzero().flatten())
+            kept = kept.index_select(dim, keep.nonzero().flatten())
         if kept.shape != new.shape:
             warnings.warn(
                 f"optimizer state '{key}' of '{name}' could not be remapped ({tuple(value.shape)} -> "

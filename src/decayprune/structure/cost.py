@@ -13,13 +13,15 @@ on resnet56, vgg16, mobilenetv2_cifar and concat_cnn.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
 from ..measure import count_cost
+from .hf_layers import conv1d_type
 
 if TYPE_CHECKING:
     from .structure_set import StructureSet
@@ -57,7 +59,9 @@ class CostModel:
             for weight, ids in layer.grouped_inputs:
                 self._dead_slices.setdefault((id(weight), _GROUPED_IN), []).append(ids)
         all_params = sum(p.numel() for p in model.parameters())
-        self._other_params = all_params - sum(self._params_of(l, l.out_channels, l.in_channels) for l in self.layers)
+        self._other_params = all_params - sum(
+            self._params_of(lc, lc.out_channels, lc.in_channels) for lc in self.layers
+        )
         self._analytic_full = float(self._analytic_macs(torch.zeros(structures.num_structures, dtype=torch.bool)))
         # Terms the analytic sum leaves out (activations, pooling) measured once on the full model;
         # they shrink with the channels, modelled as the square root of the analytic ratio.
@@ -74,7 +78,7 @@ class CostModel:
         hooks = [
             m.register_forward_hook(record)
             for m in model.modules()
-            if isinstance(m, _CONV + _NORM + (nn.Linear,))
+            if isinstance(m, _CONV + _NORM + (nn.Linear,) + _conv1d())
         ]
         was_training = model.training
         model.eval()
@@ -123,22 +127,41 @@ class CostModel:
 
     def _analytic_macs(self, pruned: torch.Tensor) -> float:
         pruned = pruned.cpu()
-        return float(sum(self._macs_of(l, *self._counts(l, pruned)) for l in self.layers))
+        return float(sum(self._macs_of(lc, *self._counts(lc, pruned)) for lc in self.layers))
 
     def macs(self, pruned: torch.Tensor) -> float:
         """Estimated MACs per input with ``pruned`` structures removed (calibrated on the full model)."""
         analytic = self._analytic_macs(pruned)
         ratio = analytic / self._analytic_full if self._analytic_full > 0 else 1.0
-        return analytic + self._untracked * ratio ** 0.5
+        return analytic + self._untracked * ratio**0.5
 
     def params(self, pruned: torch.Tensor) -> float:
         """Parameters with ``pruned`` structures removed."""
         pruned = pruned.cpu()
-        return float(self._other_params + sum(self._params_of(l, *self._counts(l, pruned)) for l in self.layers))
+        return float(self._other_params + sum(self._params_of(lc, *self._counts(lc, pruned)) for lc in self.layers))
+
+
+def _conv1d() -> tuple[type[nn.Module], ...]:
+    conv1d = conv1d_type()
+    return (conv1d,) if conv1d is not None else ()
 
 
 def _describe(module: nn.Module, shape: torch.Size) -> _LayerCost:
     weight = getattr(module, "weight", None)
+    if isinstance(module, _conv1d()) and isinstance(weight, torch.Tensor):  # transformers' Conv1D: weight [in, out]
+        return _LayerCost(
+            module=module,
+            kind="linear",
+            out_key=(id(weight), 1),
+            in_key=(id(weight), 0),
+            out_channels=weight.shape[1],
+            in_channels=weight.shape[0],
+            positions=math.prod(shape[:-1]) // shape[0] if len(shape) > 1 else 1,
+            per_position=1,
+            groups=1,
+            has_bias=getattr(module, "bias", None) is not None,
+            affine=False,
+        )
     if isinstance(module, _CONV):
         transposed = bool(getattr(module, "transposed", False))
         depthwise = module.groups == module.out_channels and module.out_channels > 1
@@ -174,7 +197,7 @@ def _describe(module: nn.Module, shape: torch.Size) -> _LayerCost:
         affine = module.elementwise_affine
         dim = len(weight.shape) - 1 if weight is not None else 0
     else:
-        channels = module.num_features if hasattr(module, "num_features") else module.num_channels
+        channels = int(module.num_features if hasattr(module, "num_features") else module.num_channels)  # type: ignore[arg-type]
         affine = bool(getattr(module, "affine", False))
         dim = 0
     numel = math.prod(shape[1:])

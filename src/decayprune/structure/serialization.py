@@ -10,30 +10,91 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from ..errors import WeightsError
+from ..files import save_safetensors_atomic, write_json_atomic
 
 SPEC_VERSION = 1
-_SHAPE_ATTRS = ("in_channels", "out_channels", "groups", "in_features", "out_features", "num_features",
-                "num_channels", "normalized_shape", "embedding_dim", "num_parameters")
+_SHAPE_ATTRS = (
+    "in_channels",
+    "out_channels",
+    "groups",
+    "in_features",
+    "out_features",
+    "num_features",
+    "num_channels",
+    "num_groups",
+    "normalized_shape",
+    "embedding_dim",
+    "num_parameters",
+    "nf",
+    "nx",
+)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+class SpecError(WeightsError):
+    """A pruned-model spec that is malformed or does not fit the model; the message names file and key."""
+
+
+def allowed_attrs(module: nn.Module) -> tuple[str, ...]:
+    """The shape attributes a spec may set on ``module`` (compaction changes only these).
+
+    Example:
+        >>> allowed_attrs(nn.GroupNorm(2, 4))
+        ('num_channels', 'num_groups')
+    """
+    if isinstance(module, _CONVS):
+        return ("in_channels", "out_channels", "groups")
+    if isinstance(module, nn.Linear):
+        return ("in_features", "out_features")
+    if isinstance(module, _BNS):
+        return ("num_features",)
+    if isinstance(module, nn.GroupNorm):
+        return ("num_channels", "num_groups")
+    if isinstance(module, nn.LayerNorm):
+        return ("normalized_shape",)
+    if isinstance(module, nn.Embedding):
+        return ("embedding_dim",)
+    if isinstance(module, nn.PReLU):
+        return ("num_parameters",)
+    if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
+        return ("nf", "nx")
+    return ()
+
+
+def _expected_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes implied by a module's shape attributes (only the ones they fix)."""
+    out: dict[str, tuple[int, ...]] = {}
+    if isinstance(module, _CONVS):
+        k = tuple(int(v) for v in module.kernel_size)
+        cin, cout, groups = int(module.in_channels), int(module.out_channels), int(module.groups)
+        out["weight"] = ((cin, cout // groups) if module.transposed else (cout, cin // groups)) + k
+        out["bias"] = (cout,)
+    elif isinstance(module, nn.Linear):
+        out["weight"] = (int(module.out_features), int(module.in_features))
+        out["bias"] = (int(module.out_features),)
+    elif isinstance(module, _BNS):
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            out[key] = (module.num_features,)
+    elif isinstance(module, nn.GroupNorm):
+        out["weight"] = out["bias"] = (module.num_channels,)
+    elif isinstance(module, nn.LayerNorm):
+        out["weight"] = out["bias"] = tuple(module.normalized_shape)
+    elif isinstance(module, nn.PReLU):
+        out["weight"] = (module.num_parameters,)
+    elif type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "nx"):
+        out["weight"] = (int(module.nx), int(module.nf))  # type: ignore[arg-type]
+        out["bias"] = (int(module.nf),)  # type: ignore[arg-type]
+    return out
 
 
 def model_spec(model: nn.Module, arch: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -51,11 +112,17 @@ def model_spec(model: nn.Module, arch: dict[str, Any] | None = None) -> dict[str
     """
     modules = {}
     for name, module in model.named_modules():
-        attrs = {a: _jsonable(getattr(module, a)) for a in _SHAPE_ATTRS if hasattr(module, a)}
+        attrs = {a: _jsonable(getattr(module, a)) for a in allowed_attrs(module) if hasattr(module, a)}
         if attrs:
             modules[name] = attrs
     tensors = {k: list(v.shape) for k, v in model.state_dict().items()}
-    return {"format": "decayprune.pruned", "version": SPEC_VERSION, "arch": arch, "modules": modules, "tensors": tensors}
+    return {
+        "format": "decayprune.pruned",
+        "version": SPEC_VERSION,
+        "arch": arch,
+        "modules": modules,
+        "tensors": tensors,
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -71,44 +138,92 @@ def save_pruned(model: nn.Module, path: str | os.PathLike, arch: dict[str, Any] 
         arch: Rebuild recipe stored in the spec (see :func:`model_spec`).
 
     Returns:
-        The two paths written.
+        The two paths written (each written atomically through :mod:`decayprune.files`).
     """
     base = Path(path)
     base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
     weights, spec_path = base.with_suffix(".safetensors"), base.with_suffix(".json")
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_write(weights, lambda tmp: save_file(state, tmp))
-    spec = model_spec(model, arch)
-    _atomic_write(spec_path, lambda tmp: Path(tmp).write_text(json.dumps(spec, indent=1)))
+    save_safetensors_atomic(weights, model.state_dict())
+    write_json_atomic(spec_path, model_spec(model, arch))
     return weights, spec_path
 
 
 def read_spec(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a spec JSON file."""
+    """Read and validate the layout of a spec JSON file (:class:`SpecError` names file and key)."""
     spec_path = Path(path)
     spec_path = spec_path.with_suffix(".json") if spec_path.suffix != ".json" else spec_path
     if not spec_path.is_file():
-        raise FileNotFoundError(f"pruned-model spec '{spec_path}' not found (expected next to the .safetensors file)")
-    spec = json.loads(spec_path.read_text())
-    if spec.get("format") != "decayprune.pruned":
-        raise ValueError(f"'{spec_path}' is not a decayprune pruned-model spec (format={spec.get('format')!r})")
+        raise WeightsError(f"pruned-model spec '{spec_path}' not found (expected next to the .safetensors file)")
+    try:
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"'{spec_path}' is not valid JSON: {exc}") from None
+    if not isinstance(spec, dict) or spec.get("format") != "decayprune.pruned":
+        got = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
+        raise SpecError(f"'{spec_path}' is not a decayprune pruned-model spec (format={got!r})")
     if spec.get("version") != SPEC_VERSION:
-        raise ValueError(f"'{spec_path}' has spec version {spec.get('version')!r}; this decayprune reads {SPEC_VERSION}")
+        raise SpecError(f"'{spec_path}' has spec version {spec.get('version')!r}; this decayprune reads {SPEC_VERSION}")
+    _check_layout(spec, str(spec_path))
+    spec["_source"] = str(spec_path)
     return spec
 
 
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+
+
+def _check_layout(spec: dict[str, Any], source: str) -> None:
+    modules, tensors = spec.get("modules"), spec.get("tensors")
+    if not isinstance(modules, dict):
+        raise SpecError(f"{source}: key 'modules' must be an object of module name -> attributes")
+    if not isinstance(tensors, dict):
+        raise SpecError(f"{source}: key 'tensors' must be an object of tensor name -> shape")
+    for name, attrs in modules.items():
+        if not isinstance(attrs, dict):
+            raise SpecError(f"{source}: modules.{name} must be an object of attribute -> value")
+        for attr, value in attrs.items():
+            ok = _is_shape(value) if isinstance(value, list) else isinstance(value, int) and not isinstance(value, bool)
+            if not ok or (isinstance(value, int) and value < 1):
+                raise SpecError(
+                    f"{source}: modules.{name}.{attr} must be a positive integer (or a list of them), got {value!r}"
+                )
+    for key, shape in tensors.items():
+        if not _is_shape(shape):
+            raise SpecError(f"{source}: tensors.{key} must be a list of non-negative integers, got {shape!r}")
+
+
 def apply_spec(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
-    """Shrink a freshly built ``model`` in place to the shapes in ``spec`` (values uninitialised)."""
+    """Shrink a freshly built ``model`` in place to the shapes in ``spec`` (values uninitialised).
+
+    Only shape attributes are set (:func:`allowed_attrs` per module type: never ``stride``,
+    ``eps`` ...), and every tensor's shape must agree with its module's attributes.
+
+    Raises:
+        SpecError: a module, attribute or tensor the model does not have or allow, or shapes
+            that disagree; the message names the file and the key.
+    """
+    source = spec.get("_source", "spec")
+    _check_layout(spec, source)
     modules = dict(model.named_modules())
     for name, attrs in spec["modules"].items():
         if name not in modules:
-            raise ValueError(f"spec names module '{name}' that the model does not have")
+            raise SpecError(f"{source}: modules.{name}: the model has no module '{name}'")
+        module = modules[name]
+        allowed = allowed_attrs(module)
         for attr, value in attrs.items():
-            setattr(modules[name], attr, tuple(value) if isinstance(value, list) else value)
+            if attr not in allowed:
+                raise SpecError(
+                    f"{source}: modules.{name}.{attr}: '{attr}' is not a shape attribute a pruned "
+                    f"{type(module).__name__} may change; allowed: {list(allowed) or 'none'}"
+                )
+            setattr(module, attr, tuple(value) if isinstance(value, list) else value)
     current = model.state_dict()
-    missing = set(spec["tensors"]) ^ set(current)
-    if missing:
-        raise ValueError(f"spec and model disagree on tensors: {sorted(missing)[:5]}")
+    extra, missing = sorted(set(spec["tensors"]) - set(current)), sorted(set(current) - set(spec["tensors"]))
+    if extra or missing:
+        raise SpecError(
+            f"{source}: tensors: the spec and the model disagree (only in the spec: {extra[:5]}, "
+            f"only in the model: {missing[:5]})"
+        )
     for key, shape in spec["tensors"].items():
         if list(current[key].shape) == shape:
             continue
@@ -120,10 +235,24 @@ def apply_spec(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
             setattr(owner, attr, nn.Parameter(fresh, requires_grad=old.requires_grad))
         else:
             owner.register_buffer(attr, fresh)
+    for name, module in modules.items():
+        if isinstance(module, nn.GroupNorm) and module.num_channels % module.num_groups:
+            raise SpecError(
+                f"{source}: modules.{name}: {module.num_channels} channels do not split into {module.num_groups} groups"
+            )
+        for attr, expected in _expected_shapes(module).items():
+            key = f"{name}.{attr}" if name else attr
+            if key in spec["tensors"] and tuple(spec["tensors"][key]) != expected:
+                raise SpecError(
+                    f"{source}: tensors.{key}: shape {spec['tensors'][key]} does not match the module's "
+                    f"attributes in the spec (expected {list(expected)})"
+                )
     return model
 
 
-def load_pruned(path: str | os.PathLike, model: nn.Module | None = None, device: str | torch.device = "cpu") -> nn.Module:
+def load_pruned(
+    path: str | os.PathLike, model: nn.Module | None = None, device: str | torch.device = "cpu"
+) -> nn.Module:
     """Rebuild a pruned model from ``<path>.safetensors`` + ``<path>.json`` without unpickling.
 
     Args:
@@ -144,11 +273,23 @@ def load_pruned(path: str | os.PathLike, model: nn.Module | None = None, device:
     if model is None:
         arch = spec.get("arch")
         if not arch:
-            raise ValueError(f"'{base}.json' has no 'arch' entry; pass the unpruned model to load_pruned()")
+            raise SpecError(f"'{base}.json' has no 'arch' entry; pass the unpruned model to load_pruned()")
         from ..models import create
 
-        model = create(arch["name"], **arch.get("kwargs", {}))
+        try:
+            model = create(arch["name"], **arch.get("kwargs", {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightsError(f"'{base}.json': cannot rebuild its architecture {arch!r}: {exc}") from None
     apply_spec(model, spec)
-    state = load_file(str(base.with_suffix(".safetensors")), device=str(device))
-    model.load_state_dict(state, strict=True)
+    weights = base.with_suffix(".safetensors")
+    if not weights.is_file():
+        raise WeightsError(f"weights file '{weights}' does not exist (expected next to '{base}.json')")
+    try:
+        state = load_file(str(weights), device=str(device))
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"cannot read weights '{weights}' as safetensors: {exc}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"weights '{weights}' do not fit the spec '{base}.json': {exc}") from None
     return model.to(device)

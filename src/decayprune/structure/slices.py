@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
+from .hf_layers import conv1d_type
+
 PRODUCER = "producer"
 CONSUMER = "consumer"
 
@@ -36,6 +38,12 @@ _CHANNELWISE = (
     nn.PReLU,
 )
 SUPPORTED_MODULES: tuple[type[nn.Module], ...] = _CONV + _CHANNELWISE + (nn.Linear, nn.LayerNorm, nn.Embedding)
+
+
+def supported_types() -> tuple[type[nn.Module], ...]:
+    """The layer types decayprune slices: :data:`SUPPORTED_MODULES` plus transformers' ``Conv1D`` once loaded."""
+    conv1d = conv1d_type()
+    return SUPPORTED_MODULES + ((conv1d,) if conv1d is not None else ())
 
 
 class UnsupportedModelError(ValueError):
@@ -56,7 +64,7 @@ class ParamSlice:
     """
 
     name: str
-    param: nn.Parameter
+    param: torch.Tensor
     dim: int
     positions: torch.Tensor
     roots: torch.Tensor
@@ -76,7 +84,7 @@ def _slices_for_item(
 ) -> list[ParamSlice]:
     """Return the parameter slices of one group item (module, side, indices)."""
 
-    def make(param: nn.Parameter | None, dim: int, role: str, pos: torch.Tensor = positions) -> list[ParamSlice]:
+    def make(param: torch.Tensor | None, dim: int, role: str, pos: torch.Tensor = positions) -> list[ParamSlice]:
         if param is None:
             return []
         return [ParamSlice(names[id(param)], param, dim % param.dim(), pos, roots, role)]
@@ -93,6 +101,12 @@ def _slices_for_item(
             # (torch-pruning still removes it correctly at compaction).
             return []
         return make(module.weight, 0 if transposed else 1, CONSUMER)
+    conv1d = conv1d_type()
+    if conv1d is not None and isinstance(module, conv1d):  # weight stored [in, out]
+        weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
+        if out_side:
+            return make(weight, 1, PRODUCER) + make(bias, 0, PRODUCER)
+        return make(weight, 0, CONSUMER)
     if isinstance(module, nn.Linear):
         if out_side:
             return make(module.weight, 0, PRODUCER) + make(module.bias, 0, PRODUCER)
@@ -144,23 +158,23 @@ def group_slices(group: tp.dependency.Group, model: nn.Module, names: dict[int, 
         positions = torch.as_tensor(list(idxs), dtype=torch.long)
         roots = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
         if target.type == tp.ops.OPTYPE.PARAMETER:
-            pruner = dg.get_pruner_of_module(module)
-            dim = getattr(pruner, "pruning_dim", -1)
+            # The node knows the parameter's channel dim; torch-pruning's shared pruner object only
+            # holds whichever dim it was last called with.
+            dim = target.pruning_dim if getattr(target, "pruning_dim", -1) is not None else -1
             out.append(ParamSlice(names[id(module)], module, dim % module.dim(), positions, roots, PRODUCER))
             continue
-        if not isinstance(module, SUPPORTED_MODULES):
+        if not isinstance(module, supported_types()):
             layer = dg._module2name.get(module, type(module).__name__)
             raise UnsupportedModelError(
                 f"layer '{layer}' ({type(module).__name__}) is coupled to prunable channels but decayprune "
-                f"cannot slice it; supported layers: {', '.join(sorted(t.__name__ for t in SUPPORTED_MODULES))}. "
-                "Pass it in ignored_layers to leave its group untouched."
+                f"cannot slice it; supported layers: {', '.join(sorted(t.__name__ for t in supported_types()))}"
             )
         out_side = dg.is_out_channel_pruning_fn(dep.handler)
         out.extend(_slices_for_item(module, out_side, positions, roots, names))
     return _merge_duplicates(out)
 
 
-def grouped_conv_inputs(group: tp.dependency.Group) -> list[tuple[nn.Parameter, torch.Tensor]]:
+def grouped_conv_inputs(group: tp.dependency.Group) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The grouped (non-depthwise) convs that read a group's channels, with the root of each input.
 
     Such a conv reads input channel ``i`` through weight column ``i % (in / groups)``, shared by

@@ -10,6 +10,7 @@ keep-at-zero masks are a handful of tensor ops per parameter, never a Python loo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,15 +19,43 @@ import torch_pruning as tp
 from torch import nn
 
 from .cost import CostModel
+from .exactness import find_inexact, gn_block, risk_reason, static_reason
+from .hf_layers import customized_pruners
+from .outputs import OutputRecorder, output_reason, resolve_ignored
 from .slices import (
     CONSUMER,
     PRODUCER,
-    SUPPORTED_MODULES,
     ParamSlice,
     UnsupportedModelError,
     group_slices,
     grouped_conv_inputs,
+    supported_types,
 )
+
+_ATTENTION = re.compile(
+    r"(^|\.)(attn|attention|self_attn|self_attention)(\.|$)|(^|\.)(q|k|v|qkv|query|key|value|"
+    r"q_proj|k_proj|v_proj|c_attn|in_proj)(\.|_weight|$)"
+)
+
+
+@dataclass(frozen=True)
+class FrozenGroup:
+    """A channel group that is never offered for pruning, and why.
+
+    Attributes:
+        layer: Name of the group's root layer.
+        channels: Its channel count.
+        kind: ``"output"`` (reaches a model output), ``"ignored"`` (touches a module kept whole),
+            ``"unsupported"`` (a layer or op decayprune cannot slice), ``"norm"`` (a norm that
+            would make the masked and compacted models differ), ``"inexact"`` (failed the
+            empirical check of ``verify=True``).
+        reason: One sentence for the report.
+    """
+
+    layer: str
+    channels: int
+    kind: str
+    reason: str
 
 
 @dataclass
@@ -44,6 +73,7 @@ class LayerGroup:
         slices: Parameter slices of this group, with global structure ids.
         structure_ids: Global structure id of each position of each slice.
         grouped_inputs: (weight, structure ids) of grouped convs reading this group's channels.
+        block: Consecutive root channels bound into one structure (GroupNorm groups), 1 otherwise.
     """
 
     index: int
@@ -55,7 +85,18 @@ class LayerGroup:
     size: int
     slices: list[ParamSlice] = field(default_factory=list)
     structure_ids: list[torch.Tensor] = field(default_factory=list)
-    grouped_inputs: list[tuple[nn.Parameter, torch.Tensor]] = field(default_factory=list)
+    grouped_inputs: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    block: int = 1
+
+    def local_of(self, roots: torch.Tensor) -> torch.Tensor:
+        """Structure index within this layer of each root channel."""
+        return (roots // self.block) % self.size
+
+    def roots_of(self, local: torch.Tensor) -> torch.Tensor:
+        """Every root channel of the structures ``local`` (indices within this layer), sorted."""
+        groups = torch.arange(self.channel_groups).view(-1, 1, 1) * self.size
+        offsets = torch.arange(self.block).view(1, 1, -1)
+        return ((groups + local.view(1, -1, 1)) * self.block + offsets).flatten().sort().values
 
     @property
     def ids(self) -> torch.Tensor:
@@ -104,9 +145,16 @@ class StructureSet:
     Args:
         model: The network. Its parameters are read and written in place.
         example_inputs: Inputs for tracing (batch 1 is enough).
-        ignored_layers: Modules whose output channels must never be pruned.
-        ignore_classifier: Also ignore the layer that produces the model output.
+        ignored_layers: Modules (or module names) whose output channels must never be pruned.
+        ignore_classifier: Protect the model outputs: no group whose channels reach an output
+            (tensor, tuple, dict or ``ModelOutput``) is prunable.
         round_to: Pruned counts per layer are multiples of this (``None``: any count).
+        ignored_types: Module classes (or class names) kept whole, like ``ignored_layers``.
+        verify: Run the empirical exactness check (:func:`~decayprune.structure.exactness.find_inexact`)
+            and refuse groups whose compaction would change the outputs.
+        tolerance: Relative output error the check accepts (float64).
+
+    Groups that are not offered are listed in :attr:`frozen` with the reason.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
@@ -121,75 +169,194 @@ class StructureSet:
         model: nn.Module,
         example_inputs: torch.Tensor | Sequence[torch.Tensor],
         *,
-        ignored_layers: Iterable[nn.Module] = (),
+        ignored_layers: Iterable[nn.Module | str] = (),
         ignore_classifier: bool = True,
         round_to: int | None = None,
+        ignored_types: Sequence[type[nn.Module] | str] = (),
+        verify: bool | str = "auto",
+        tolerance: float = 1e-6,
     ) -> None:
         if round_to is not None and round_to < 1:
             raise ValueError(f"round_to must be a positive integer or None, got {round_to!r}")
+        if not tolerance > 0:
+            raise ValueError(f"tolerance must be a positive number, got {tolerance!r}")
         self.model = model
         self.example_inputs = _as_tuple(example_inputs)
         self.round_to = round_to
-        ignored = list(ignored_layers)
-        if ignore_classifier:
-            head = find_classifier(model, self.example_inputs)
-            if head is not None:
-                ignored.append(head)
+        self.protect_outputs = ignore_classifier
+        self.verify = verify
+        self.tolerance = tolerance
+        ignored = resolve_ignored(model, ignored_layers, ignored_types)
         self.ignored_layers = ignored
-        self._check_supported(model, ignored)
+        self.frozen: list[FrozenGroup] = []
+        recorder = OutputRecorder()
         was_training = model.training
         try:
-            self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=self.example_inputs)
+            self.graph = tp.DependencyGraph().build_dependency(
+                model,
+                example_inputs=self.example_inputs,
+                output_transform=recorder,
+                customized_pruners=customized_pruners(model),
+                verbose=False,
+            )
+        except Exception as exc:
+            raise UnsupportedModelError(
+                f"torch-pruning could not trace {type(model).__name__} ({type(exc).__name__}: {exc}); an op the "
+                "dependency graph cannot follow (e.g. a channel shuffle); nothing can be pruned safely"
+            ) from exc
         finally:
             model.train(was_training)  # torch-pruning's tracer calls model.eval() and leaves it so
+        self._output_grad_fns = recorder.grad_fns
         self.names = {id(p): n for n, p in model.named_parameters()}
         self.module_names = {m: n for n, m in model.named_modules()}
         self.layers: list[LayerGroup] = []
         self._build_layers()
+        if verify not in (True, False, "auto"):
+            raise ValueError(f"verify must be True, False or 'auto', got {verify!r}")
+        candidates = (
+            list(range(len(self.layers)))
+            if verify is True
+            else [i for i in range(len(self.layers)) if i in self._risky]
+            if verify == "auto"
+            else []
+        )
+        if candidates:
+            found = find_inexact(model, self.example_inputs, [self.layers[i] for i in candidates], tolerance)
+            bad = {candidates[i]: reason for i, reason in found.items()}
+            for i in sorted(bad):
+                layer = self.layers[i]
+                reason = bad[i]
+                if any(_ATTENTION.search(s.name) for s in layer.slices if s.role == PRODUCER):
+                    reason = (
+                        "attention projection: its channels are reshaped into heads, and decayprune does not "
+                        f"prune whole heads yet; {reason}"
+                    )
+                self.frozen.append(FrozenGroup(layer.name, layer.num_channels, "inexact", reason))
+            self._renumber([layer for i, layer in enumerate(self.layers) if i not in bad])
         self.num_structures = sum(layer.size for layer in self.layers)
-        self.layer_of = torch.cat([torch.full((l.size,), l.index, dtype=torch.long) for l in self.layers]) \
-            if self.layers else torch.zeros(0, dtype=torch.long)
+        self.layer_of = (
+            torch.cat([torch.full((layer.size,), layer.index, dtype=torch.long) for layer in self.layers])
+            if self.layers
+            else torch.zeros(0, dtype=torch.long)
+        )
         self.pruned = torch.zeros(self.num_structures, dtype=torch.bool)
-        self._zero_plan: list[tuple[nn.Parameter, int, torch.Tensor]] | None = None
+        self._zero_plan: list[tuple[torch.Tensor, int, torch.Tensor]] | None = None
         self.stale = False
         self.cost = CostModel(model, self.example_inputs, self)
 
     # ------------------------------------------------------------------ building
-    @staticmethod
-    def _check_supported(model: nn.Module, ignored: list[nn.Module]) -> None:
-        ignored_ids = {id(m) for m in ignored}
-        for name, module in model.named_modules():
-            own = list(module.parameters(recurse=False))
-            if not own or id(module) in ignored_ids or isinstance(module, SUPPORTED_MODULES):
+    @property
+    def unsupported(self) -> list[FrozenGroup]:
+        """The frozen groups that touch a layer or op decayprune cannot slice."""
+        return [f for f in self.frozen if f.kind == "unsupported"]
+
+    def _whole_params(self) -> dict[int, str]:
+        """Parameters kept whole: of ignored modules, and of modules decayprune cannot slice that
+        torch-pruning does not treat as unwrapped parameters (layer scales, tokens) either."""
+        unwrapped = self._elementwise_unwrapped()
+        types = supported_types()
+        whole: dict[int, str] = {}
+        ignored_ids = {id(m) for m in self.ignored_layers}
+        for name, module in self.model.named_modules():
+            if id(module) in ignored_ids:
+                for p in module.parameters():
+                    whole.setdefault(id(p), f"'{name}' ({type(module).__name__}) is kept whole (ignored)")
                 continue
-            raise UnsupportedModelError(
-                f"layer '{name}' ({type(module).__name__}) has its own parameters and is not a layer decayprune "
-                f"can slice; supported: {', '.join(sorted(t.__name__ for t in SUPPORTED_MODULES))}. "
-                "Pass it in ignored_layers to keep it whole."
-            )
+            if isinstance(module, types):
+                continue
+            for pname, p in module.named_parameters(recurse=False):
+                if id(p) not in unwrapped:
+                    whole.setdefault(
+                        id(p), f"'{name}' ({type(module).__name__}) holds '{pname}', which decayprune cannot slice"
+                    )
+        return whole
+
+    _ELEMENTWISE_USES = (
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Cat",
+        "Expand",
+        "Repeat",
+        "View",
+        "Reshape",
+        "Unsqueeze",
+        "Squeeze",
+        "Permute",
+        "Transpose",
+        "Clone",
+        "ToCopy",
+    )
+
+    def _elementwise_unwrapped(self) -> set[int]:
+        """Unwrapped parameters (layer scales, class / position tokens) that are only added, multiplied
+        or concatenated: torch-pruning slices them along their channel dim. A parameter used any
+        other way (``F.linear(x, w)``) mixes channels the graph cannot follow and is kept whole."""
+        trusted = set()
+        for module, node in self.graph.module2node.items():
+            if node.type != tp.ops.OPTYPE.PARAMETER:
+                continue
+            uses = [type(n.grad_fn).__name__ for n in node.outputs if n.grad_fn is not None]
+            if uses and all(u.startswith(self._ELEMENTWISE_USES) for u in uses):
+                trusted.add(id(module))
+        return trusted
+
+    def _freeze(self, root: nn.Module, channels: int | None, kind: str, reason: str) -> None:
+        name = self.module_names.get(root, type(root).__name__)
+        self.frozen.append(FrozenGroup(name, int(channels or 0), kind, reason))
 
     def _build_layers(self) -> None:
         first = 0
-        # Parameters of ignored modules decayprune cannot slice are kept whole: torch-pruning does not
-        # know how such a module maps channels (it treats its op as element-wise), so any group that
-        # reaches one of them is wrong and is skipped rather than cut.
-        whole = {
-            id(p) for m in self.ignored_layers if not isinstance(m, SUPPORTED_MODULES) for p in m.parameters()
-        }
+        whole = self._whole_params()
+        self._risky: set[int] = set()
+        ignored_ids = {id(m) for m in self.ignored_layers}
+        roots = tuple(t for t in supported_types() if t.__name__ in ("Conv1d", "Conv2d", "Conv3d", "Linear", "Conv1D"))
         groups = self.graph.get_all_groups(
-            ignored_layers=self.ignored_layers, root_module_types=(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+            ignored_layers=[m for m in self.ignored_layers if isinstance(m, roots)], root_module_types=roots
         )
         for group in groups:
             root = group[0].dep.target.module
+            if id(root) in ignored_ids:
+                continue
             pruner = self.graph.get_pruner_of_module(root)
             channels = pruner.get_out_channels(root)
+            if channels is None or channels < 2:
+                continue
+            reason = output_reason(group, self.graph, self._output_grad_fns) if self.protect_outputs else None
+            if reason is not None:
+                self._freeze(root, channels, "output", reason)
+                continue
+            try:
+                slices = group_slices(group, self.model, self.names)
+            except UnsupportedModelError as exc:
+                self._freeze(root, channels, "unsupported", str(exc))
+                continue
+            if not any(s.role == PRODUCER for s in slices):
+                continue
+            touched = next((whole[id(s.param)] for s in slices if id(s.param) in whole), None)
+            if touched is not None:
+                kind = "ignored" if "(ignored)" in touched else "unsupported"
+                self._freeze(root, channels, kind, f"its channels reach {touched}")
+                continue
+            reason = static_reason(group, self.module_names)
+            if reason is not None:
+                self._freeze(root, channels, "norm", reason)
+                continue
             channel_groups = self._channel_groups(group)
-            if channels is None or channels < 2 or channels % channel_groups:
+            block, reason = gn_block(group, channels)
+            if reason is None and channel_groups > 1 and block > 1:
+                reason = "a grouped convolution and a GroupNorm bind its channels in different patterns"
+            if reason is None and channels % (channel_groups * block):
+                reason = (
+                    f"{channels} channels do not split into {channel_groups} conv groups of GroupNorm blocks of {block}"
+                )
+            if reason is not None:
+                self._freeze(root, channels, "norm", reason)
                 continue
-            slices = group_slices(group, self.model, self.names)
-            if not any(s.role == PRODUCER for s in slices) or any(id(s.param) in whole for s in slices):
+            size = channels // (channel_groups * block)
+            if size < 2:
                 continue
-            size = channels // channel_groups
             layer = LayerGroup(
                 index=len(self.layers),
                 name=self.module_names.get(root, type(root).__name__),
@@ -199,11 +366,25 @@ class StructureSet:
                 first=first,
                 size=size,
                 slices=slices,
-                structure_ids=[first + (s.roots % size) for s in slices],
-                grouped_inputs=[(w, first + roots % size) for w, roots in grouped_conv_inputs(group)],
+                block=block,
             )
+            layer.structure_ids = [first + layer.local_of(s.roots) for s in slices]
+            if risk_reason(group, slices):
+                self._risky.add(layer.index)
+            layer.grouped_inputs = [(w, first + layer.local_of(r)) for w, r in grouped_conv_inputs(group)]
             self.layers.append(layer)
             first += size
+
+    def _renumber(self, layers: list[LayerGroup]) -> None:
+        """Keep only ``layers``, with indices and structure ids renumbered from zero."""
+        first = 0
+        for index, layer in enumerate(layers):
+            delta = first - layer.first
+            layer.index, layer.first = index, first
+            layer.structure_ids = [ids + delta for ids in layer.structure_ids]
+            layer.grouped_inputs = [(w, ids + delta) for w, ids in layer.grouped_inputs]
+            first += layer.size
+        self.layers = layers
 
     def _channel_groups(self, group: tp.dependency.Group) -> int:
         """Channels bound together by grouped (non-depthwise) convolutions, as torch-pruning does."""
@@ -276,8 +457,9 @@ class StructureSet:
         mask = self._layer_mask(layers, device)
         return out if mask is None else torch.where(mask, out, torch.zeros_like(out))
 
-    def _reduce_slow(self, fn: Callable[[torch.Tensor], torch.Tensor], role: str | None, source: str,
-                     device: torch.device) -> torch.Tensor:
+    def _reduce_slow(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], role: str | None, source: str, device: torch.device
+    ) -> torch.Tensor:
         out = torch.zeros(self.num_structures + 1, device=device, dtype=torch.float32)
         for entry in self._entries(role):
             tensor = entry.param if source == "weight" else entry.param.grad
@@ -287,8 +469,9 @@ class StructureSet:
             out.index_add_(0, entry.ids_on(view.device), fn(view).float())
         return out[: self.num_structures]
 
-    def broadcast(self, values: torch.Tensor, *, role: str | None = PRODUCER,
-                  fill: float = 1.0) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    def broadcast(
+        self, values: torch.Tensor, *, role: str | None = PRODUCER, fill: float = 1.0
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per-structure ``values`` spread over every position of each slice.
 
         Returns ``(parameter, tensor)`` pairs; each tensor broadcasts against its parameter
@@ -357,11 +540,14 @@ class StructureSet:
         Used to mean-reduce norms over the elements or over the coupled slices of a structure.
         """
         if elements:
+
             def fn(view: torch.Tensor) -> torch.Tensor:
                 return torch.full((view.shape[0],), float(view.shape[1]), device=view.device)
         else:
+
             def fn(view: torch.Tensor) -> torch.Tensor:
                 return torch.ones(view.shape[0], device=view.device)
+
         return self.reduce(fn, role=None if include_consumers else PRODUCER).cpu()
 
     # ------------------------------------------------------------------ writing
@@ -477,7 +663,6 @@ class StructureSet:
                     yield layer, s, ids
 
 
-
 # ---------------------------------------------------------------------------- element-level plans
 
 
@@ -494,7 +679,7 @@ class SliceEntry:
     where the parameter has no structure of this role.
     """
 
-    param: nn.Parameter
+    param: torch.Tensor
     dim: int
     ids: torch.Tensor
     _on: dict = field(default_factory=dict)
@@ -506,7 +691,9 @@ class SliceEntry:
         return self._on[device]
 
 
-def merge_slices(slices: Iterable[tuple[LayerGroup, ParamSlice, torch.Tensor]], num_structures: int) -> list[SliceEntry]:
+def merge_slices(
+    slices: Iterable[tuple[LayerGroup, ParamSlice, torch.Tensor]], num_structures: int
+) -> list[SliceEntry]:
     """Merge slices per (parameter, dim); a position claimed twice opens a second entry."""
     entries: dict[tuple[int, int], list[SliceEntry]] = {}
     out: list[SliceEntry] = []
@@ -557,13 +744,18 @@ class FlatPlan:
         self.num_structures = num_structures
         self._rows = [(tuple(d for d in range(e.param.dim()) if d != e.dim), e.dim) for e in entries]
         self._entry_ids = [e.ids for e in entries]
-        self.row_index = torch.cat([e.ids_on(device) for e in entries]) if entries else \
-            torch.zeros(0, dtype=torch.long, device=device)
+        self.row_index = (
+            torch.cat([e.ids_on(device) for e in entries])
+            if entries
+            else torch.zeros(0, dtype=torch.long, device=device)
+        )
         parts = []
         for e in entries:
             if not _is_dense(e.param):
-                raise ValueError(f"a {tuple(e.param.shape)} parameter with strides {e.param.stride()} is not dense; "
-                                 "decayprune needs dense (contiguous or channels-last) parameters")
+                raise ValueError(
+                    f"a {tuple(e.param.shape)} parameter with strides {e.param.stride()} is not dense; "
+                    "decayprune needs dense (contiguous or channels-last) parameters"
+                )
             shape = [1] * e.param.dim()
             shape[e.dim] = -1
             holder = torch.empty_like(e.param, dtype=self._index_dtype(), device=device)  # the parameter's strides
@@ -630,7 +822,7 @@ class FlatPlan:
                     views.append(f)
         self.mul_(states, views)
 
-    def _flat(self, t: torch.Tensor | None, p: nn.Parameter) -> torch.Tensor:
+    def _flat(self, t: torch.Tensor | None, p: torch.Tensor) -> torch.Tensor:
         if t is None:
             return torch.zeros(p.numel(), device=p.device, dtype=p.dtype)
         if t.stride() != p.stride():
@@ -651,7 +843,6 @@ class FlatPlan:
             parts = [self._flat(p.grad, p) for p in self.params]
         flat = torch.cat(parts).float()
         return out.index_add_(0, self.index, flat.square_())
-
 
     def use_row_ops(self) -> bool:
         """True on the CPU (see :attr:`cpu_row_ops`)."""
@@ -674,8 +865,9 @@ class FlatPlan:
     def zero_rows_(tensors: Sequence[torch.Tensor | None], rows: list[tuple[int, int, torch.Tensor]]) -> None:
         """Fill the given rows of ``tensors`` (aligned with :attr:`params`) with exact zeros."""
         for i, dim, pos in rows:
-            if tensors[i] is not None:
-                tensors[i].index_fill_(dim, pos, 0)
+            tensor = tensors[i]
+            if tensor is not None:
+                tensor.index_fill_(dim, pos, 0)
 
     def zero_rows_state_(self, optimizer: torch.optim.Optimizer, rows: list[tuple[int, int, torch.Tensor]]) -> None:
         """:meth:`zero_rows_` on the optimizer's per-element state of each parameter."""
@@ -708,4 +900,15 @@ def build_flat_plans(entries: list[SliceEntry], num_structures: int, device: tor
         target.append(entry)
     return [FlatPlan(p, num_structures, device) for p in passes]
 
-__all__ = ["CONSUMER", "PRODUCER", "FlatPlan", "LayerGroup", "SliceEntry", "StructureSet", "UnsupportedModelError", "find_classifier"]
+
+__all__ = [
+    "CONSUMER",
+    "PRODUCER",
+    "FlatPlan",
+    "FrozenGroup",
+    "LayerGroup",
+    "SliceEntry",
+    "StructureSet",
+    "UnsupportedModelError",
+    "find_classifier",
+]

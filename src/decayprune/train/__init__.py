@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from decayprune.config.train import TrainSettings, resolve_device
 from decayprune.files import save_safetensors_atomic, write_json_atomic, write_text_atomic
 from decayprune.train.checkpoint import (
     flatten_state,
@@ -27,8 +28,7 @@ from decayprune.train.metrics_log import read_jsonl
 from decayprune.train.optim import build_optimizer
 from decayprune.train.schedule import build_scheduler, lr_at, lr_factor
 from decayprune.train.seed import get_rng_state, set_rng_state, set_seed
-from decayprune.config.train import TrainSettings, resolve_device
-from decayprune.train.trainer import TrainResult, Trainer
+from decayprune.train.trainer import Trainer, TrainResult
 
 __all__ = [
     "TrainHook",

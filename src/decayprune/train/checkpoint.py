@@ -140,7 +140,7 @@ def unflatten_state(tensors: Mapping[str, torch.Tensor], skeleton: Any) -> Any:
     if not isinstance(skeleton, dict):
         return skeleton
     if len(skeleton) == 1:
-        (marker, payload), = skeleton.items()
+        ((marker, payload),) = skeleton.items()
         if marker in (_TENSOR, _NDARRAY):
             if payload not in tensors:
                 raise KeyError(f"checkpoint skeleton refers to tensor {payload!r}, which is missing")

@@ -24,10 +24,10 @@ def model_device(model: nn.Module) -> torch.device:
         >>> model_device(nn.Linear(2, 2))
         device(type='cpu')
     """
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 

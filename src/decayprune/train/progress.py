@@ -1,12 +1,19 @@
-"""Rich progress bar of the training loop (one bar, reset every epoch, plus a summary line per epoch)."""
+"""Rich progress bar of the training loop (one bar, reset every epoch, plus a summary line per epoch).
+
+The bar is transient (it disappears when done, leaving the summary lines) and shows no loss until
+the first steps have one.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -30,19 +37,18 @@ class TrainProgress:
         self.enabled = enabled
         self.total_epochs = total_epochs
         self._progress: Progress | None = None
-        self._task: int | None = None
+        self._task: TaskID | None = None
         if not enabled:
             return
         self._progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("acc {task.fields[top1]:5.1f}%"),
-            TextColumn("{task.fields[ips]:,.0f} img/s"),
+            TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console or Console(stderr=True),
+            transient=True,
         )
         self._progress.start()
 
@@ -50,7 +56,7 @@ class TrainProgress:
         """Reset the bar for the 0-based ``epoch`` with ``total_steps`` steps (None: unknown)."""
         if self._progress is None:
             return
-        fields = {"epoch": epoch + 1, "epochs": self.total_epochs, "loss": float("nan"), "top1": 0.0, "ips": 0.0}
+        fields: dict[str, Any] = {"epoch": epoch + 1, "epochs": self.total_epochs, "stats": "starting"}
         if self._task is None:
             self._task = self._progress.add_task("train", total=total_steps, **fields)
         else:
@@ -60,7 +66,8 @@ class TrainProgress:
         """Show ``steps_done`` steps of the epoch and the running loss, top-1 (%) and throughput."""
         if self._progress is None or self._task is None:
             return
-        self._progress.update(self._task, completed=steps_done, loss=loss, top1=top1, ips=images_per_s)
+        stats = f"loss {loss:.4f}  acc {top1:5.1f}%  {images_per_s:,.0f} img/s"
+        self._progress.update(self._task, completed=steps_done, stats=stats)
 
     def end_epoch(self, summary: str) -> None:
         """Print one summary line above the bar."""

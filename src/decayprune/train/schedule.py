@@ -67,9 +67,7 @@ def lr_at(step: int, settings: TrainSettings, steps_per_epoch: int) -> float:
     return settings.lr * lr_factor(step, settings, steps_per_epoch)
 
 
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, settings: TrainSettings, steps_per_epoch: int
-) -> LambdaLR:
+def build_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps_per_epoch: int) -> LambdaLR:
     """Build a per-step ``LambdaLR`` that scales each group's initial lr by :func:`lr_factor`.
 
     Call ``scheduler.step()`` after every ``optimizer.step()``.

@@ -71,9 +71,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(int(w) for w in _bytes_to_words(py["words"])), py["gauss"]))
     npy = state["numpy"]
-    np.random.set_state(
-        (npy["name"], _bytes_to_words(npy["words"]), npy["pos"], npy["has_gauss"], npy["gauss"])
-    )
+    np.random.set_state((npy["name"], _bytes_to_words(npy["words"]), npy["pos"], npy["has_gauss"], npy["gauss"]))
     cuda_states = list(state.get("cuda") or [])
     if cuda_states and torch.cuda.is_available():
         count = torch.cuda.device_count()

@@ -15,6 +15,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from decayprune.config.train import TrainSettings, resolve_device
 from decayprune.train.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from decayprune.train.distributed import all_reduce_sum, barrier, get_world_size, is_main_process, unwrap_model
 from decayprune.train.evaluate import evaluate
@@ -24,7 +25,6 @@ from decayprune.train.optim import build_optimizer
 from decayprune.train.progress import TrainProgress
 from decayprune.train.schedule import build_scheduler
 from decayprune.train.seed import set_seed
-from decayprune.config.train import TrainSettings, resolve_device
 
 __all__ = ["TrainResult", "Trainer"]
 
@@ -136,7 +136,7 @@ class Trainer:
         self.use_amp = settings.amp and self.device.type == "cuda"
         self.channels_last = settings.channels_last and self.device.type == "cuda"
         if self.channels_last:
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model
         self.optimizer = optimizer or self._optimizer_from_hooks(model, settings) or build_optimizer(model, settings)
         self.steps_per_epoch = _steps_per_epoch(train_loader)
@@ -221,7 +221,7 @@ class Trainer:
         self.stop_training = False
         self._last_test = None
         if resume:
-            if self.checkpoint_dir is None:
+            if self.checkpoint_dir is None or self.run_dir is None:
                 raise ValueError("resume needs a run_dir holding a checkpoint")
             try:
                 meta = read_checkpoint_meta(self.checkpoint_dir)
@@ -304,8 +304,9 @@ class Trainer:
             seen += labels.shape[0]
             if view.enabled and ((index + 1) % self.settings.log_every == 0 or index + 1 == self.steps_per_epoch):
                 rate = seen * get_world_size() / max(time.perf_counter() - started, 1e-9)
-                view.update(index + 1, loss=loss_sum.item() / seen, top1=100.0 * correct.item() / seen,
-                            images_per_s=rate)
+                view.update(
+                    index + 1, loss=loss_sum.item() / seen, top1=100.0 * correct.item() / seen, images_per_s=rate
+                )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = max(time.perf_counter() - started, 1e-9)
@@ -343,10 +344,12 @@ class Trainer:
             hook.after_backward(self)
         if self.use_amp:
             # The scale shrinks exactly when the step was skipped; compared on the device (no sync).
-            scale = self.scaler._get_scale_async().clone()
+            scale = self.scaler._get_scale_async()
+            assert scale is not None  # AMP on: the scaler has a scale tensor
+            scale = scale.clone()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.last_step_skipped_flag = self.scaler._get_scale_async() < scale
+            self.last_step_skipped_flag = self.scaler._get_scale_async() < scale  # type: ignore[operator]
             with warnings.catch_warnings():  # a skipped first AMP step makes torch warn about the order
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
                 self.scheduler.step()

@@ -1,24 +1,34 @@
 """Turn a run config into the pieces of a run: data, model, loaders, weights on disk.
 
-Shared by the command line, the prune job (:mod:`decayprune.experiment`) and the benchmarks.
+Shared by the jobs, the command line and the benchmarks.
+
+Example:
+    >>> from decayprune.config import ModelConfig
+    >>> m = build_model(ModelConfig(name="small_cnn"), num_classes=10, in_channels=1, image_size=(8, 8))
+    >>> m(torch.zeros(2, 1, 8, 8)).shape
+    torch.Size([2, 10])
 """
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from decayprune.config import ModelConfig, RunConfig
-from decayprune.data import DatasetSplits, TensorLoader, load_dataset
-from decayprune.models import create, model_accepts
-from decayprune.train import save_safetensors_atomic, set_seed
+from ..config import ModelConfig, RunConfig
+from ..data import DatasetSplits, TensorLoader, load_dataset
+from ..errors import DataError, UserError, WeightsError
+from ..files import save_safetensors_atomic
+from ..models import create, model_accepts
+from ..train import set_seed
 
 __all__ = [
-    "CLIError",
+    "arch_spec",
     "build_model",
     "example_input",
     "load_splits",
@@ -30,23 +40,27 @@ __all__ = [
 ]
 
 
-class CLIError(Exception):
-    """A user-facing error: ``decayprune.cli.main`` prints its message and returns exit code 2."""
-
-
 def load_splits(cfg: RunConfig) -> DatasetSplits:
     """Load the dataset a run config names (with its subsets).
 
     Raises:
-        FileNotFoundError: If the dataset's files cannot be found.
+        DataError: If the dataset's files are missing, truncated or malformed (one clear line).
     """
-    return load_dataset(
-        cfg.data.name,
-        cfg.data.data_dir,
-        seed=cfg.data.seed,
-        train_subset=cfg.data.train_subset,
-        test_subset=cfg.data.test_subset,
-    )
+    try:
+        return load_dataset(
+            cfg.data.name,
+            cfg.data.data_dir,
+            seed=cfg.data.seed,
+            train_subset=cfg.data.train_subset,
+            test_subset=cfg.data.test_subset,
+        )
+    except UserError:
+        raise
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, IndexError) as exc:
+        text = str(exc) or type(exc).__name__
+        if isinstance(exc, EOFError):
+            text = f"a file ended early (truncated download?): {text}"
+        raise DataError(f"cannot load dataset {cfg.data.name!r}: {text}") from exc
 
 
 def model_kwargs(name: str, image_size: Sequence[int]) -> dict[str, Any]:
@@ -54,19 +68,26 @@ def model_kwargs(name: str, image_size: Sequence[int]) -> dict[str, Any]:
     return {"image_size": tuple(int(v) for v in image_size)} if model_accepts(name, "image_size") else {}
 
 
+def arch_spec(cfg: ModelConfig, splits: DatasetSplits) -> dict[str, Any]:
+    """How to rebuild the unpruned model (stored in ``pruned.json``; read by :func:`decayprune.load_pruned`)."""
+    kwargs: dict[str, Any] = {
+        "num_classes": splits.num_classes,
+        "in_channels": splits.in_channels,
+        "width": cfg.width,
+        **model_kwargs(cfg.name, splits.image_size),
+    }
+    if "image_size" in kwargs:
+        kwargs["image_size"] = list(kwargs["image_size"])
+    return {"name": cfg.name, "kwargs": kwargs, "input_shape": [splits.in_channels, *splits.image_size]}
+
+
 def build_model(
     cfg: ModelConfig, *, num_classes: int, in_channels: int, image_size: Sequence[int], seed: int | None = None
 ) -> nn.Module:
     """Create the model a config names and load ``cfg.weights`` into it when set.
 
-    ``seed`` seeds the weight initialisation, so runs that differ only in ``train.seed`` start
+    ``seed`` seeds the weight initialisation, so runs that differ only in their seed start
     from different initial weights and runs with the same seed from the same ones.
-
-    Example:
-        >>> m = build_model(ModelConfig(name="small_cnn"), num_classes=10, in_channels=1,
-        ...                 image_size=(8, 8))
-        >>> m(torch.zeros(2, 1, 8, 8)).shape
-        torch.Size([2, 10])
     """
     if seed is not None:
         set_seed(seed)
@@ -86,19 +107,18 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a ``.safetensors`` state dict into ``model`` (strict, no unpickling).
 
     Raises:
-        FileNotFoundError: If ``path`` does not exist.
-        CLIError: If the file is not a safetensors file or does not fit the model.
+        WeightsError: If the file is missing, is not safetensors, or does not fit the model.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file '{path}' does not exist")
+        raise WeightsError(f"weights file '{path}' does not exist")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise CLIError(f"cannot read weights '{path}' as safetensors: {exc}") from None
+        raise WeightsError(f"cannot read weights '{path}' as safetensors: {exc}") from None
     own = model.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
@@ -107,24 +127,21 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         parts = []
         for label, keys in (("missing", missing), ("unexpected", unexpected)):
             if keys:
-                parts.append(
-                    f"{len(keys)} {label} tensors ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-                )
+                parts.append(f"{len(keys)} {label} tensors ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
         for k in mismatched[:3]:
-            parts.append(
-                f"{k} has shape {tuple(tensors[k].shape)} in the file, {tuple(own[k].shape)} in the model"
-            )
-        raise CLIError(
-            f"weights '{path}' do not fit the model: {'; '.join(parts)}. "
-            "Check model.name, model.width and the dataset (classes, channels)."
+            parts.append(f"{k} has shape {tuple(tensors[k].shape)} in the file, {tuple(own[k].shape)} in the model")
+        hint = (
+            " It looks like a pruned model: load it with its .json spec (pruned.json next to it) or --run."
+            if mismatched and path.with_suffix(".json").is_file()
+            else " Check model.name, model.width and the dataset (classes, channels)."
         )
+        raise WeightsError(f"weights '{path}' do not fit the model: {'; '.join(parts)}.{hint}")
     model.load_state_dict(tensors, strict=True)
 
 
-def save_weights(model: nn.Module, path: str | Path) -> Path:
+def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write ``model``'s state dict as safetensors, atomically (tensors copied to CPU)."""
-    tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
-    save_safetensors_atomic(Path(path), tensors)
+    save_safetensors_atomic(Path(path), model.state_dict(), metadata=metadata)
     return Path(path)
 
 

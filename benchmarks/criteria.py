@@ -1,0 +1,201 @@
+"""Criteria table: every criterion under ``oneshot`` and ``sp+sr`` at the same MACs target (mean +- std over seeds).
+
+Usage:
+    python benchmarks/criteria.py                                  # digits / small_cnn, 20% MACs, 3 seeds
+    python benchmarks/criteria.py --seeds 0 --policies oneshot     # quicker
+    python benchmarks/criteria.py --rows taylor bn_scale --ranking layer
+
+Every seed trains one base model that every row prunes (same weights, same data order), so rows
+differ only by the criterion (and the policy). Data-pass criteria score on a fixed set of
+training batches. ``score x step`` is a criterion's mean scoring time divided by the mean time of
+one training step of the same run. MACs % is measured on the compacted model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from decayprune import Pruner, Trainer, count_cost, evaluate, load_config
+from decayprune.files import write_text_atomic
+from decayprune.jobs.build import build_model, example_input, load_splits, make_loaders
+
+PRESET: dict[str, Any] = {
+    "data": {"name": "digits"},
+    "model": {"name": "small_cnn"},
+    "pretrain": {"epochs": 12, "batch_size": 64, "lr": 0.05, "schedule": "cosine"},
+    "finetune": {"epochs": 6, "batch_size": 64, "lr": 0.01, "schedule": "cosine"},
+    "prune": {"target_macs_fraction": 0.2, "iterative_steps": 3, "decay": {"steps": 20, "cooldown": 40}},
+}
+
+# label -> (method, criterion, criterion options, method options)
+ROWS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
+    "random": ("iterative", "random", {}, {}),
+    "group_norm": ("iterative", "group_norm", {}, {}),
+    "l1_filter": ("iterative", "l1_filter", {}, {}),
+    "bn_scale": ("iterative", "bn_scale", {}, {}),
+    "bn_statistics": ("iterative", "bn_statistics", {}, {}),
+    "taylor": ("iterative", "taylor", {}, {}),
+    "taylor o2": ("iterative", "taylor", {"order": 2}, {}),
+    "taylor (paper: raw)": ("iterative", "taylor", {"normalize": "none"}, {}),
+    "taylor_activation": ("iterative", "taylor_activation", {}, {}),
+    "hrank": ("iterative", "hrank", {}, {}),
+    "chip": ("iterative", "chip", {}, {}),
+    "thinet": ("iterative", "thinet", {}, {}),
+    "snip": ("iterative", "snip", {}, {}),
+    # The paper trains with the penalty from scratch (1e-4); a 6-epoch fine-tune needs a stronger one to move gammas.
+    "slimming": ("slimming", None, {}, {"sparsity": 1e-2}),
+}
+CALIBRATION_BATCHES = 8
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+class _Timed:
+    """Wraps a criterion's ``score`` to add up its wall time."""
+
+    def __init__(self, criterion: Any) -> None:
+        self.seconds, self.calls, inner = 0.0, 0, criterion.score
+
+        def score(ctx: Any) -> torch.Tensor:
+            start = time.perf_counter()
+            try:
+                return inner(ctx)
+            finally:
+                self.seconds += time.perf_counter() - start
+                self.calls += 1
+
+        criterion.score = score
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    console = Console(width=160)
+    records = []
+    for seed in args.seeds:
+        tree = copy.deepcopy(PRESET)
+        tree.update(name=f"criteria-s{seed}", output_dir=str(args.output_dir))
+        tree["pretrain"]["seed"] = tree["finetune"]["seed"] = seed
+        tree["pretrain"]["device"] = tree["finetune"]["device"] = "cpu"
+        cfg = load_config(None, values=tree)
+        splits = load_splits(cfg)
+        example = example_input(splits)
+        base = build_model(
+            cfg.model,
+            num_classes=splits.num_classes,
+            in_channels=splits.in_channels,
+            image_size=splits.image_size,
+            seed=seed,
+        )
+        pre_train, pre_test = make_loaders(splits, cfg.model_copy(update={"finetune": cfg.pretrain}))
+        Trainer(base, pre_train, pre_test, cfg.pretrain, progress=False).fit()
+        base_top1 = float(evaluate(base, pre_test)["top1"])
+        base_macs = count_cost(base, example).macs
+        console.print(f"seed {seed}: base top-1 {base_top1:.2f}")
+        for label in args.rows:
+            method, criterion, criterion_options, method_options = ROWS[label]
+            for policy in args.policies:
+                torch.manual_seed(seed)
+                model = copy.deepcopy(base)
+                train_loader, test_loader = make_loaders(splits, cfg)
+                calibration = [batch for _, batch in zip(range(CALIBRATION_BATCHES), train_loader, strict=False)]
+                prune = cfg.prune.model_copy(
+                    update={
+                        "method": method,
+                        "criterion": criterion,
+                        "criterion_options": criterion_options,
+                        "method_options": {**method_options, "ranking": args.ranking},
+                        "decay": cfg.prune.decay.model_copy(update={"policy": policy}),
+                    }
+                )
+                steps = max(1, cfg.finetune.epochs * len(train_loader))
+                pruner = Pruner(
+                    model,
+                    example,
+                    prune,
+                    total_steps=steps,
+                    steps_per_epoch=len(train_loader),
+                    calibration_data=calibration,
+                )
+                timer = _Timed(pruner.method.criterion)
+                start = time.perf_counter()
+                Trainer(model, train_loader, test_loader, cfg.finetune, hooks=[pruner], progress=False).fit()
+                fit_s = time.perf_counter() - start
+                pruner.compact()
+                top1 = float(evaluate(model, test_loader)["top1"])
+                step_s = max(fit_s - timer.seconds, 1e-9) / steps
+                record = {
+                    "row": label,
+                    "policy": policy,
+                    "seed": seed,
+                    "base_top1": base_top1,
+                    "top1": top1,
+                    "macs_pct": 100.0 * count_cost(model, example).macs / base_macs,
+                    "score_steps": (timer.seconds / max(timer.calls, 1)) / step_s,
+                    "releases": pruner.engine.releases,
+                    "fit_s": fit_s,
+                }
+                console.print(
+                    f"  {label:18s} {policy:8s} top-1 {top1:6.2f}  MACs {record['macs_pct']:5.1f}%  "
+                    f"score {record['score_steps']:.1f} steps  ({fit_s:.1f}s)"
+                )
+                records.append(record)
+    return records
+
+
+def table(records: list[dict[str, Any]], title: str) -> Table:
+    out = Table(title=title)
+    for col in ("criterion", "policy", "top-1", "Δ top-1", "MACs %", "score × step", "releases", "seeds"):
+        out.add_column(col)
+    for label in dict.fromkeys(r["row"] for r in records):
+        for policy in dict.fromkeys(r["policy"] for r in records):
+            rows = [r for r in records if r["row"] == label and r["policy"] == policy]
+            if not rows:
+                continue
+            out.add_row(
+                label,
+                policy,
+                _mean_std([r["top1"] for r in rows]),
+                _mean_std([r["top1"] - r["base_top1"] for r in rows]),
+                _mean_std([r["macs_pct"] for r in rows]),
+                _mean_std([r["score_steps"] for r in rows]),
+                _mean_std([float(r["releases"]) for r in rows]),
+                str(len(rows)),
+            )
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--policies", nargs="+", default=["oneshot", "sp+sr"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--ranking", choices=["global", "layer"], default="global")
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/bench"))
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    records = run(args)
+    title = (
+        f"criteria on small_cnn / digits, {args.ranking} ranking, target 20% MACs, "
+        f"{len(args.seeds)} seed(s), {time.perf_counter() - start:.0f} s"
+    )
+    Console(width=160).print(table(records, title))
+    summary = args.output_dir / "criteria-summary.json"
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(summary, json.dumps(records, indent=1))
+
+
+if __name__ == "__main__":
+    main()

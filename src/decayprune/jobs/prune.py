@@ -1,0 +1,208 @@
+"""The prune job: base model -> pruning run (selection, DPM decay, fine-tune) -> compaction -> result.
+
+Used by ``decayprune prune``, ``decayprune demo`` and the benchmarks. Every phase writes into the
+run folder and resumes: the base model is reused once ``base.safetensors`` exists *and* its
+``base.json`` records the same model, data and pretrain settings; the pruning run continues from
+its last checkpoint. The run folder receives ``config.yaml``, ``base.safetensors`` + ``base.json``,
+``pretrain/`` and ``prune/`` (metrics, checkpoints, ``dpm_events.jsonl``), ``pruned.safetensors`` +
+``pruned.json`` (the compacted model, loadable on its own) and ``result.json``
+(fields: :mod:`decayprune.jobs.results`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import torch.nn as nn
+from rich.console import Console
+from rich.markup import escape
+
+from ..config import RunConfig
+from ..data import DatasetSplits
+from ..errors import ConfigError, RunFolderError, TrainingDivergedError
+from ..files import write_json_atomic
+from ..pruner import Pruner
+from ..structure import save_pruned
+from ..train import Trainer, evaluate, read_checkpoint_meta, resolve_device
+from .build import arch_spec, build_model, example_input, load_splits, load_weights, make_loaders, save_weights
+from .checks import check_schedule
+from .hooks import DivergenceGuard, ElapsedTime
+from .results import RESULT_FILE, applied_decay, common_fields, write_result
+from .rundir import config_hash, prepare_run_dir
+from .snapshot import LATENCY_THREADS, snapshot
+
+__all__ = ["BASE_SECTIONS", "run_prune_job"]
+
+#: The config sections the base model depends on (its ``base.json`` records their hash).
+BASE_SECTIONS = ("data", "model", "pretrain")
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    try:
+        read_checkpoint_meta(folder / "checkpoint")
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _base_model(
+    cfg: RunConfig, splits: DatasetSplits, run_dir: Path, *, progress: bool, console: Console
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The model to prune and ``{epochs, time_s}`` of its pretraining (over all invocations)."""
+    seed = (cfg.pretrain or cfg.finetune).seed
+    model = build_model(
+        cfg.model,
+        num_classes=splits.num_classes,
+        in_channels=splits.in_channels,
+        image_size=splits.image_size,
+        seed=seed,
+    )
+    if cfg.model.weights is not None:
+        return model, {"epochs": 0, "time_s": 0.0}
+    base_file, meta_file = run_dir / "base.safetensors", run_dir / "base.json"
+    wanted = config_hash(cfg, BASE_SECTIONS)
+    if base_file.is_file():
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        if meta.get("config_hash") != wanted:
+            raise RunFolderError(
+                f"'{base_file}' was trained for other model/data/pretrain settings (or has no base.json); "
+                "use --overwrite to start this run afresh"
+            )
+        load_weights(model, base_file)
+        return model, {"epochs": int(meta.get("epochs", 0)), "time_s": float(meta.get("time_s", 0.0))}
+    if cfg.pretrain is None:
+        console.print("[yellow]no model.weights and no pretrain section: pruning an untrained model[/]")
+        return model, {"epochs": 0, "time_s": 0.0}
+    pre_cfg = cfg.model_copy(update={"finetune": cfg.pretrain})
+    train_loader, test_loader = make_loaders(splits, pre_cfg)
+    pre_dir = run_dir / "pretrain"
+    console.print(f"[bold]phase 1/3: pretraining[/] the base model, {cfg.pretrain.epochs} epochs")
+    clock = ElapsedTime()
+    trainer = Trainer(
+        model,
+        train_loader,
+        test_loader,
+        cfg.pretrain,
+        run_dir=pre_dir,
+        hooks=[DivergenceGuard(), clock],
+        progress=progress,
+        console=console,
+    )
+    trainer.fit(resume=_has_checkpoint(pre_dir))
+    info = {"epochs": int(trainer.epoch), "time_s": clock.total_s}
+    save_weights(model, base_file)
+    write_json_atomic(meta_file, {"config_hash": wanted, **info})
+    return model, info
+
+
+def run_prune_job(
+    cfg: RunConfig,
+    *,
+    resume: bool | Literal["auto"] = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Run one pruning job as the config says and return the ``result.json`` record.
+
+    Args:
+        cfg: A run config with a ``prune`` section.
+        resume: Continue the interrupted job in ``cfg.run_dir`` (``"auto"``: when there is one).
+        overwrite: Clear a non-empty run folder for a fresh job.
+        progress: Draw progress bars.
+        console: Where to print.
+
+    Raises:
+        ConfigError: The config has no ``prune`` section.
+        ScheduleError: The schedule cannot prune within the fine-tuning run (checked before any work).
+        RunFolderError: See :func:`~decayprune.jobs.rundir.prepare_run_dir`.
+        TrainingDivergedError: The loss became NaN/inf (``result.json`` is written with status ``failed``).
+
+    Example:
+        >>> from decayprune.config import load_config
+        >>> cfg = load_config(None, values={"prune": {"target_macs_fraction": 0.5}})  # doctest: +SKIP
+        >>> run_prune_job(cfg)["macs_pct"]  # doctest: +SKIP
+        50.0
+    """
+    if cfg.prune is None:
+        raise ConfigError(["prune: the config has no 'prune' section; see configs/prune_digits.yaml for an example"])
+    console = console or Console()
+    splits = load_splits(cfg)
+    train_loader, test_loader = make_loaders(splits, cfg)
+    check_schedule(cfg.prune, epochs=cfg.finetune.epochs, steps_per_epoch=len(train_loader))
+    run_dir = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
+    record = common_fields(cfg, "prune", [splits.in_channels, *splits.image_size])
+    record.update(
+        method=cfg.prune.method,
+        criterion=cfg.prune.criterion,
+        policy=cfg.prune.decay.policy,
+        decay=applied_decay(cfg.prune.decay),
+        target_macs_fraction=cfg.prune.remaining_macs_fraction(),
+    )
+    clock = ElapsedTime()
+    pre: dict[str, Any] = {"epochs": 0, "time_s": 0.0}
+    try:
+        model, pre = _base_model(cfg, splits, run_dir, progress=progress, console=console)
+        measured = time.perf_counter()
+        example = example_input(splits)
+        device = str(resolve_device(cfg.finetune.device))
+        base = snapshot(model.to(device), test_loader, example, device)
+        measure_s = time.perf_counter() - measured
+        prune_dir = run_dir / "prune"
+        pruner = Pruner(
+            model.to("cpu"),
+            example,
+            cfg.prune,
+            total_steps=cfg.finetune.epochs * len(train_loader),
+            steps_per_epoch=len(train_loader),
+            run_dir=prune_dir,
+            calibration_data=train_loader,
+        )
+        console.print(
+            f"[bold]phase 2/3: pruning[/] {escape(cfg.prune.method)} + {escape(cfg.prune.decay.policy)} "
+            f"to {100 * cfg.prune.remaining_macs_fraction():.0f}% of the MACs, "
+            f"{cfg.finetune.epochs} epochs of training with pruning and fine-tuning"
+        )
+        trainer = Trainer(
+            model,
+            train_loader,
+            test_loader,
+            cfg.finetune,
+            run_dir=prune_dir,
+            hooks=[pruner, DivergenceGuard(), clock],
+            progress=progress,
+            console=console,
+        )
+        trainer.fit(resume=_has_checkpoint(prune_dir))
+    except TrainingDivergedError as exc:
+        record.update(status="failed", error=str(exc), wall_time_s=pre["time_s"] + clock.total_s)
+        write_result(run_dir / RESULT_FILE, record)
+        raise
+    measured = time.perf_counter()
+    masked = evaluate(model, test_loader, device=device)
+    pruner.compact()
+    final = snapshot(model, test_loader, example, device)
+    save_pruned(model.to("cpu"), run_dir / "pruned", arch=arch_spec(cfg.model, splits))
+    measure_s += time.perf_counter() - measured
+    console.print(
+        f"[bold]phase 3/3: compaction[/] removed {int(pruner.structures.pruned.sum())} channel groups: "
+        f"MACs {base['macs']:,} -> {final['macs']:,}, params {base['params']:,} -> {final['params']:,}"
+    )
+    record.update(
+        base=base,
+        final=final,
+        latency_threads=LATENCY_THREADS,
+        masked_top1=float(masked["top1"]),
+        macs_pct=100.0 * final["macs"] / base["macs"],
+        params_pct=100.0 * final["params"] / base["params"],
+        delta_top1=final["top1"] - base["top1"],
+        releases=int(pruner.engine.releases),
+        pruned_structures=int(pruner.structures.pruned.sum()),
+        epochs={"pretrain": pre["epochs"], "finetune": int(trainer.epoch)},
+        phase_time_s={"pretrain": pre["time_s"], "finetune": clock.total_s, "measure": measure_s},
+        wall_time_s=pre["time_s"] + clock.total_s + measure_s,
+    )
+    return write_result(run_dir / RESULT_FILE, record)

@@ -1,0 +1,44 @@
+"""Accuracy, cost and latency of one model at one point of a job (base, final)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..measure import count_cost, measure_latency
+from ..train import evaluate
+
+__all__ = ["LATENCY_REPEATS", "LATENCY_THREADS", "snapshot"]
+
+#: Timed batch-1 passes per latency figure of a job (median and IQR are reported).
+LATENCY_REPEATS = 50
+#: CPU threads while a job times a model: one, so that figures do not depend on the machine's load.
+LATENCY_THREADS = 1
+
+
+def snapshot(model: nn.Module, test_loader: Any, example: torch.Tensor, device: str | torch.device) -> dict[str, float]:
+    """Test accuracy, MACs, params and CPU latency (median and IQR, one thread) of ``model``.
+
+    Example:
+        >>> m = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> data = [(torch.randn(6, 1, 2, 2), torch.randint(0, 3, (6,)))]
+        >>> sorted(snapshot(m, data, torch.zeros(1, 1, 2, 2), "cpu"))
+        ['latency_iqr_ms', 'latency_ms', 'macs', 'params', 'top1', 'top5']
+    """
+    metrics = evaluate(model, test_loader, device=device)
+    model_cpu = model.to("cpu")
+    cost = count_cost(model_cpu, example)
+    latency = measure_latency(
+        model_cpu, example, warmup=5, repeats=LATENCY_REPEATS, device="cpu", threads=LATENCY_THREADS
+    )
+    model.to(device)
+    return {
+        "top1": float(metrics["top1"]),
+        "top5": float(metrics["top5"]),
+        "macs": int(cost.macs),
+        "params": int(cost.params),
+        "latency_ms": float(latency.median_ms),
+        "latency_iqr_ms": float(latency.iqr_ms),
+    }
