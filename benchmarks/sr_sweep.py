@@ -27,9 +27,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from decayprune.experiment import run_prune_job
+
 from decayprune.config import load_config
 from decayprune.data.mnist import FASHION_MNIST_SYSTEM_DIR
-from decayprune.experiment import run_prune_job
 from decayprune.files import write_text_atomic
 
 FASHION = {"name": "fashion-mnist", "train_subset": 20000}

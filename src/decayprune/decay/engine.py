@@ -46,10 +46,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config.prune import DecaySettings
 from ..structure import PRODUCER, StructureSet
 from .schedule import decay_norm
 from .stats import summarize_sr_rows
-from ..config.prune import DecaySettings
 
 EventSink = Callable[[dict], None]
 
