@@ -16,7 +16,7 @@ from __future__ import annotations
 from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainSettings, load_config
 from .criteria import Criterion, create_criterion, criteria_table, list_criteria, register_criterion
 from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
-from .decay import DecayEngine, decay_norm
+from .decay import DecayEngine, decay_norm, load_sr_stats, plot_sr_stats
 from .errors import (
     DataError,
     ExportError,
@@ -101,6 +101,8 @@ __all__ = [
     "create_model",
     "criteria_table",
     "decay_norm",
+    "load_sr_stats",
+    "plot_sr_stats",
     "evaluate",
     "format_count",
     "format_report",

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from .config import PruneSettings, TrainSettings
 from .criteria import create_criterion
 from .decay import DecayEngine
+from .decay.stats import SR_STATS_FILE
 from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method
 from .structure import CompactionReport, StructureSet, compact
 from .train.hooks import TrainHook
@@ -105,10 +106,23 @@ class Pruner(TrainHook):
             tolerance=settings.verify_tolerance,
         )
         self.events: list[dict] = []
+        self.sr_stats: list[dict] = []
+        """Per-step percentiles of C_rate and C_len over the decaying structures (``sp+sr``), also in
+        ``sr_stats.jsonl`` next to ``dpm_events.jsonl``; see :func:`decayprune.decay.plot_sr_stats`."""
+        self._sr_stats_mark = 0
         self._events_path = Path(run_dir) / "dpm_events.jsonl" if run_dir is not None else None
-        self.engine = DecayEngine(self.structures, settings.decay, sink=self._record)
-        self.method = method or self._create_method(settings)
+        self._stats_path = Path(run_dir) / SR_STATS_FILE if run_dir is not None else None
         self.schedule = SelectionSchedule.from_settings(settings, total_steps, self.steps_per_epoch)
+        if settings.decay.smooth and self.schedule.decay_steps != settings.decay.steps:
+            # decay.steps was left unset and its default does not fit the run: the fitted N.
+            settings = settings.model_copy(
+                update={"decay": settings.decay.model_copy(update={"steps": self.schedule.decay_steps})})
+            self.settings = settings
+        self._late_warned = False
+        stats_sink = self._record_stats if settings.decay.self_rectifying else None
+        self.engine = DecayEngine(self.structures, settings.decay, sink=self._record, stats_sink=stats_sink)
+        self.engine.release_until = self.schedule.last_start
+        self.method = method or self._create_method(settings)
         self.base_macs = self.structures.macs()
         self.base_params = self.structures.params()
         self.context = PruneContext(
@@ -178,6 +192,17 @@ class Pruner(TrainHook):
         self.method.after_step(ctx)
         ids = self.method.select(ctx)
         if ids is not None and len(ids):
+            if not self.schedule.can_start(ctx.step):
+                # Its decay could not end a recovery margin before the run ends: not started.
+                if not self._late_warned:
+                    warnings.warn(
+                        f"{type(self.method).__name__} selected {len(ids)} structures at step {ctx.step}, after the last "
+                        f"step a decay may start ({self.schedule.last_start}: N = {self.schedule.decay_steps} and "
+                        f"recovery_fraction {self.settings.recovery_fraction} of {self.total_steps}); not started",
+                        stacklevel=2,
+                    )
+                    self._late_warned = True
+                return
             self.engine.start(torch.as_tensor(ids, dtype=torch.long), ctx.step)
 
     def finish(self) -> None:
@@ -233,12 +258,26 @@ class Pruner(TrainHook):
     def summary(self) -> dict[str, Any]:
         """Counts of the pruning state (for logs and ``result.json``)."""
         committed = self.engine.committed()
-        return {
+        out: dict[str, Any] = {
             "pruned_structures": int(self.structures.pruned.sum()),
             "decaying_structures": int(self.engine.decaying.sum()),
             "releases": self.engine.releases,
             "macs_committed_fraction": self.structures.macs(committed) / self.base_macs,
         }
+        recent, self._sr_stats_mark = self.sr_stats[self._sr_stats_mark :], len(self.sr_stats)
+        if recent:
+            # Since the last summary: the median of the per-step medians and the largest per-step p95.
+            for name in ("c_rate", "c_len"):
+                out[f"sr_{name}_p50"] = float(torch.tensor([r[f"{name}_p50"] for r in recent]).median())
+                out[f"sr_{name}_p95"] = max(r[f"{name}_p95"] for r in recent)
+        return out
+
+    def _record_stats(self, record: dict) -> None:
+        self.sr_stats.append(record)
+        if self._stats_path is not None:
+            self._stats_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._stats_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
 
     def _record(self, event: dict) -> None:
         self.events.append(event)

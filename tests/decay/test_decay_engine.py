@@ -159,7 +159,8 @@ def _push_back(setup: Setup, sid_layer_name: str, channel: int, strength: float 
 
 
 def _rectify_setup(policy: str, window: int, cooldown: int = 7) -> tuple[Setup, int, int]:
-    settings = DecaySettings(policy=policy, steps=10, t_rate=1.0, t_len=2.0, window=window, cooldown=cooldown)
+    settings = DecaySettings(policy=policy, steps=10, t_rate=1.0, t_len=2.0, window=window, cooldown=cooldown,
+                             sr_criterion="paper")
     setup = Setup(settings, lambda p: torch.optim.SGD(p, lr=0.1))
     layer = setup.layer("0")
     pushed, quiet = layer.first + 0, layer.first + 1

@@ -168,7 +168,7 @@ def test_skipped_step_does_not_advance_the_decay(as_tensor: bool) -> None:
     net, s, opt = _tiny()
     events: list[dict] = []
     # Release conditions always hold, but the window (4) needs more real steps than the run has (3).
-    settings = DecaySettings(policy="sp+sr", steps=3, t_rate=-1e9, t_len=0.0, window=4)
+    settings = DecaySettings(policy="sp+sr", steps=3, t_rate=-1e9, t_len=0.0, window=4, sr_criterion="paper")
     engine = DecayEngine(s, settings, sink=events.append)
     engine.optimizer = opt
     l_init = s.producer_norms()[1].item()

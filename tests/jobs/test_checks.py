@@ -39,8 +39,8 @@ def test_end_outside_the_run() -> None:
 def test_decay_longer_than_the_run() -> None:
     with pytest.raises(
         ScheduleError,
-        match=r"decay.steps=100000000 is too long: the last selection \(step 1\) "
-        r"plus N=100000000 decay steps = step 100000001",
+        match=r"decay.steps: a selection at step 1 \+ a decay of N = 100000000 steps \+ a recovery margin of 3 "
+        r"steps \(recovery_fraction 0.1 of 30\) = 100000004 > 30 steps in the run; allowed: decay.steps <= 26",
     ):
         check_schedule(_prune(decay={"policy": "sp+sr", "steps": 10**8}), epochs=3, steps_per_epoch=10)
     # oneshot does not decay: the same N does not matter.

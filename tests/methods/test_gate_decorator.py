@@ -273,6 +273,7 @@ def test_folding_is_exact_with_arbitrary_gates() -> None:
 def test_releases_are_backfilled_from_the_last_tick_scores() -> None:
     prune = settings("sp+sr", steps=8, tock_steps=0)
     prune.decay.t_rate, prune.decay.t_len, prune.decay.cooldown = -1e9, 0.0, 1000  # everything resists
+    prune.decay.window, prune.recovery_fraction = 1, 0.0  # release after one decay step; 30 + 8 fits in 40
     model, pruner, optimizer = make(prune=prune)
     train(model, pruner, optimizer, 2)
     first = pruner.engine.decaying.clone()

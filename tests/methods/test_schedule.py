@@ -38,3 +38,44 @@ def test_impossible_schedules_are_refused() -> None:
         SelectionSchedule((5, 3))
     with pytest.raises(ValueError, match="total_steps"):
         SelectionSchedule.from_settings(settings(), 0, 10)
+
+
+# ---------------------------------------------------------------------------- room for recovery
+
+
+def test_a_decay_that_cannot_end_before_the_recovery_margin_is_refused_with_the_arithmetic() -> None:
+    from decayprune.errors import ScheduleError
+
+    too_long = settings(iterative_steps=1, decay=DecaySettings(steps=95))
+    with pytest.raises(ScheduleError, match=r"step 1 \+ a decay of N = 95 steps \+ a recovery margin of 10 steps "
+                       r".* = 106 > 100 steps in the run; allowed: decay.steps <= 89"):
+        SelectionSchedule.from_settings(too_long, 100, 10)
+    late_end = settings(iterative_steps=2, end_epoch=8, decay=DecaySettings(steps=10))
+    with pytest.raises(ScheduleError, match=r"at step 80 \+ a decay of N = 10 steps \+ a recovery margin of 11 "
+                       r".* = 101 > 100"):
+        SelectionSchedule.from_settings(late_end.model_copy(update={"recovery_fraction": 0.11}), 100, 10)
+    # The same with the margin it fits in is accepted, and its last selection is the last start.
+    s = SelectionSchedule.from_settings(late_end, 100, 10)
+    assert s.steps == (1, 80) and s.last_start == 80 and s.decay_steps == 10
+
+
+def test_unset_decay_steps_are_fitted_to_a_short_run_and_every_selection_has_room() -> None:
+    s = SelectionSchedule.from_settings(settings(iterative_steps=4), 60, 10)
+    assert s.decay_steps == (60 - 15 - 1) // 2 == 22
+    assert all(k + s.decay_steps + 6 <= 60 for k in s.steps) and s.steps[-1] <= s.last_start
+    assert not s.can_start(s.last_start + 1) and s.can_start(s.last_start)
+    # Left at its default, N stays 100 when it fits.
+    assert SelectionSchedule.from_settings(settings(iterative_steps=2), 1000, 10).decay_steps == 100
+
+
+def test_oneshot_keeps_the_margin_too() -> None:
+    s = SelectionSchedule.from_settings(settings(iterative_steps=2, decay=DecaySettings(policy="oneshot")), 100, 10)
+    assert s.last_start == 90 and s.decay_steps == 0
+
+
+def test_a_oneshot_selection_after_the_margin_is_refused() -> None:
+    from decayprune.errors import ScheduleError
+
+    late = settings(iterative_steps=2, end_epoch=9.5, decay=DecaySettings(policy="oneshot"))
+    with pytest.raises(ScheduleError, match=r"end_epoch: the last selection at step 95 .* = 105 > 100 .* step <= 90"):
+        SelectionSchedule.from_settings(late, 100, 10)

@@ -183,7 +183,8 @@ def test_gate_method_scores_from_data_and_folds_its_gates(policy: str) -> None:
     reference = plain(X)
     torch.manual_seed(0)
     model = create_model("small_cnn", num_classes=10, in_channels=1).eval()
-    gated = Pruner(model, X[:1], settings("test_gate_taylor", policy), total_steps=STEPS, calibration_data=BATCHES)
+    gated = Pruner(model, X[:1], settings("test_gate_taylor", policy), total_steps=STEPS, steps_per_epoch=1,
+                   calibration_data=BATCHES)
     assert gated.method.gates and all(name.endswith(".gate") for name in
                                       [n for n, _ in model.named_parameters() if "gate" in n])
     torch.testing.assert_close(model(X), reference)  # gates start at one: output unchanged

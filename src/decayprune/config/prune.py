@@ -36,9 +36,17 @@ class DecaySettings(BaseModel):
 
     policy: Policy = Field("sp+sr", description="oneshot: zero at selection; sp: smooth decay; sp+sr: decay + self-rectifying")
     steps: int = Field(100, ge=1, description="N: optimizer steps a structure takes to decay from its norm to exactly zero")
-    t_rate: float = Field(1.0, description="T_rate: release when C_rate (push-back in decay quanta) exceeds this")
-    t_len: float = Field(2.0, ge=0, description="T_len: release when C_len (gradient norm / layer mean) exceeds this")
-    window: int = Field(1, ge=1, description="W: both conditions must hold this many consecutive steps")
+    sr_criterion: Literal["radial", "paper"] = Field(
+        "radial",
+        description="radial: C_rate is the radial share of the optimizer's update (cosine of update and weights), "
+        "C_rate and C_len averaged over the last W steps (independent of lr and weight scale); paper: C_rate is the "
+        "push-back in decay quanta of one step and both conditions must hold W consecutive steps",
+    )
+    t_rate: float = Field(0.0, description="T_rate: release when C_rate exceeds this (radial: a cosine in -1..1; "
+                          "paper: decay quanta)")
+    t_len: float = Field(1.5, ge=0, description="T_len: release when C_len (gradient norm / layer mean) exceeds this")
+    window: int = Field(8, ge=1, description="W: radial: steps averaged (and the least decay steps before a "
+                        "release; at most N); paper: consecutive steps both conditions must hold")
     cooldown: int = Field(200, ge=0, description="steps a released structure may not be selected again")
     sync_every: int | None = Field(
         None, ge=1,
@@ -103,6 +111,11 @@ class PruneSettings(BaseModel):
     iterative_steps: int = Field(5, ge=1, description="selection points over the pruning phase; the budget tightens linearly")
     start_epoch: float = Field(0.0, ge=0, description="epoch (of the pruning run) of the first selection")
     end_epoch: float | None = Field(None, ge=0, description="epoch of the last selection (default: leaves room for the decay and recovery)")
+    recovery_fraction: float = Field(
+        0.1, ge=0, lt=1,
+        description="share of the run kept for recovery: no selection, backfill or re-selection starts unless its "
+        "decay ends at least this share of the run before the end",
+    )
     ignored_layers: list[str] = Field(default_factory=list, description="module names whose output channels are never pruned")
     round_to: int | None = Field(None, ge=1, description="pruned channels per layer are a multiple of this")
     ignored_types: list[str] = Field(

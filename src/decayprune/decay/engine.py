@@ -11,12 +11,32 @@ After every optimizer step, with ``x*`` the updated producer slices, ``n += 1`` 
 direction, the norm falls linearly, and is exactly 0 at ``n = N``. Then ``s`` is *pruned*
 (held at zero until compaction).
 
-Self-rectifying, after the step and before the rescale:
-``C_rate = (||x*|| - ||x_s before the step||) / (L_init / N)`` (push-back in decay quanta) and
-``C_len = ||g_s|| / mean_j ||g_j||`` over the un-pruned structures of the same layer group.
-When ``C_rate > T_rate`` and ``C_len > T_len`` for ``W`` consecutive steps, ``s`` is released:
-it keeps its current weights, trains normally, may not be selected again for ``cooldown``
-steps, and the base method is asked to pick replacements so its budget still holds.
+Self-rectifying, after the step and before the rescale, with ``x`` the slices before the step
+and ``u = x* - x`` the optimizer's update:
+``C_len = ||g_s|| / mean_j ||g_j||`` over the un-pruned structures of the same layer group, with
+``g`` the loss gradient as the engine sees it in :meth:`DecayEngine.after_backward` (the Pruner
+calls it before the method adds its regulariser; the optimizer's weight decay is not in it).
+
+``sr_criterion="radial"`` (default): ``c_t = <u, x> / (||u|| ||x||)``, the radial share of the
+update (+1: all of it pushes the norm back up, 0: it only turns ``x``, -1: it shrinks ``x``).
+``C_rate`` and ``C_len`` are running means over the last ``W`` counted decay steps (exact means
+for the first ``W``, then an EMA with weight ``1/W``; ``W`` is capped at ``N``); ``s`` is released
+when, after at least ``W`` decay steps, ``C_rate > T_rate`` and ``C_len > T_len``. Why: the paper-literal push-back
+below is a length, so it grows with the learning rate and shrinks with the weight scale (a
+10x larger lr releases 10x more easily); measured on small_cnn / digits its median was 2e-4
+quanta, so no fixed threshold fits. A cosine does not change when the lr (SGD, momentum, Adam:
+the update is proportional to it) or the weight scale changes, and the window keeps one noisy
+step from releasing anything.
+
+``sr_criterion="paper"``: ``C_rate = (||x*|| - ||x||) / (L_init / N)`` (push-back in decay
+quanta of one step); both conditions must hold for ``W`` consecutive steps.
+
+A released ``s`` keeps its current weights, trains normally, may not be selected again for
+``cooldown`` steps, and the base method is asked to pick replacements so its budget still holds
+(the Pruner hands the release to the method in the same ``after_step`` call that reads it
+back, so on the CPU the backfill starts at the step of the release). No release happens after
+:attr:`DecayEngine.release_until` (the Pruner sets it to the last step at which a backfill's
+decay can still end before the recovery margin).
 """
 
 from __future__ import annotations
@@ -26,9 +46,10 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config.prune import DecaySettings
 from ..structure import PRODUCER, StructureSet
 from .schedule import decay_norm
-from ..config.prune import DecaySettings
+from .stats import summarize_sr_rows
 
 EventSink = Callable[[dict], None]
 
@@ -89,10 +110,17 @@ class DecayEngine:
         (True, 0.0)
     """
 
-    def __init__(self, structures: StructureSet, settings: DecaySettings, sink: EventSink | None = None) -> None:
+    def __init__(self, structures: StructureSet, settings: DecaySettings, sink: EventSink | None = None,
+                 stats_sink: EventSink | None = None) -> None:
         self.structures = structures
         self.settings = settings
         self.sink = sink
+        self.stats_sink = stats_sink
+        self.release_until: int | None = None
+        """No self-rectifying release after this step (None: no limit)."""
+        self._snapshots: list[torch.Tensor] | None = None
+        self._stats_buf: torch.Tensor | None = None
+        self._stats_steps: list[int] = []
         n = structures.num_structures
         self._sync_every = settings.sync_every
         # Host mirrors, exact at sync points.
@@ -120,7 +148,7 @@ class DecayEngine:
         zeros = lambda dtype: torch.zeros(n, dtype=dtype, device=device)
         return {
             "decaying": zeros(torch.bool), "done_steps": zeros(torch.long), "l_init": zeros(torch.float32),
-            "streak": zeros(torch.long),
+            "streak": zeros(torch.long), "ema_rate": zeros(torch.float32), "ema_len": zeros(torch.float32),
             # Events since the last sync point: completions and releases with their step and statistics.
             "completed_flag": zeros(torch.bool), "completed_step": zeros(torch.long),
             "released_flag": zeros(torch.bool), "released_step": zeros(torch.long),
@@ -219,6 +247,7 @@ class DecayEngine:
         if self._steps_since_sync == 0:
             return
         self._steps_since_sync = 0
+        self._flush_stats()
         st = self._state
         if not self._any_decaying():
             return
@@ -248,6 +277,34 @@ class DecayEngine:
             else:
                 self._emit(kind, step, ids)
 
+    def _flush_stats(self) -> None:
+        """Percentiles of C_rate and C_len over the decaying structures, one record per step since the last sync."""
+        if not self._stats_steps or self._stats_buf is None:
+            return
+        rows = self._stats_buf[: len(self._stats_steps)].cpu()
+        steps, self._stats_steps = self._stats_steps, []
+        if self.stats_sink is None:
+            return
+        for record in summarize_sr_rows(steps, rows, self.settings):
+            self.stats_sink(record)
+
+    def _record_stats(self, step: int, counted: torch.Tensor, c_rate: torch.Tensor, c_len: torch.Tensor) -> None:
+        """Keep this step's values of the decaying structures on the device until the next read-back."""
+        if self.stats_sink is None:
+            return
+        rows = max(self.sync_every, 1)
+        n = self.structures.num_structures
+        if self._stats_buf is None or self._stats_buf.shape[0] < rows or self._stats_buf.device != self._dev:
+            self._flush_stats()
+            self._stats_buf = torch.full((rows, 2, n), float("nan"), device=self._dev)
+        if len(self._stats_steps) >= self._stats_buf.shape[0]:
+            self._flush_stats()
+        nan = torch.full_like(c_rate, float("nan"))
+        slot = self._stats_buf[len(self._stats_steps)]
+        slot[0].copy_(torch.where(counted, c_rate, nan))
+        slot[1].copy_(torch.where(counted, c_len, nan))
+        self._stats_steps.append(step)
+
     # ------------------------------------------------------------------ lifecycle
     def start(self, ids: torch.Tensor, step: int) -> None:
         """Begin removing ``ids``: zero them now (``oneshot``) or start their decay."""
@@ -268,6 +325,8 @@ class DecayEngine:
         st["decaying"][dev_ids] = True
         st["done_steps"][dev_ids] = 0
         st["streak"][dev_ids] = 0
+        st["ema_rate"][dev_ids] = 0.0
+        st["ema_len"][dev_ids] = 0.0
         st["l_init"][dev_ids] = norms[dev_ids]
         self._decaying[ids] = True
         self._n_decaying = int(self._decaying.sum())
@@ -279,11 +338,14 @@ class DecayEngine:
         self._backward_seen = True
         self._check_device()
         self._grad_sq = None
+        self._snapshots = None
         if not self._committed_any():
             return
         sr = self.settings.self_rectifying and self._any_decaying()
+        radial = sr and self.settings.sr_criterion == "radial"
         if sr:
             self._grad_sq = torch.zeros(self.structures.num_structures + 1, device=self._dev)
+        snapshots = []
         for plan in self.structures.flat_plans(PRODUCER):
             grads = plan.tensors("grad")
             if self._rows_only(plan):
@@ -292,6 +354,11 @@ class DecayEngine:
                 plan.mul_(grads, self._keep_factors(plan))
             if sr:
                 plan.add_sumsq_(self._grad_sq, "grad")
+            if radial and plan.params:
+                # The weights before the optimizer step (radial C_rate needs the update itself).
+                snapshots.append(torch.cat(plan._flat_params).float())
+        if radial:
+            self._snapshots = snapshots
 
     @torch.no_grad()
     def after_step(self, step: int, skipped: bool | torch.Tensor = False) -> list[int]:
@@ -381,7 +448,7 @@ class DecayEngine:
         # the step is the one the schedule imposed (L_init for a decay that just started).
         before = decay_norm(st["l_init"], cfg.steps, st["done_steps"])
         quantum = (st["l_init"] / cfg.steps).clamp_min(1e-12)
-        c_rate = (post - before) / quantum
+        c_rate = (post - before) / quantum  # the paper-literal push-back (replaced below for "radial")
         grad_norms = self._grad_sq[:-1].sqrt()
         alive = st["keep"][:-1]
         layers = len(s.layers)
@@ -389,17 +456,53 @@ class DecayEngine:
         layer_cnt = torch.zeros(layers, device=self._dev).index_add_(0, self._layer_of, alive)
         layer_mean = layer_sum / layer_cnt.clamp_min(1)
         c_len = grad_norms / layer_mean[self._layer_of].clamp_min(1e-12)
-        resisting = (c_rate > cfg.t_rate) & (c_len > cfg.t_len)
         counted = decaying if advance is None else decaying & advance
-        streak = torch.where(resisting, st["streak"] + 1, torch.zeros_like(st["streak"]))
-        streak = torch.where(counted, streak, st["streak"])
-        release = counted & resisting & (streak >= cfg.window)
+        if cfg.sr_criterion == "radial" and self._snapshots is not None:
+            c_rate = self._radial_share()
+            # Running mean over the first W counted steps, then an EMA with weight 1/W (W at most N, so
+            # that a decay shorter than the window can still be released).
+            window = min(cfg.window, cfg.steps)
+            n_done = st["done_steps"].float()
+            weight = torch.maximum(1.0 / (n_done + 1.0), torch.full_like(n_done, 1.0 / window))
+            weight = torch.where(counted, weight, torch.zeros_like(weight))
+            st["ema_rate"].add_(weight * (c_rate - st["ema_rate"]))
+            st["ema_len"].add_(weight * (c_len - st["ema_len"]))
+            c_rate, c_len = st["ema_rate"].clone(), st["ema_len"].clone()
+            resisting = (c_rate > cfg.t_rate) & (c_len > cfg.t_len)
+            streak = torch.where(resisting, st["streak"] + 1, torch.zeros_like(st["streak"]))
+            streak = torch.where(counted, streak, st["streak"])
+            release = counted & resisting & (st["done_steps"] + 1 >= window)
+        else:
+            resisting = (c_rate > cfg.t_rate) & (c_len > cfg.t_len)
+            streak = torch.where(resisting, st["streak"] + 1, torch.zeros_like(st["streak"]))
+            streak = torch.where(counted, streak, st["streak"])
+            release = counted & resisting & (streak >= cfg.window)
+        self._record_stats(step, counted, c_rate, c_len)
+        if self.release_until is not None and step > self.release_until:
+            release = torch.zeros_like(release)  # a backfill could no longer finish before the recovery margin
         st["streak"].copy_(streak.masked_fill_(release, 0))
         st["released_flag"].logical_or_(release)
         st["released_step"].masked_fill_(release, step)
         st["c_rate"].copy_(torch.where(release, c_rate, st["c_rate"]))
         st["c_len"].copy_(torch.where(release, c_len, st["c_len"]))
         decaying.logical_and_(~release)
+
+    def _radial_share(self) -> torch.Tensor:
+        """Per structure, the cosine of the optimizer's update ``x* - x`` and the weights ``x`` before it."""
+        n = self.structures.num_structures
+        dot = torch.zeros(n + 1, device=self._dev)
+        usq = torch.zeros(n + 1, device=self._dev)
+        xsq = torch.zeros(n + 1, device=self._dev)
+        plans = [p for p in self.structures.flat_plans(PRODUCER) if p.params]
+        for plan, before in zip(plans, self._snapshots or [], strict=True):
+            update = torch.cat(plan._flat_params).float().sub_(before)
+            index = plan.index
+            dot.index_add_(0, index, update * before)
+            xsq.index_add_(0, index, before.square())
+            usq.index_add_(0, index, update.square_())
+        self._snapshots = None
+        scale = (usq * xsq)[:n].sqrt()
+        return torch.where(scale > 0, dot[:n] / scale.clamp_min(1e-30), torch.zeros_like(scale))
 
     def finish(self, step: int) -> None:
         """Zero every structure still decaying (end of training) and mark it pruned."""
@@ -423,6 +526,8 @@ class DecayEngine:
             "done_steps": st["done_steps"].cpu().clone(),
             "l_init": st["l_init"].cpu().clone(),
             "streak": st["streak"].cpu().clone(),
+            "ema_rate": st["ema_rate"].cpu().clone(),
+            "ema_len": st["ema_len"].cpu().clone(),
             "cooldown_until": self.cooldown_until.clone(),
             "pruned": self.structures.pruned.clone(),
             "releases": self.releases,
@@ -436,6 +541,9 @@ class DecayEngine:
         st["decaying"].copy_(decaying)
         for key in ("done_steps", "l_init", "streak"):
             st[key].copy_(state[key])
+        for key in ("ema_rate", "ema_len"):  # absent in checkpoints written before the radial criterion
+            if key in state:
+                st[key].copy_(state[key])
         self._decaying = decaying.clone().cpu().bool()
         self._n_decaying = int(self._decaying.sum())
         self.cooldown_until.copy_(state["cooldown_until"])

@@ -3,9 +3,11 @@
 At each of ``iterative_steps`` evenly spaced selection points the MACs budget tightens
 linearly from the base model's to the final target; the criterion scores every structure and
 the lowest-scored are handed to the zeroing policy until the budget is met. After a
-self-rectifying release the budget is refilled at the next step with the next-best
-candidates (released structures sit out their cool-down unless the budget cannot be met
-without them).
+self-rectifying release the budget is refilled with the next-best candidates in the same
+``Pruner.after_step`` call that reads the release back (the step of the release on the CPU;
+the next read-back point on an accelerator), and only while a decay can still end before the
+recovery margin (the engine releases nothing later). Released structures sit out their
+cool-down unless the budget cannot be met without them.
 """
 
 from __future__ import annotations
