@@ -45,11 +45,12 @@ def check_schedule(prune: PruneSettings, *, epochs: int, steps_per_epoch: int) -
     except ValueError as exc:
         raise ScheduleError(f"the prune schedule does not fit the run ({run}): {exc}") from None
     decay = prune.decay
-    if decay.smooth and schedule.steps[-1] + decay.steps > total:
+    n = schedule.decay_steps or decay.steps  # the N in force (fitted to the run when decay.steps is unset)
+    if decay.smooth and schedule.steps[-1] + n > total:
         last = schedule.steps[-1]
         raise ScheduleError(
-            f"prune.decay.steps={decay.steps} is too long: the last selection (step {last}) plus N={decay.steps} "
-            f"decay steps = step {last + decay.steps}, past the end of the run ({run}); the decay would be cut "
+            f"prune.decay.steps={n} is too long: the last selection (step {last}) plus N={n} "
+            f"decay steps = step {last + n}, past the end of the run ({run}); the decay would be cut "
             f"short. Use decay.steps <= {max(1, total - last)}, more finetune epochs, or an earlier end_epoch"
         )
     return schedule

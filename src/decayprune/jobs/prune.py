@@ -132,14 +132,14 @@ def run_prune_job(
     console = console or Console()
     splits = load_splits(cfg)
     train_loader, test_loader = make_loaders(splits, cfg)
-    check_schedule(cfg.prune, epochs=cfg.finetune.epochs, steps_per_epoch=len(train_loader))
+    schedule = check_schedule(cfg.prune, epochs=cfg.finetune.epochs, steps_per_epoch=len(train_loader))
     run_dir = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
     record = common_fields(cfg, "prune", [splits.in_channels, *splits.image_size])
     record.update(
         method=cfg.prune.method,
         criterion=cfg.prune.criterion,
         policy=cfg.prune.decay.policy,
-        decay=applied_decay(cfg.prune.decay),
+        decay=applied_decay(cfg.prune.decay, steps=schedule.decay_steps or None),
         target_macs_fraction=cfg.prune.remaining_macs_fraction(),
     )
     clock = ElapsedTime()

@@ -57,16 +57,20 @@ RESULT_SCHEMA = 2
 RESULT_FILE = "result.json"
 
 
-def applied_decay(decay: DecaySettings) -> dict[str, Any]:
+def applied_decay(decay: DecaySettings, steps: int | None = None) -> dict[str, Any]:
     """The decay settings that apply under ``decay.policy`` (none for oneshot).
+
+    ``steps`` is the N in force when the schedule fitted it to the run (``decay.steps`` unset).
 
     Example:
         >>> applied_decay(DecaySettings(policy="sp", steps=7))
         {'steps': 7}
+        >>> applied_decay(DecaySettings(policy="sp"), steps=12)
+        {'steps': 12}
     """
     if not decay.smooth:
         return {}
-    out: dict[str, Any] = {"steps": decay.steps}
+    out: dict[str, Any] = {"steps": steps if steps is not None else decay.steps}
     if decay.self_rectifying:
         out.update(t_rate=decay.t_rate, t_len=decay.t_len, window=decay.window, cooldown=decay.cooldown)
     return out
