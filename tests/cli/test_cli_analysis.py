@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_testing import run_cli
+from cli_testing import PRUNE_TINY, run_cli
 
 from decayprune.criteria import list_criteria
 
@@ -50,3 +50,18 @@ def test_sensitivity_bad_input(
 ) -> None:
     code, _, err = run_cli(capsys, ["sensitivity", "--run", str(trained_run), *extra])
     assert code == 2 and message in err
+
+
+def test_sr_stats_plots_a_self_rectifying_run(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["prune", *PRUNE_TINY, "--set", "prune.decay.policy=sp+sr", "--output-dir", str(tmp_path)]
+    code, _, err = run_cli(capsys, [*argv, "--name", "sr", "--no-progress"])
+    assert code == 0, err
+    code, out, err = run_cli(capsys, ["sr-stats", str(tmp_path / "sr"), "--output", str(tmp_path / "sr.png")])
+    assert code == 0, err
+    assert "largest C_rate" in out and "T_len" in out
+    assert (tmp_path / "sr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sr_stats_of_a_run_without_self_rectifying(capsys: pytest.CaptureFixture[str], pruned_run: Path) -> None:
+    code, _, err = run_cli(capsys, ["sr-stats", str(pruned_run)])
+    assert code == 2 and "sp+sr" in err  # the sp run has no statistics: the message says which runs do

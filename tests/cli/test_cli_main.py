@@ -22,6 +22,7 @@ def test_every_command_module_has_one_command() -> None:
         "check",
         "criteria",
         "sensitivity",
+        "sr-stats",
         "demo",
     ]
     assert set(COMMANDS) == {m.COMMAND.name for m in COMMAND_MODULES}
