@@ -26,13 +26,13 @@ from rich.markup import escape
 from ..data import list_datasets
 from ..jobs import package_version
 from ..models import list_models
-from . import check, criteria, demo, eval, export, measure, prune, sensitivity, train
+from . import bench, check, criteria, demo, eval, export, measure, prune, report, sensitivity, train
 from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR, Command, make_console
 
 __all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main"]
 
 #: Command modules in the order ``decayprune --help`` lists them.
-COMMAND_MODULES = (train, prune, eval, measure, export, check, criteria, sensitivity, demo)
+COMMAND_MODULES = (train, prune, eval, measure, export, check, criteria, sensitivity, demo, bench, report)
 
 COMMANDS: dict[str, Command] = {module.COMMAND.name: module.COMMAND for module in COMMAND_MODULES}
 
