@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import write_bench
+from bench_testing import write_bench
 
 from decayprune.bench import load_bench, plan, run_bench
 from decayprune.bench import runner as runner_module
@@ -64,7 +64,9 @@ def test_an_interrupted_bench_resumes_without_rerunning_finished_cells(tmp_path,
     summary = run_bench(spec)
     assert sorted(summary.names("skipped")) == sorted(first)
     assert len(ran) == 2 and not set(ran) & set(first)
-    assert {p.parent.name: p.stat().st_mtime_ns for p in spec.bench_dir.glob("*/result.json") if p.parent.name in done} == done
+    assert {
+        p.parent.name: p.stat().st_mtime_ns for p in spec.bench_dir.glob("*/result.json") if p.parent.name in done
+    } == done
     assert [r.state for r in plan(spec)] == ["finished"] * 4
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import write_bench
+from bench_testing import write_bench
 
 from decayprune.bench import BenchSpec, Cell, cell_config, expand, load_bench
 from decayprune.errors import ConfigError
@@ -17,7 +17,12 @@ def test_matrix_is_the_full_product_with_stable_names(tmp_path):
     assert cells[0] == Cell("small_cnn", "synthetic", "depgraph", "oneshot", 0)
     assert cells[1].name == "small_cnn-synthetic-depgraph-sp-sr-s0"
     cfg = cell_config(spec, cells[1])
-    assert (cfg.prune.method, cfg.prune.decay.policy, cfg.finetune.seed, cfg.pretrain.seed) == ("depgraph", "sp+sr", 0, 0)
+    assert (cfg.prune.method, cfg.prune.decay.policy, cfg.finetune.seed, cfg.pretrain.seed) == (
+        "depgraph",
+        "sp+sr",
+        0,
+        0,
+    )
     assert cfg.run_dir == tmp_path / "runs" / "tiny" / cells[1].name
     assert cfg.prune.target_macs_fraction == 0.5 and cfg.data.train_subset == 96
 
