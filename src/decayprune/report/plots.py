@@ -41,7 +41,7 @@ def _png(fig: Figure) -> bytes:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a ``.jsonl`` file, one per line (an unreadable line, e.g. half-written, is skipped)."""
-    out = []
+    out: list[dict[str, Any]] = []
     if not path.is_file():
         return out
     for line in path.read_text().splitlines():
@@ -92,7 +92,10 @@ def training_curves(run_dir: str | Path) -> bytes | None:
         return None
     releases = [e["step"] for e in read_jsonl(folder / "dpm_events.jsonl") if e.get("kind") == "release"]
     steps = [m["step"] for m in metrics]
-    panels = [("loss", ("train_loss", "test_loss")), ("top-1 (%)", ("train_top1", "test_top1"))]
+    panels: list[tuple[str, tuple[str, ...]]] = [
+        ("loss", ("train_loss", "test_loss")),
+        ("top-1 (%)", ("train_top1", "test_top1")),
+    ]
     if any("macs_committed_fraction" in m for m in metrics):
         panels.append(("MACs committed (% of base)", ("macs_committed_fraction",)))
     if any("decaying_structures" in m for m in metrics):
