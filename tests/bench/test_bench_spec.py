@@ -64,3 +64,17 @@ def test_output_dir_override(tmp_path):
     spec = load_bench(write_bench(tmp_path), {"output_dir": str(tmp_path / "elsewhere")})
     assert spec.bench_dir == tmp_path / "elsewhere" / "tiny"
     assert isinstance(spec, BenchSpec)
+
+
+def test_per_method_settings_apply_to_that_methods_cells_only(tmp_path):
+    per_method = {"l1": {"finetune": {"lr": 0.123}, "prune": {"iterative_steps": 1}}}
+    spec = load_bench(write_bench(tmp_path, per_method=per_method))
+    for cell in expand(spec):
+        cfg = cell_config(spec, cell)
+        assert (cfg.finetune.lr == 0.123) == (cell.method == "l1")
+        assert cfg.prune.iterative_steps == (1 if cell.method == "l1" else 2)
+        assert cfg.prune.target_macs_fraction == 0.5
+    with pytest.raises(ConfigError, match="per_method"):
+        load_bench(write_bench(tmp_path, per_method={"nope": {}}))
+    with pytest.raises(ConfigError, match="base.finetune.lr"):
+        load_bench(write_bench(tmp_path, per_method={"l1": {"finetune": {"lr": -1}}}))

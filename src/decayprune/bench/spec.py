@@ -8,6 +8,8 @@ A bench YAML file looks like this (every key of ``base`` is a run-config key, se
       pretrain: {epochs: 12, batch_size: 64}
       finetune: {epochs: 6, batch_size: 64}
       prune: {target_macs_fraction: 0.2, iterative_steps: 3}
+    per_method:                # settings merged over base for one method's cells
+      otov2: {prune: {method_options: {lmbda: 3.0}}}
     matrix:
       model: [small_cnn]
       dataset: [digits]
@@ -119,6 +121,11 @@ class BenchSpec(BaseModel):
     output_dir: Path = Field(Path("runs"), description="Folder that holds bench folders.")
     base: dict[str, Any] = Field(default_factory=dict, description="Run config every cell starts from.")
     matrix: MatrixAxes = Field(default_factory=MatrixAxes, description="The matrix axes.")
+    per_method: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Run-config settings merged over 'base' for the cells of one method, e.g. "
+        "{otov2: {prune: {method_options: {lmbda: 3.0}}}}.",
+    )
     share_base: bool = Field(True, description="Cells of one model, dataset and seed prune one base model.")
 
     @field_validator("name")
@@ -137,6 +144,17 @@ class BenchSpec(BaseModel):
         owned = [k for k in _BENCH_OWNED if k in value]
         if owned:
             raise ValueError(f"{', '.join(owned)} is set by the bench per cell; remove it from 'base'")
+        return value
+
+    @field_validator("per_method")
+    @classmethod
+    def _per_method_keys(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for method, tree in value.items():
+            if method not in METHODS:
+                raise ValueError(METHODS.allowed_message(method))
+            owned = [k for k in _BENCH_OWNED if k in tree]
+            if owned:
+                raise ValueError(f"{method}: {', '.join(owned)} is set by the bench per cell; remove it")
         return value
 
     @property
@@ -194,7 +212,7 @@ def cell_config(spec: BenchSpec, cell: Cell, *, base_weights: Path | None = None
         ConfigError: The bench's ``base`` is not a valid prune config for this cell (keys named).
     """
     tree = _merge(
-        spec.base,
+        _merge(spec.base, spec.per_method.get(cell.method, {})),
         {
             "name": cell.name,
             "output_dir": str(spec.bench_dir),

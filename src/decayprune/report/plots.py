@@ -55,8 +55,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def accuracy_vs_macs(rows: list[TableRow]) -> bytes:
-    """Top-1 against MACs % of base, one point per table row: marker per method, colour per policy, std bars."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    """Top-1 against MACs % of base, one point per table row: marker per method, colour per policy, std bars.
+
+    sp+sr points are hollow and larger, so that they stay visible where they equal the sp point.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
     methods = list(dict.fromkeys(r.method for r in rows))
     for row in rows:
         ax.errorbar(
@@ -66,7 +69,11 @@ def accuracy_vs_macs(rows: list[TableRow]) -> bytes:
             yerr=row.top1.std,
             marker=_MARKERS[methods.index(row.method) % len(_MARKERS)],
             color=_COLORS.get(row.policy, "tab:green"),
-            markersize=8,
+            markerfacecolor="none" if row.policy == "sp+sr" else None,  # hollow: visible over an equal sp point
+            markeredgewidth=1.8,
+            markersize=10 if row.policy == "sp+sr" else 7,
+            elinewidth=1,
+            alpha=0.9,
             capsize=3,
             linestyle="none",
             label=f"{row.method} + {row.policy}"
@@ -76,7 +83,7 @@ def accuracy_vs_macs(rows: list[TableRow]) -> bytes:
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("accuracy vs MACs (mean ± std over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return _png(fig)
 
 
