@@ -23,6 +23,8 @@ def test_every_command_module_has_one_command() -> None:
         "criteria",
         "sensitivity",
         "demo",
+        "bench",
+        "report",
     ]
     assert set(COMMANDS) == {m.COMMAND.name for m in COMMAND_MODULES}
 
