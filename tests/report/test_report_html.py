@@ -97,3 +97,26 @@ def test_report_opens_in_headless_chromium(small_bench, tmp_path):
     assert shot.read_bytes()[:8] == PNG_MAGIC
     console_errors = [line for line in proc.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line.upper()]
     assert console_errors == []
+
+
+def test_a_prune_run_writes_its_own_report(tmp_path, capsys):
+    args = [
+        "prune",
+        "--set",
+        "data={name: synthetic, train_subset: 64, test_subset: 32}",
+        "--set",
+        "finetune={epochs: 2, batch_size: 32, device: cpu}",
+        "--set",
+        "prune={method: l1, target_macs_fraction: 0.5, iterative_steps: 1, decay: {policy: sp, steps: 1}}",
+        "--output-dir",
+        str(tmp_path),
+        "--name",
+        "run",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    assert "report:" in capsys.readouterr().out
+    page = (tmp_path / "run" / "report" / "report.html").read_text()
+    _check_self_contained(page, min_images=1)  # curves; no base model file (untrained start): no channels chart
+    assert main([*args[:-5], "--output-dir", str(tmp_path), "--name", "quiet", "--no-report", "--no-progress"]) == 0
+    assert not (tmp_path / "quiet" / "report").exists()
