@@ -30,23 +30,32 @@ def test_run_plots(small_bench, cell):
 
 
 def test_channels_kept_reads_widths_from_pruned_json_and_base(small_bench, monkeypatch):
-    from decayprune.report import plots
+    from matplotlib.axes import Axes
 
     run_dir = small_bench.bench_dir / "small_cnn-synthetic-l1-oneshot-s0"
     pruned = json.loads((run_dir / "pruned.json").read_text())["modules"]
     seen = {}
-    real_bar = plots.plt.Axes.bar
+    real_bar = Axes.bar
 
     def spy(self, xs, heights, **kwargs):
         seen[kwargs.get("label")] = list(heights)
         return real_bar(self, xs, heights, **kwargs)
 
-    monkeypatch.setattr(plots.plt.Axes, "bar", spy)
+    monkeypatch.setattr(Axes, "bar", spy)
     channels_kept(run_dir)
     kept = [m.get("out_channels", m.get("out_features")) for m in pruned.values()]
     assert seen["kept"] == [k for k in kept if k is not None]
     assert all(b >= k for b, k in zip(seen["base"], seen["kept"], strict=True))
     assert sum(seen["kept"]) < sum(seen["base"])
+
+
+def test_drawing_leaves_pyplot_alone(small_bench):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    backend, figures = matplotlib.get_backend(), plt.get_fignums()
+    training_curves(small_bench.bench_dir / "small_cnn-synthetic-l1-oneshot-s0")
+    assert matplotlib.get_backend() == backend and plt.get_fignums() == figures
 
 
 def test_plots_need_their_inputs(tmp_path):

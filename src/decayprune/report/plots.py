@@ -1,6 +1,8 @@
-"""PNG plots (matplotlib, Agg backend): accuracy vs MACs of a bench, training curves and channels kept of a run.
+"""PNG plots (matplotlib): accuracy vs MACs of a bench, training curves and channels kept of a run.
 
-Every function returns the PNG's bytes, or None when the run folder lacks what the plot needs.
+Every function returns the PNG's bytes, or None when the run folder lacks what the plot needs. Figures
+are drawn with matplotlib's object API (no pyplot, no change of the user's backend), and matplotlib
+is imported only when a plot is drawn.
 
 Example:
     >>> from decayprune.report.table import Stat, TableRow
@@ -15,15 +17,13 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+from .table import TableRow
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from .table import TableRow  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["PNG_MAGIC", "accuracy_vs_macs", "channels_kept", "read_jsonl", "training_curves"]
 
@@ -32,10 +32,17 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 _COLORS = {"oneshot": "tab:gray", "sp": "tab:blue", "sp+sr": "tab:orange"}
 
 
+def _subplots(ncols: int, figsize: tuple[float, float]) -> tuple[Figure, list[Axes]]:
+    """A figure (not registered with pyplot) with one row of ``ncols`` axes."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
+
+
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -59,7 +66,7 @@ def accuracy_vs_macs(rows: list[TableRow]) -> bytes:
 
     sp+sr points are hollow and larger, so that they stay visible where they equal the sp point.
     """
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, (ax,) = _subplots(1, (7.5, 4.6))
     methods = list(dict.fromkeys(r.method for r in rows))
     for row in rows:
         ax.errorbar(
@@ -107,8 +114,8 @@ def training_curves(run_dir: str | Path) -> bytes | None:
         panels.append(("MACs committed (% of base)", ("macs_committed_fraction",)))
     if any("decaying_structures" in m for m in metrics):
         panels.append(("structures", ("decaying_structures", "pruned_structures")))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.2), squeeze=False)
-    for ax, (title, keys) in zip(axes[0], panels, strict=True):
+    fig, axes = _subplots(len(panels), (4.0 * len(panels), 3.2))
+    for ax, (title, keys) in zip(axes, panels, strict=True):
         for key in keys:
             points = [(s, m[key]) for s, m in zip(steps, metrics, strict=True) if m.get(key) is not None]
             if key == "macs_committed_fraction":
@@ -161,7 +168,7 @@ def channels_kept(run_dir: str | Path) -> bytes | None:
             layers.append((name, base[f"{name}.weight"], int(width)))
     if not layers:
         return None
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(layers) + 2), 3.6))
+    fig, (ax,) = _subplots(1, (max(5.0, 0.45 * len(layers) + 2), 3.6))
     xs = range(len(layers))
     ax.bar(xs, [b for _, b, _ in layers], color="lightgray", label="base")
     ax.bar(xs, [k for _, _, k in layers], color="tab:blue", label="kept")
