@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from bench_testing import write_bench
@@ -78,3 +80,11 @@ def test_per_method_settings_apply_to_that_methods_cells_only(tmp_path):
         load_bench(write_bench(tmp_path, per_method={"nope": {}}))
     with pytest.raises(ConfigError, match="base.finetune.lr"):
         load_bench(write_bench(tmp_path, per_method={"l1": {"finetune": {"lr": -1}}}))
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[2] / "benchmarks").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_shipped_bench_files_are_valid(path):
+    spec = load_bench(path)
+    assert len(expand(spec)) >= 3 and spec.name == path.stem
