@@ -111,3 +111,17 @@ def test_jobs_spread_cells_over_processes(tmp_path, capsys):
     # with a timed cell, the dry run now estimates the seconds left (none: all finished)
     assert main(["bench", str(path), "--dry-run"]) == 0
     assert "0 cells to run" in capsys.readouterr().out
+
+
+def test_a_cell_that_another_process_runs_is_left_alone(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    spec = load_bench(write_bench(tmp_path, matrix={"method": ["random"], "policy": ["oneshot"], "seed": [0]}))
+    lock = spec.bench_dir / "logs" / "small_cnn-synthetic-random-oneshot-s0.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # as a still-running worker of a killed bench would
+        summary = run_bench(spec)
+    assert summary.names("failed") == ["small_cnn-synthetic-random-oneshot-s0"]
+    assert "another process" in (summary.outcomes[0].error or "")
+    assert not (spec.bench_dir / "small_cnn-synthetic-random-oneshot-s0").exists()
+    assert run_bench(spec).names("ran") == ["small_cnn-synthetic-random-oneshot-s0"]  # lock released: it runs

@@ -6,7 +6,9 @@ cut off mid-way continues from its last checkpoint). ``jobs > 1`` spreads cells 
 worker processes (spawned, one torch thread each unless told otherwise). With ``share_base``,
 the first cell of each model/dataset/seed trains the base model and the others of the group start
 from its ``base.safetensors`` once it is written. Each cell's console output goes to
-``<bench>/logs/<cell>.log``; ``<bench>/bench.json`` holds every cell's status as the bench goes.
+``<bench>/logs/<cell>.log``; ``<bench>/bench.json`` holds every cell's status as the bench goes. A
+cell is locked (``logs/<cell>.lock``) while it runs, so a worker of a killed bench that is still
+finishing its cell and a resumed bench never write one run folder at once.
 
 Example:
     >>> from decayprune.bench.spec import BenchSpec
@@ -22,7 +24,8 @@ import multiprocessing
 import statistics
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,8 +120,46 @@ def _check_finished(spec: BenchSpec, row: PlannedCell) -> None:
         )
 
 
+@contextmanager
+def _cell_lock(path: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` while the block runs; yields False when another process holds it.
+
+    A worker of a killed bench may still be finishing its cell; the lock keeps a resumed bench off it.
+    (No lock where ``fcntl`` is missing, i.e. on Windows.)
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield True
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_cell(spec: BenchSpec, cell: Cell, base_weights: Path | None, threads: int | None) -> CellOutcome:
     """Run one cell as a prune job (in this process); failures come back as an outcome, not raised."""
+    log = spec.bench_dir / "logs" / f"{cell.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with _cell_lock(log.with_suffix(".lock")) as locked:
+        if not locked:
+            return CellOutcome(
+                cell.name,
+                "failed",
+                error="another process is running this cell (a worker of an interrupted bench still finishing?); "
+                "run the bench again when it has ended",
+            )
+        return _run_locked(spec, cell, base_weights, threads, log)
+
+
+def _run_locked(spec: BenchSpec, cell: Cell, base_weights: Path | None, threads: int | None, log: Path) -> CellOutcome:
     import torch
     from rich.console import Console
 
@@ -126,8 +167,6 @@ def run_cell(spec: BenchSpec, cell: Cell, base_weights: Path | None, threads: in
 
     if threads:
         torch.set_num_threads(threads)
-    log = spec.bench_dir / "logs" / f"{cell.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(log, "a", encoding="utf-8") as handle:
         console = Console(file=handle, width=160, highlight=False, soft_wrap=True)
