@@ -25,6 +25,7 @@ from .table import aggregate, load_results, markdown_cells, to_csv, to_markdown
 __all__ = ["REPORT_DIR", "build_report", "is_bench_dir", "is_run_dir"]
 
 REPORT_DIR = "report"
+_CELL_DPI = 60
 _HEADER = ["model", "dataset", "method", "policy", "MACs %", "params %", "base top-1", "top-1", "Δ vs oneshot"]
 
 
@@ -46,11 +47,10 @@ def _result(run_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _run_section(run_dir: Path, *, folded: bool) -> tuple[Section, dict[str, bytes]]:
+def _run_section(run_dir: Path, *, folded: bool, dpi: int = 100) -> tuple[Section, dict[str, bytes]]:
     result = _result(run_dir)
-    pngs = {
-        name: png for name, png in (("curves", training_curves(run_dir)), ("channels", channels_kept(run_dir))) if png
-    }
+    drawn = (("curves", training_curves(run_dir, dpi=dpi)), ("channels", channels_kept(run_dir, dpi=dpi)))
+    pngs = {name: png for name, png in drawn if png}
     section = Section(run_dir.name, folded=folded)
     if result.get("kind") == "prune" and result.get("status") == "ok":
         base, final = result["base"], result["final"]
@@ -111,7 +111,8 @@ def _build_bench(bench_dir: Path) -> list[Path]:
         written.append(out / "accuracy_vs_macs.png")
         summary.images.append(("accuracy vs MACs", plot))
     cells = [p for p in sorted(bench_dir.iterdir()) if p.is_dir() and is_run_dir(p)]
-    sections = [summary] + [_run_section(cell, folded=True)[0] for cell in cells]
+    # per-cell plots at a lower resolution: a bench page holds two per cell
+    sections = [summary] + [_run_section(cell, folded=True, dpi=_CELL_DPI)[0] for cell in cells]
     write_text_atomic(out / "report.html", render_page(f"bench {bench_dir.name}", sections))
     return [*written, out / "report.html"]
 

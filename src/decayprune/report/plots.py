@@ -40,9 +40,9 @@ def _subplots(ncols: int, figsize: tuple[float, float]) -> tuple[Figure, list[Ax
     return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
 
 
-def _png(fig: Figure) -> bytes:
+def _png(fig: Figure, dpi: int = 100) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
 
 
@@ -94,7 +94,7 @@ def accuracy_vs_macs(rows: list[TableRow]) -> bytes:
     return _png(fig)
 
 
-def training_curves(run_dir: str | Path) -> bytes | None:
+def training_curves(run_dir: str | Path, *, dpi: int = 100) -> bytes | None:
     """Loss, accuracy and remaining MACs / decaying structures over the pruning run's steps, releases marked.
 
     Reads ``prune/metrics.jsonl`` (or ``metrics.jsonl`` for a train run) and ``prune/dpm_events.jsonl``.
@@ -128,7 +128,7 @@ def training_curves(run_dir: str | Path) -> bytes | None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _png(fig)
+    return _png(fig, dpi)
 
 
 def _base_widths(run_dir: Path) -> dict[str, int] | None:
@@ -151,7 +151,7 @@ def _base_widths(run_dir: Path) -> dict[str, int] | None:
         return {k: int(handle.get_slice(k).get_shape()[0]) for k in handle.keys() if k.endswith(".weight")}
 
 
-def channels_kept(run_dir: str | Path) -> bytes | None:
+def channels_kept(run_dir: str | Path, *, dpi: int = 100) -> bytes | None:
     """Per conv/linear layer: output channels of the base model and of the compacted model (``pruned.json``)."""
     run_dir = Path(run_dir)
     try:
@@ -178,4 +178,4 @@ def channels_kept(run_dir: str | Path) -> bytes | None:
     ax.set_ylabel("output channels")
     ax.set_title("channels kept per layer")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return _png(fig, dpi)
