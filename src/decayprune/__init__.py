@@ -41,6 +41,7 @@ from .methods import (
 from .models import create as create_model
 from .models import list_models, register_model
 from .pruner import Pruner
+from .report import build_report
 from .scratch import reinitialize, scratch_epochs, scratch_model
 from .sensitivity import caps_from_sensitivity, sensitivity_curves, write_sensitivity
 from .structure import (
@@ -92,6 +93,7 @@ __all__ = [
     "UnsupportedModelError",
     "UserError",
     "WeightsError",
+    "build_report",
     "caps_from_sensitivity",
     "check_model",
     "compact",

@@ -24,6 +24,8 @@ def test_every_command_module_has_one_command() -> None:
         "sensitivity",
         "sr-stats",
         "demo",
+        "bench",
+        "report",
     ]
     assert set(COMMANDS) == {m.COMMAND.name for m in COMMAND_MODULES}
 

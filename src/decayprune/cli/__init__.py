@@ -1,10 +1,10 @@
 """The ``decayprune`` command line: one module per command, thin (parse -> job -> print).
 
 Each command module (``train``, ``prune``, ``eval``, ``measure``, ``export``, ``check``, ``criteria``,
-``sensitivity``, ``sr_stats``, ``demo``) defines one ``COMMAND``
+``sensitivity``, ``sr_stats``, ``demo``, ``bench``, ``report``) defines one ``COMMAND``
 (:class:`~decayprune.cli.common.Command`: name, help, ``add_arguments(parser)``,
-``run(args) -> exit code``). To add a command, write
-``cli/<name>.py`` with its ``COMMAND`` and add the module to :data:`COMMAND_MODULES` below: one line.
+``run(args) -> exit code``). To add a command, write ``cli/<name>.py`` with its ``COMMAND`` and
+add the module to :data:`COMMAND_MODULES` below: one line.
 
 Errors a user can fix (:class:`decayprune.errors.UserError` and bad files) print one
 ``error: ...`` line on stderr and exit 2; ``--debug`` shows the traceback instead.
@@ -27,13 +27,13 @@ from rich.markup import escape
 from ..data import list_datasets
 from ..jobs import package_version
 from ..models import list_models
-from . import check, criteria, demo, eval, export, measure, prune, sensitivity, sr_stats, train
+from . import bench, check, criteria, demo, eval, export, measure, prune, report, sensitivity, sr_stats, train
 from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR, Command, make_console
 
 __all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main"]
 
 #: Command modules in the order ``decayprune --help`` lists them.
-COMMAND_MODULES = (train, prune, eval, measure, export, check, criteria, sensitivity, sr_stats, demo)
+COMMAND_MODULES = (train, prune, eval, measure, export, check, criteria, sensitivity, sr_stats, demo, bench, report)
 
 COMMANDS: dict[str, Command] = {module.COMMAND.name: module.COMMAND for module in COMMAND_MODULES}
 

@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_resume_options(parser)
     add_progress_option(parser)
     add_threads_option(parser)
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not write the run's report (RUN/report/: curves, channels, HTML)."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +84,11 @@ def _run(args: argparse.Namespace) -> int:
         table.add_row(*row)
     console.print(table)
     console.print(f"releases: {record['releases']}; results in {escape(str(cfg.run_dir))}")
+    if not getattr(args, "no_report", False):
+        from ..report import build_report
+
+        page = build_report(cfg.run_dir)[-1]
+        console.print(f"report: {escape(str(page))}")
     return 0
 
 
@@ -91,7 +99,8 @@ COMMAND = Command(
     "run ('finetune': selections, DPM decay, fine-tuning), compaction, and a report. The run folder receives "
     "config.yaml, base.safetensors + base.json, prune/metrics.jsonl, prune/dpm_events.jsonl (every start, release "
     "and completed decay), pruned.safetensors + pruned.json (the compacted model, no pickle; use it with "
-    "eval/measure/export --run) and result.json.",
+    "eval/measure/export --run), result.json and report/ (training curves, channels kept, report.html; "
+    "--no-report skips it).",
     add_arguments=add_arguments,
     run=run,
 )
