@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -34,11 +34,11 @@ from .config import PruneSettings, TrainSettings
 from .criteria import create_criterion
 from .decay import DecayEngine
 from .decay.stats import SR_STATS_FILE
+from .files import write_text_atomic
 from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method
 from .structure import CompactionReport, StructureSet, compact
 from .train.hooks import TrainHook
 from .train.optim import build_optimizer
-from .files import write_text_atomic
 
 __all__ = ["Pruner", "PruneSettings"]
 
@@ -97,13 +97,18 @@ class Pruner(TrainHook):
             raise ValueError(f"ignored_layers names modules the model does not have: {unknown}")
         if structures is not None and structures.model is not model:
             raise ValueError("structures were built on another model; pass the StructureSet of this model")
-        self.structures = structures if structures is not None else StructureSet(
-            model, example_inputs,
-            ignored_layers=[modules[n] for n in settings.ignored_layers],
-            ignored_types=settings.ignored_types,
-            round_to=settings.round_to,
-            verify=settings.verify,
-            tolerance=settings.verify_tolerance,
+        self.structures = (
+            structures
+            if structures is not None
+            else StructureSet(
+                model,
+                example_inputs,
+                ignored_layers=[modules[n] for n in settings.ignored_layers],
+                ignored_types=settings.ignored_types,
+                round_to=settings.round_to,
+                verify=settings.verify,
+                tolerance=settings.verify_tolerance,
+            )
         )
         self.events: list[dict] = []
         self.sr_stats: list[dict] = []
@@ -116,7 +121,8 @@ class Pruner(TrainHook):
         if settings.decay.smooth and self.schedule.decay_steps != settings.decay.steps:
             # decay.steps was left unset and its default does not fit the run: the fitted N.
             settings = settings.model_copy(
-                update={"decay": settings.decay.model_copy(update={"steps": self.schedule.decay_steps})})
+                update={"decay": settings.decay.model_copy(update={"steps": self.schedule.decay_steps})}
+            )
             self.settings = settings
         self._late_warned = False
         stats_sink = self._record_stats if settings.decay.self_rectifying else None
@@ -126,9 +132,14 @@ class Pruner(TrainHook):
         self.base_macs = self.structures.macs()
         self.base_params = self.structures.params()
         self.context = PruneContext(
-            model=model, structures=self.structures, decay=self.engine, schedule=self.schedule,
-            base_macs=self.base_macs, final_macs=self.base_macs * settings.remaining_macs_fraction(),
-            loss_fn=loss_fn, calibration_data=calibration_data,
+            model=model,
+            structures=self.structures,
+            decay=self.engine,
+            schedule=self.schedule,
+            base_macs=self.base_macs,
+            final_macs=self.base_macs * settings.remaining_macs_fraction(),
+            loss_fn=loss_fn,
+            calibration_data=calibration_data,
         )
         criterion = self.method.criterion
         if criterion is not None and criterion.needs_data and calibration_data is None:
@@ -169,7 +180,9 @@ class Pruner(TrainHook):
 
     def build_optimizer(self, settings: TrainSettings, model: nn.Module | None = None) -> torch.optim.Optimizer:
         """The training optimizer: the method's own (e.g. DHSPG) or a plain one from ``settings``; bound."""
-        optimizer = self.method.build_optimizer(self.context, settings) or build_optimizer(model or self.model, settings)
+        optimizer = self.method.build_optimizer(self.context, settings) or build_optimizer(
+            model or self.model, settings
+        )
         self.bind(optimizer)
         return optimizer
 
@@ -196,9 +209,10 @@ class Pruner(TrainHook):
                 # Its decay could not end a recovery margin before the run ends: not started.
                 if not self._late_warned:
                     warnings.warn(
-                        f"{type(self.method).__name__} selected {len(ids)} structures at step {ctx.step}, after the last "
-                        f"step a decay may start ({self.schedule.last_start}: N = {self.schedule.decay_steps} and "
-                        f"recovery_fraction {self.settings.recovery_fraction} of {self.total_steps}); not started",
+                        f"{type(self.method).__name__} selected {len(ids)} structures at step {ctx.step}, "
+                        f"after the last step a decay may start ({self.schedule.last_start}: "
+                        f"N = {self.schedule.decay_steps} and recovery_fraction "
+                        f"{self.settings.recovery_fraction} of {self.total_steps}); not started",
                         stacklevel=2,
                     )
                     self._late_warned = True
@@ -287,8 +301,12 @@ class Pruner(TrainHook):
                 fh.write(json.dumps(event) + "\n")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "engine": self.engine.state_dict(), "method": self.method.state_dict(),
-                "events_logged": len(self.events)}
+        return {
+            "step": self.step,
+            "engine": self.engine.state_dict(),
+            "method": self.method.state_dict(),
+            "events_logged": len(self.events),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.context.step = int(state["step"])

@@ -17,9 +17,15 @@ from decayprune.structure import PRODUCER, StructureSet
 
 def small_net() -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
     )
 
 
@@ -159,8 +165,9 @@ def _push_back(setup: Setup, sid_layer_name: str, channel: int, strength: float 
 
 
 def _rectify_setup(policy: str, window: int, cooldown: int = 7) -> tuple[Setup, int, int]:
-    settings = DecaySettings(policy=policy, steps=10, t_rate=1.0, t_len=2.0, window=window, cooldown=cooldown,
-                             sr_criterion="paper")
+    settings = DecaySettings(
+        policy=policy, steps=10, t_rate=1.0, t_len=2.0, window=window, cooldown=cooldown, sr_criterion="paper"
+    )
     setup = Setup(settings, lambda p: torch.optim.SGD(p, lr=0.1))
     layer = setup.layer("0")
     pushed, quiet = layer.first + 0, layer.first + 1

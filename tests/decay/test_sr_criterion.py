@@ -12,8 +12,9 @@ from decayprune.structure import StructureSet
 PUSHED, QUIET = 0, 1
 
 
-def _release_step(settings: DecaySettings, make_opt, steps: int = 12, strength: float = 1.0,
-                  scale: float = 1.0) -> tuple[int | None, list[dict]]:
+def _release_step(
+    settings: DecaySettings, make_opt, steps: int = 12, strength: float = 1.0, scale: float = 1.0
+) -> tuple[int | None, list[dict]]:
     """Decay rows 0 and 1 of the first layer; the loss rewards row 0's norm (its gradient is radial)."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))

@@ -47,12 +47,18 @@ def test_a_decay_that_cannot_end_before_the_recovery_margin_is_refused_with_the_
     from decayprune.errors import ScheduleError
 
     too_long = settings(iterative_steps=1, decay=DecaySettings(steps=95))
-    with pytest.raises(ScheduleError, match=r"step 1 \+ a decay of N = 95 steps \+ a recovery margin of 10 steps "
-                       r".* = 106 > 100 steps in the run; allowed: decay.steps <= 89"):
+    with pytest.raises(
+        ScheduleError,
+        match=r"step 1 \+ a decay of N = 95 steps \+ a recovery margin of 10 steps "
+        r".* = 106 > 100 steps in the run; allowed: decay.steps <= 89",
+    ):
         SelectionSchedule.from_settings(too_long, 100, 10)
     late_end = settings(iterative_steps=2, end_epoch=8, decay=DecaySettings(steps=10))
-    with pytest.raises(ScheduleError, match=r"at step 80 \+ a decay of N = 10 steps \+ a recovery margin of 11 "
-                       r".* = 101 > 100"):
+    with pytest.raises(
+        ScheduleError,
+        match=r"at step 80 \+ a decay of N = 10 steps \+ a recovery margin of 11 "
+        r".* = 101 > 100",
+    ):
         SelectionSchedule.from_settings(late_end.model_copy(update={"recovery_fraction": 0.11}), 100, 10)
     # The same with the margin it fits in is accepted, and its last selection is the last start.
     s = SelectionSchedule.from_settings(late_end, 100, 10)

@@ -75,9 +75,12 @@ class GateTaylorMethod(PruningMethod):
     """A gate after every prunable BN; scores accumulate |g * dL/dg| over calibration batches."""
 
     def setup(self, ctx: PruneContext) -> None:
-        names = {sl.name.rpartition(".")[0] for _l, sl, _i in ctx.structures.parameter_slices(PRODUCER)
-                 if isinstance(ctx.model.get_submodule(sl.name.rpartition(".")[0]), nn.BatchNorm2d)
-                 and sl.name.endswith(".weight")}
+        names = {
+            sl.name.rpartition(".")[0]
+            for _l, sl, _i in ctx.structures.parameter_slices(PRODUCER)
+            if isinstance(ctx.model.get_submodule(sl.name.rpartition(".")[0]), nn.BatchNorm2d)
+            and sl.name.endswith(".weight")
+        }
         self.gates = [ctx.add_channel_multiplier(name, name="gate") for name in sorted(names)]
 
     def gate_scores(self, ctx: PruneContext) -> torch.Tensor:
@@ -135,8 +138,9 @@ def registered() -> Any:
 def run(settings: PruneSettings, calibration: bool = True) -> tuple[nn.Module, Pruner, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = create_model("small_cnn", num_classes=10, in_channels=1)
-    pruner = Pruner(model, X[:1], settings, total_steps=STEPS, steps_per_epoch=1,
-                    calibration_data=BATCHES if calibration else None)
+    pruner = Pruner(
+        model, X[:1], settings, total_steps=STEPS, steps_per_epoch=1, calibration_data=BATCHES if calibration else None
+    )
     optimizer = pruner.build_optimizer(TrainSettings(lr=0.05, momentum=0.9, weight_decay=0.0, device="cpu"))
     for step in range(STEPS):
         x, y = BATCHES[step % 2]
@@ -163,8 +167,9 @@ def compacts_exactly(model: nn.Module, pruner: Pruner, optimizer: torch.optim.Op
 
 def settings(method: str, policy: str, **extra: Any) -> PruneSettings:
     decay = DecaySettings(policy=policy, steps=4, t_rate=0.5, t_len=0.5, cooldown=2)
-    return PruneSettings(method=method, target_macs_fraction=0.5, iterative_steps=2, end_epoch=STEPS // 2,
-                         decay=decay, **extra)
+    return PruneSettings(
+        method=method, target_macs_fraction=0.5, iterative_steps=2, end_epoch=STEPS // 2, decay=decay, **extra
+    )
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -183,10 +188,17 @@ def test_gate_method_scores_from_data_and_folds_its_gates(policy: str) -> None:
     reference = plain(X)
     torch.manual_seed(0)
     model = create_model("small_cnn", num_classes=10, in_channels=1).eval()
-    gated = Pruner(model, X[:1], settings("test_gate_taylor", policy), total_steps=STEPS, steps_per_epoch=1,
-                   calibration_data=BATCHES)
-    assert gated.method.gates and all(name.endswith(".gate") for name in
-                                      [n for n, _ in model.named_parameters() if "gate" in n])
+    gated = Pruner(
+        model,
+        X[:1],
+        settings("test_gate_taylor", policy),
+        total_steps=STEPS,
+        steps_per_epoch=1,
+        calibration_data=BATCHES,
+    )
+    assert gated.method.gates and all(
+        name.endswith(".gate") for name in [n for n, _ in model.named_parameters() if "gate" in n]
+    )
     torch.testing.assert_close(model(X), reference)  # gates start at one: output unchanged
 
     model, pruner, optimizer = run(settings("test_gate_taylor", policy))

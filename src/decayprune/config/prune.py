@@ -34,22 +34,32 @@ class DecaySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    policy: Policy = Field("sp+sr", description="oneshot: zero at selection; sp: smooth decay; sp+sr: decay + self-rectifying")
-    steps: int = Field(100, ge=1, description="N: optimizer steps a structure takes to decay from its norm to exactly zero")
+    policy: Policy = Field(
+        "sp+sr", description="oneshot: zero at selection; sp: smooth decay; sp+sr: decay + self-rectifying"
+    )
+    steps: int = Field(
+        100, ge=1, description="N: optimizer steps a structure takes to decay from its norm to exactly zero"
+    )
     sr_criterion: Literal["radial", "paper"] = Field(
         "radial",
         description="radial: C_rate is the radial share of the optimizer's update (cosine of update and weights), "
         "C_rate and C_len averaged over the last W steps (independent of lr and weight scale); paper: C_rate is the "
         "push-back in decay quanta of one step and both conditions must hold W consecutive steps",
     )
-    t_rate: float = Field(0.0, description="T_rate: release when C_rate exceeds this (radial: a cosine in -1..1; "
-                          "paper: decay quanta)")
+    t_rate: float = Field(
+        0.0, description="T_rate: release when C_rate exceeds this (radial: a cosine in -1..1; paper: decay quanta)"
+    )
     t_len: float = Field(1.5, ge=0, description="T_len: release when C_len (gradient norm / layer mean) exceeds this")
-    window: int = Field(8, ge=1, description="W: radial: steps averaged (and the least decay steps before a "
-                        "release; at most N); paper: consecutive steps both conditions must hold")
+    window: int = Field(
+        8,
+        ge=1,
+        description="W: radial: steps averaged (and the least decay steps before a "
+        "release; at most N); paper: consecutive steps both conditions must hold",
+    )
     cooldown: int = Field(200, ge=0, description="steps a released structure may not be selected again")
     sync_every: int | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description="K: DPM's events (completions, releases) are read back to the host every K optimizer steps "
         "(and whenever the pruned/decaying sets are queried, e.g. at selection points); the math is exact in "
         "between. None: 1 on the CPU, 32 on an accelerator",
@@ -105,18 +115,30 @@ class PruneSettings(BaseModel):
         None, description="importance criterion for methods that rank by one (default: the method's own)"
     )
     criterion_options: dict[str, Any] = Field(default_factory=dict, description="typed options of the criterion")
-    target_macs_fraction: float | None = Field(None, gt=0, lt=1, description="fraction of the base MACs to keep, e.g. 0.5")
-    speed_up: float | None = Field(None, gt=1, description="base MACs / pruned MACs, e.g. 2.0 (alternative to target_macs_fraction)")
+    target_macs_fraction: float | None = Field(
+        None, gt=0, lt=1, description="fraction of the base MACs to keep, e.g. 0.5"
+    )
+    speed_up: float | None = Field(
+        None, gt=1, description="base MACs / pruned MACs, e.g. 2.0 (alternative to target_macs_fraction)"
+    )
     decay: DecaySettings = Field(default_factory=DecaySettings, description="zeroing policy and DPM settings")
-    iterative_steps: int = Field(5, ge=1, description="selection points over the pruning phase; the budget tightens linearly")
+    iterative_steps: int = Field(
+        5, ge=1, description="selection points over the pruning phase; the budget tightens linearly"
+    )
     start_epoch: float = Field(0.0, ge=0, description="epoch (of the pruning run) of the first selection")
-    end_epoch: float | None = Field(None, ge=0, description="epoch of the last selection (default: leaves room for the decay and recovery)")
+    end_epoch: float | None = Field(
+        None, ge=0, description="epoch of the last selection (default: leaves room for the decay and recovery)"
+    )
     recovery_fraction: float = Field(
-        0.1, ge=0, lt=1,
+        0.1,
+        ge=0,
+        lt=1,
         description="share of the run kept for recovery: no selection, backfill or re-selection starts unless its "
         "decay ends at least this share of the run before the end",
     )
-    ignored_layers: list[str] = Field(default_factory=list, description="module names whose output channels are never pruned")
+    ignored_layers: list[str] = Field(
+        default_factory=list, description="module names whose output channels are never pruned"
+    )
     round_to: int | None = Field(None, ge=1, description="pruned channels per layer are a multiple of this")
     ignored_types: list[str] = Field(
         default_factory=list, description="module class names (e.g. LayerNorm, Conv1D) whose layers are kept whole"
@@ -155,9 +177,10 @@ class PruneSettings(BaseModel):
             raise ValueError("give exactly one of target_macs_fraction (fraction kept, 0..1) or speed_up (> 1)")
         method_cls = METHODS.get(self.method)
         if self.criterion is not None and not getattr(method_cls, "uses_criterion", False):
+            takers = [n for n in METHODS.names() if getattr(METHODS.get(n), "uses_criterion", False)]
             raise ValueError(
                 f"method {self.method!r} does not rank by a criterion, so 'criterion' does not apply; "
-                f"methods that take one: {', '.join(n for n in METHODS.names() if getattr(METHODS.get(n), 'uses_criterion', False))}"
+                f"methods that take one: {', '.join(takers)}"
             )
         name = self.criterion_name()
         if name is None and self.criterion_options:
@@ -175,4 +198,7 @@ class PruneSettings(BaseModel):
 
     def remaining_macs_fraction(self) -> float:
         """The fraction of the base MACs the pruned model may keep."""
-        return self.target_macs_fraction if self.target_macs_fraction is not None else 1.0 / float(self.speed_up)
+        if self.target_macs_fraction is not None:
+            return self.target_macs_fraction
+        assert self.speed_up is not None  # the validator requires exactly one of the two
+        return 1.0 / float(self.speed_up)

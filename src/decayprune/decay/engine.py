@@ -110,8 +110,13 @@ class DecayEngine:
         (True, 0.0)
     """
 
-    def __init__(self, structures: StructureSet, settings: DecaySettings, sink: EventSink | None = None,
-                 stats_sink: EventSink | None = None) -> None:
+    def __init__(
+        self,
+        structures: StructureSet,
+        settings: DecaySettings,
+        sink: EventSink | None = None,
+        stats_sink: EventSink | None = None,
+    ) -> None:
         self.structures = structures
         self.settings = settings
         self.sink = sink
@@ -147,12 +152,19 @@ class DecayEngine:
     def _fresh_state(n: int, device: torch.device) -> dict[str, torch.Tensor]:
         zeros = lambda dtype: torch.zeros(n, dtype=dtype, device=device)
         return {
-            "decaying": zeros(torch.bool), "done_steps": zeros(torch.long), "l_init": zeros(torch.float32),
-            "streak": zeros(torch.long), "ema_rate": zeros(torch.float32), "ema_len": zeros(torch.float32),
+            "decaying": zeros(torch.bool),
+            "done_steps": zeros(torch.long),
+            "l_init": zeros(torch.float32),
+            "streak": zeros(torch.long),
+            "ema_rate": zeros(torch.float32),
+            "ema_len": zeros(torch.float32),
             # Events since the last sync point: completions and releases with their step and statistics.
-            "completed_flag": zeros(torch.bool), "completed_step": zeros(torch.long),
-            "released_flag": zeros(torch.bool), "released_step": zeros(torch.long),
-            "c_rate": zeros(torch.float32), "c_len": zeros(torch.float32),
+            "completed_flag": zeros(torch.bool),
+            "completed_step": zeros(torch.long),
+            "released_flag": zeros(torch.bool),
+            "released_step": zeros(torch.long),
+            "c_rate": zeros(torch.float32),
+            "c_len": zeros(torch.float32),
             "keep": torch.ones(n + 1, device=device),  # 0 = held at zero; last entry: padding slot
         }
 
@@ -226,15 +238,26 @@ class DecayEngine:
         return ~self.committed() & (self.cooldown_until <= step)
 
     # ------------------------------------------------------------------ events
-    def _emit(self, kind: str, step: int, ids: torch.Tensor, c_rate: torch.Tensor | None = None,
-              c_len: torch.Tensor | None = None) -> None:
+    def _emit(
+        self,
+        kind: str,
+        step: int,
+        ids: torch.Tensor,
+        c_rate: torch.Tensor | None = None,
+        c_len: torch.Tensor | None = None,
+    ) -> None:
         if self.sink is None:
             return
         for i, sid in enumerate(ids.tolist()):
             layer = self.structures.layers[int(self.structures.layer_of[sid])].name
-            event = DecayEvent(kind, step, sid, layer,
-                               None if c_rate is None else float(c_rate[i]),
-                               None if c_len is None else float(c_len[i]))
+            event = DecayEvent(
+                kind,
+                step,
+                sid,
+                layer,
+                None if c_rate is None else float(c_rate[i]),
+                None if c_len is None else float(c_len[i]),
+            )
             self.sink(event.as_dict())
 
     def sync(self) -> None:
@@ -343,8 +366,8 @@ class DecayEngine:
             return
         sr = self.settings.self_rectifying and self._any_decaying()
         radial = sr and self.settings.sr_criterion == "radial"
-        if sr:
-            self._grad_sq = torch.zeros(self.structures.num_structures + 1, device=self._dev)
+        grad_sq = torch.zeros(self.structures.num_structures + 1, device=self._dev) if sr else None
+        self._grad_sq = grad_sq
         snapshots = []
         for plan in self.structures.flat_plans(PRODUCER):
             grads = plan.tensors("grad")
@@ -352,8 +375,8 @@ class DecayEngine:
                 plan.zero_rows_(grads, self._dead_rows(plan))
             else:
                 plan.mul_(grads, self._keep_factors(plan))
-            if sr:
-                plan.add_sumsq_(self._grad_sq, "grad")
+            if grad_sq is not None:
+                plan.add_sumsq_(grad_sq, "grad")
             if radial and plan.params:
                 # The weights before the optimizer step (radial C_rate needs the update itself).
                 snapshots.append(torch.cat(plan._flat_params).float())
@@ -449,6 +472,7 @@ class DecayEngine:
         before = decay_norm(st["l_init"], cfg.steps, st["done_steps"])
         quantum = (st["l_init"] / cfg.steps).clamp_min(1e-12)
         c_rate = (post - before) / quantum  # the paper-literal push-back (replaced below for "radial")
+        assert self._grad_sq is not None  # after_step calls _rectify only when after_backward filled it
         grad_norms = self._grad_sq[:-1].sqrt()
         alive = st["keep"][:-1]
         layers = len(s.layers)

@@ -45,8 +45,14 @@ def summarize_sr_rows(steps: list[int], rows: torch.Tensor, settings: DecaySetti
         n = int(valid.sum())
         if n == 0:
             continue
-        record: dict[str, Any] = {"step": int(step), "n": n, "criterion": settings.sr_criterion,
-                                  "t_rate": settings.t_rate, "t_len": settings.t_len, "window": settings.window}
+        record: dict[str, Any] = {
+            "step": int(step),
+            "n": n,
+            "criterion": settings.sr_criterion,
+            "t_rate": settings.t_rate,
+            "t_len": settings.t_len,
+            "window": settings.window,
+        }
         for name, values in (("c_rate", row[0][valid]), ("c_len", row[1][valid])):
             for p, v in zip(PERCENTILES, torch.quantile(values, q).tolist(), strict=True):
                 record[f"{name}_p{p:02d}"] = v

@@ -63,6 +63,8 @@ class IterativeMethod(PruningMethod):
 
     def scores(self, ctx: "PruneContext") -> torch.Tensor:
         """Importance of every structure (the criterion's scores), shape ``[S]``."""
+        if self.criterion is None:
+            raise ValueError(f"method {self.name!r} ranks by a criterion, but none was given")
         return self.criterion.score(ctx)
 
     def select(self, ctx: "PruneContext") -> torch.Tensor | None:
@@ -75,15 +77,24 @@ class IterativeMethod(PruningMethod):
             return None
         scores = self.scores(ctx)
         ranking, cap, caps = self.options.ranking, self.options.max_layer_ratio, self.options.layer_caps
-        picked = fill_to_budget(ctx, scores, budget, ctx.decay.available(ctx.step), ranking=ranking,
-                                max_layer_ratio=cap, layer_caps=caps)
+        picked = fill_to_budget(
+            ctx, scores, budget, ctx.decay.available(ctx.step), ranking=ranking, max_layer_ratio=cap, layer_caps=caps
+        )
         committed = ctx.decay.committed()
         committed[picked] = True
         if ctx.structures.macs(committed) > budget:
             # Not enough fresh candidates (e.g. many releases cooling down): the budget wins over
             # the cool-down, so released structures may be picked again, lowest score first.
-            extra = fill_to_budget(ctx, scores, budget, ~committed, ranking=ranking, max_layer_ratio=cap,
-                                   committed=committed, layer_caps=caps)
+            extra = fill_to_budget(
+                ctx,
+                scores,
+                budget,
+                ~committed,
+                ranking=ranking,
+                max_layer_ratio=cap,
+                committed=committed,
+                layer_caps=caps,
+            )
             picked = torch.cat([picked, extra])
         return picked
 

@@ -97,8 +97,9 @@ class SelectionSchedule:
         return cls(tuple(sorted({start + round(i * (end - start) / (k - 1)) for i in range(k)})), last_start, decay)
 
     @staticmethod
-    def _decay_steps(settings: PruneSettings, total: int, start: int, margin: int, recovery: int,
-                     end: int | None) -> int:
+    def _decay_steps(
+        settings: PruneSettings, total: int, start: int, margin: int, recovery: int, end: int | None
+    ) -> int:
         """N in force: ``decay.steps``, or a fitted N when it was left unset and does not fit."""
         if not settings.decay.smooth:
             return 0
