@@ -13,18 +13,9 @@ model. Each run's folder (result.json, dpm_events.jsonl, metrics) is kept under 
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import time
-from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from decayprune.config import load_config
-from decayprune.jobs import run_prune_job
+import policy_runs
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Aggressive budget, short pruning run (DESIGN.md 8): a few minutes on two CPU cores. The run is
@@ -79,77 +70,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def _mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Prune one base model per seed with every policy; one result record per run."""
-    console = Console()
-    preset = PRESETS[args.preset]
-    records = []
-    for seed in args.seeds:
-        base_weights = None
-        for policy in args.policies:
-            tree = _merge(
-                preset,
-                {
-                    "name": f"{args.preset}-otov2-{policy.replace('+', '-')}-s{seed}",
-                    "output_dir": str(args.output_dir),
-                    "finetune": {"seed": seed, "device": args.device},
-                    "pretrain": {"seed": seed, "device": args.device},
-                    "prune": {"decay": {**args.decay, "policy": policy}, "method_options": args.options},
-                },
-            )
-            if args.data_dir:
-                tree["data"]["data_dir"] = str(args.data_dir)
-            if base_weights is not None:
-                tree["model"] = dict(tree["model"], weights=str(base_weights))
-            cfg = load_config(None, values=tree)
-            console.print(f"[bold]{cfg.name}[/]")
-            records.append(run_prune_job(cfg, progress=not args.no_progress, console=console, resume="auto"))
-            base_weights = base_weights or cfg.run_dir / "base.safetensors"
-    return records
-
-
-def table(records: list[dict[str, Any]], title: str) -> Table:
-    """One row per policy: MACs %, params %, top-1 (mean ± std over seeds), releases."""
-    out = Table(title=title)
-    for col in ("policy", "MACs %", "params %", "base top-1", "top-1", "Δ top-1", "releases", "seeds"):
-        out.add_column(col)
-    for policy in dict.fromkeys(r["policy"] for r in records):
-        rows = [r for r in records if r["policy"] == policy]
-        out.add_row(
-            policy,
-            _mean_std([r["macs_pct"] for r in rows]),
-            _mean_std([r["params_pct"] for r in rows]),
-            _mean_std([r["base"]["top1"] for r in rows]),
-            _mean_std([r["final"]["top1"] for r in rows]),
-            _mean_std([r["delta_top1"] for r in rows]),
-            _mean_std([float(r["releases"]) for r in rows]),
-            str(len(rows)),
-        )
-    return out
+def _key_values(items: list[str]) -> dict[str, str]:
+    return dict(item.partition("=")[::2] for item in items)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    parser.add_argument("--policies", nargs="+", default=["oneshot", "sp", "sp+sr"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--output-dir", type=Path, default=Path("runs/bench-otov2"))
-    parser.add_argument("--no-progress", action="store_true")
+    parser = policy_runs.parser_for(__doc__, PRESETS, "runs/bench-otov2")
     parser.add_argument(
         "--option",
         action="append",
@@ -165,23 +91,11 @@ def main(argv: list[str] | None = None) -> None:
         help="a DPM setting, e.g. --decay t_len=1.0 (repeatable)",
     )
     args = parser.parse_args(argv)
-    args.decay = dict(item.partition("=")[::2] for item in args.decay)
-    args.options = dict(PRESETS[args.preset]["prune"].get("method_options", {}))
-    for item in args.option:
-        key, _, value = item.partition("=")
-        args.options[key] = value
-    start = time.perf_counter()
-    records = run(args)
-    preset = PRESETS[args.preset]
-    title = (
-        f"OTOv2 (DHSPG) on {preset['model']['name']} / {preset['data']['name']} "
-        f"(preset {args.preset}, target {records[0]['target_macs_fraction']:.0%} MACs, "
-        f"{time.perf_counter() - start:.0f} s)"
+    options = {**PRESETS[args.preset]["prune"].get("method_options", {}), **_key_values(args.option)}
+    decay = _key_values(args.decay)
+    policy_runs.main(
+        args, PRESETS, "otov2", lambda a, seed, policy: {"prune": {"decay": decay, "method_options": options}}
     )
-    Console().print(table(records, title))
-    summary = args.output_dir / f"{args.preset}-otov2-summary.json"
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    summary.write_text(json.dumps(records, indent=1))
 
 
 if __name__ == "__main__":
