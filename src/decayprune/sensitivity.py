@@ -74,8 +74,9 @@ def sensitivity_curves(
         criterion_options=dict(criterion_options or {}),
         target_macs_fraction=0.5,
         ignored_layers=list(ignored_layers),
+        decay={"policy": "oneshot"},  # the Pruner only scores here: no decay schedule to fit
     )
-    pruner = Pruner(model, example_inputs, settings, total_steps=1, calibration_data=calibration_data)
+    pruner = Pruner(model, example_inputs, settings, total_steps=100, calibration_data=calibration_data)
     s, criterion_obj = pruner.structures, pruner.method.criterion
     assert criterion_obj is not None  # the iterative method always ranks by a criterion
     scores = criterion_obj.score(pruner.context).cpu()
