@@ -47,6 +47,8 @@ def test_demo_runs_and_prints_clean_lines(
     ):
         assert text in out
     assert out.count("phase 1/3") == 1  # one base model for all three policies
+    pruning_lines = [line for line in out.splitlines() if line.startswith("epoch") and "| MACs" in line]
+    assert pruning_lines and all("decaying" in line and "releases" in line for line in pruning_lines)
     assert "loss nan" not in out + err
     assert max(len(line) for line in out.splitlines()) > 80  # redirected output is not wrapped at 80 columns
     events = (tmp_path / "demo-depgraph-sp" / "prune" / "dpm_events.jsonl").read_text().splitlines()

@@ -382,8 +382,14 @@ class Trainer:
 
     def _summary(self, m: dict[str, Any]) -> str:
         test = f"test {m['test_top1']:.2f}%" if m["test_top1"] is not None else "test -"
-        return (
+        line = (
             f"epoch {m['epoch'] + 1}/{self.settings.epochs}  loss {m['train_loss']:.4f}  "
             f"train {m['train_top1']:.2f}%  {test}  lr {m['lr']:.4g}  "
             f"{m['images_per_s']:,.0f} img/s  {m['epoch_time_s']:.1f}s"
         )
+        if "macs_committed_fraction" in m:  # a pruning hook reported its state (decayprune.Pruner)
+            line += (
+                f"  | MACs {m['macs_committed_fraction']:.1%}  decaying {m['decaying_structures']}  "
+                f"pruned {m['pruned_structures']}  releases {m['releases']}"
+            )
+        return line
