@@ -9,7 +9,7 @@ do not cancel inside a group: each connection counts by its own magnitude.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -90,6 +90,3 @@ class Snip(Criterion):
         count = backward_passes(ctx, self.options.batches, accumulate)
         scores = all_reduce_mean(total / max(count, 1)).float()
         return normalize_per_layer(scores, s, self.options.normalize)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
