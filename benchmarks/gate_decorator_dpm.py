@@ -47,24 +47,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpu": {
         "data": {"name": "cifar10"},
         "model": {"name": "vgg16"},
-        "pretrain": {
-            "epochs": 160,
-            "batch_size": 128,
-            "lr": 0.1,
-            "schedule": "step",
-            "milestones": [80, 120],
-            "weight_decay": 5e-4,
-            "amp": True,
-            "channels_last": True,
-        },
+        "pretrain": policy_runs.CIFAR_PRETRAIN,
         "finetune": {
+            **policy_runs.GPU_TRAINING,
             "epochs": 100,
-            "batch_size": 128,
             "lr": 0.01,
             "schedule": "cosine",
-            "weight_decay": 5e-4,
-            "amp": True,
-            "channels_last": True,
         },
         "prune": {
             "method": "gate_decorator",

@@ -22,6 +22,11 @@ from decayprune.config import load_config
 from decayprune.files import write_text_atomic
 from decayprune.jobs import run_prune_job
 
+#: What the GPU presets train with: batch 128, weight decay 5e-4, AMP and channels-last.
+GPU_TRAINING: dict[str, Any] = {"batch_size": 128, "weight_decay": 5e-4, "amp": True, "channels_last": True}
+#: The standard CIFAR base-model schedule of the GPU presets (160 epochs, step decay at 80 and 120).
+CIFAR_PRETRAIN: dict[str, Any] = {**GPU_TRAINING, "epochs": 160, "lr": 0.1, "schedule": "step", "milestones": [80, 120]}
+
 Record = dict[str, Any]
 #: (args, seed, policy) -> settings merged over the preset for that run (beyond name, seed, device, policy).
 ExtraSettings = Callable[[argparse.Namespace, int, str], dict[str, Any]]
