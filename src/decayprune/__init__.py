@@ -45,14 +45,13 @@ from .report import build_report
 from .scratch import reinitialize, scratch_epochs, scratch_model
 from .sensitivity import caps_from_sensitivity, sensitivity_curves, write_sensitivity
 from .structure import (
-    CheckReport,
+    ChannelGroup,
     FrozenGroup,
+    PrunableUnits,
     SpecError,
     StructureSet,
     UnsupportedModelError,
-    check_model,
     compact,
-    format_report,
     load_pruned,
     save_pruned,
 )
@@ -60,7 +59,20 @@ from .train import Trainer, TrainHook, evaluate
 
 __version__ = "0.1.0"
 
+_APPLICATION = {"CheckReport", "check_model", "format_report"}
+"""Names served from ``decayprune.jobs.model_check`` on first use (the library does not import jobs/)."""
+
+
+def __getattr__(name: str) -> object:
+    if name in _APPLICATION:
+        from .jobs import model_check
+
+        return getattr(model_check, name)
+    raise AttributeError(f"module 'decayprune' has no attribute {name!r}")
+
+
 __all__ = [
+    "ChannelGroup",
     "CheckReport",
     "ConfigError",
     "Criterion",
@@ -75,6 +87,7 @@ __all__ = [
     "LatencyResult",
     "ModelCost",
     "OTOv2",
+    "PrunableUnits",
     "PruneContext",
     "PruneSettings",
     "Pruner",

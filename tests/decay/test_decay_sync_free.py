@@ -16,7 +16,7 @@ from decayprune.decay import DecayEngine, DecaySettings
 from decayprune.models import create
 from decayprune.pruner import Pruner, PruneSettings
 from decayprune.structure import StructureSet
-from decayprune.structure.structure_set import FlatPlan
+from decayprune.structure.kernels import FlatPlan
 
 SYNC_OPS = {"aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero"}
 VIEW_OPS = {"aten::as_strided", "aten::slice", "aten::view", "aten::detach", "aten::alias", "aten::split"}

@@ -73,7 +73,7 @@ def test_layernorm_would_have_been_inexact() -> None:
     _randomise_norms(net)
     s = StructureSet(net, torch.randn(1, 4), ignore_classifier=False)
     assert not [layer for layer in s.layers if layer.name == "0"]
-    from decayprune.structure import structure_set as ss
+    from decayprune.structure import discovery as ss
     from decayprune.structure.exactness import _trial
 
     layers_before = ss.static_reason

@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 
 from transformers_zoo import zoo  # noqa: E402
 
-from decayprune.structure import check_model, format_report  # noqa: E402
+from decayprune.jobs.model_check import check_model, format_report  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

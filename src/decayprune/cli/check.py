@@ -1,7 +1,7 @@
 """``decayprune check``: can this model be pruned exactly? Which channel groups are refused, and why.
 
 Prunes a copy of the model (random structures down to a MACs fraction, or a short sp+sr run with
-``--steps``), compacts it and compares outputs; prints :func:`decayprune.structure.format_report`.
+``--steps``), compacts it and compares outputs; prints :func:`decayprune.jobs.model_check.format_report`.
 Exit code 0 when the check passes, 1 when it fails (a refused model), 2 for bad input.
 """
 
@@ -16,8 +16,8 @@ import torch
 import yaml
 
 from ..errors import UserError
-from ..structure import check_model, format_report
-from ..structure.check import resolve_model
+from ..jobs.model_check import check_model, format_report
+from ..models import resolve_model
 from .common import Command, input_shape, make_console, non_negative_int, positive_float, positive_int
 
 VERIFY_CHOICES: dict[str, bool | str] = {"auto": "auto", "true": True, "false": False}

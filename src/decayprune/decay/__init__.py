@@ -1,7 +1,8 @@
 """DPM: smooth pruning and self-rectifying, for any base method."""
 
 from ..config.prune import DecaySettings, Policy
-from .engine import DecayEngine, DecayEvent
+from .engine import DecayEngine
+from .events import DecayEvent
 from .plot import plot_sr_stats
 from .schedule import decay_norm
 from .stats import load_sr_stats

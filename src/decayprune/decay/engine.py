@@ -41,33 +41,15 @@ decay can still end before the recovery margin).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 
 from ..config.prune import DecaySettings
-from ..structure import PRODUCER, StructureSet
+from ..structure import PRODUCER, PrunableUnits
+from ..structure.kernels import FlatPlan, hold_at_zero_
+from .events import EventSink, emit
+from .release import paper_rule, radial_rule, relative_length, update_cosine
 from .schedule import decay_norm
-from .stats import summarize_sr_rows
-
-EventSink = Callable[[dict], None]
-
-
-@dataclass
-class DecayEvent:
-    """One logged DPM event (``start``, ``release``, ``complete``, ``oneshot`` or ``forced``)."""
-
-    kind: str
-    step: int
-    structure: int
-    layer: str
-    c_rate: float | None = None
-    c_len: float | None = None
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
+from .stats import StatsBuffer
 
 DEFAULT_DEVICE_SYNC_EVERY = 32
 """Read-back period K on an accelerator when ``DecaySettings.sync_every`` is left unset."""
@@ -94,13 +76,15 @@ class DecayEngine:
     streaks then do not advance.
 
     Args:
-        structures: The model's structures; pruned ones are held at zero.
+        structures: The units (any :class:`~decayprune.structure.PrunableUnits`: channel groups,
+            element masks ...); pruned ones are held at zero.
         settings: The zeroing policy and DPM hyper-parameters.
         sink: Called with every event as a dict (e.g. to append to ``dpm_events.jsonl``).
 
     Example:
         >>> import torch.nn as nn
         >>> net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+        >>> from decayprune.structure import StructureSet
         >>> s = StructureSet(net, torch.randn(1, 4))
         >>> eng = DecayEngine(s, DecaySettings(policy="sp", steps=2))
         >>> eng.start(torch.tensor([0]), step=0)
@@ -112,7 +96,7 @@ class DecayEngine:
 
     def __init__(
         self,
-        structures: StructureSet,
+        structures: PrunableUnits,
         settings: DecaySettings,
         sink: EventSink | None = None,
         stats_sink: EventSink | None = None,
@@ -120,12 +104,10 @@ class DecayEngine:
         self.structures = structures
         self.settings = settings
         self.sink = sink
-        self.stats_sink = stats_sink
         self.release_until: int | None = None
         """No self-rectifying release after this step (None: no limit)."""
         self._snapshots: list[torch.Tensor] | None = None
-        self._stats_buf: torch.Tensor | None = None
-        self._stats_steps: list[int] = []
+        self._stats = StatsBuffer(settings, stats_sink)
         n = structures.num_structures
         self._sync_every = settings.sync_every
         # Host mirrors, exact at sync points.
@@ -170,7 +152,7 @@ class DecayEngine:
 
     def _check_device(self) -> None:
         """Follow the model to its device; refresh the keep vector when the pruned mask changed."""
-        device = self.structures._device()
+        device = self.structures.device
         if device != self._dev:
             self._state = {k: v.to(device) for k, v in self._state.items()}
             self._dev = device
@@ -246,19 +228,8 @@ class DecayEngine:
         c_rate: torch.Tensor | None = None,
         c_len: torch.Tensor | None = None,
     ) -> None:
-        if self.sink is None:
-            return
-        for i, sid in enumerate(ids.tolist()):
-            layer = self.structures.layers[int(self.structures.layer_of[sid])].name
-            event = DecayEvent(
-                kind,
-                step,
-                sid,
-                layer,
-                None if c_rate is None else float(c_rate[i]),
-                None if c_len is None else float(c_len[i]),
-            )
-            self.sink(event.as_dict())
+        if self.sink is not None:
+            emit(self.sink, self.structures.group_name, kind, step, ids, c_rate, c_len)
 
     def sync(self) -> None:
         """Read back what happened on the device since the last sync point.
@@ -270,7 +241,7 @@ class DecayEngine:
         if self._steps_since_sync == 0:
             return
         self._steps_since_sync = 0
-        self._flush_stats()
+        self._stats.flush()
         st = self._state
         if not self._any_decaying():
             return
@@ -299,34 +270,6 @@ class DecayEngine:
                 self._emit(kind, step, ids, info[2, sid : sid + 1], info[3, sid : sid + 1])
             else:
                 self._emit(kind, step, ids)
-
-    def _flush_stats(self) -> None:
-        """Percentiles of C_rate and C_len over the decaying structures, one record per step since the last sync."""
-        if not self._stats_steps or self._stats_buf is None:
-            return
-        rows = self._stats_buf[: len(self._stats_steps)].cpu()
-        steps, self._stats_steps = self._stats_steps, []
-        if self.stats_sink is None:
-            return
-        for record in summarize_sr_rows(steps, rows, self.settings):
-            self.stats_sink(record)
-
-    def _record_stats(self, step: int, counted: torch.Tensor, c_rate: torch.Tensor, c_len: torch.Tensor) -> None:
-        """Keep this step's values of the decaying structures on the device until the next read-back."""
-        if self.stats_sink is None:
-            return
-        rows = max(self.sync_every, 1)
-        n = self.structures.num_structures
-        if self._stats_buf is None or self._stats_buf.shape[0] < rows or self._stats_buf.device != self._dev:
-            self._flush_stats()
-            self._stats_buf = torch.full((rows, 2, n), float("nan"), device=self._dev)
-        if len(self._stats_steps) >= self._stats_buf.shape[0]:
-            self._flush_stats()
-        nan = torch.full_like(c_rate, float("nan"))
-        slot = self._stats_buf[len(self._stats_steps)]
-        slot[0].copy_(torch.where(counted, c_rate, nan))
-        slot[1].copy_(torch.where(counted, c_len, nan))
-        self._stats_steps.append(step)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, ids: torch.Tensor, step: int) -> None:
@@ -370,16 +313,12 @@ class DecayEngine:
         self._grad_sq = grad_sq
         snapshots = []
         for plan in self.structures.flat_plans(PRODUCER):
-            grads = plan.tensors("grad")
-            if self._rows_only(plan):
-                plan.zero_rows_(grads, self._dead_rows(plan))
-            else:
-                plan.mul_(grads, self._keep_factors(plan))
+            hold_at_zero_(plan, **self._held(plan), weights=False)
             if grad_sq is not None:
                 plan.add_sumsq_(grad_sq, "grad")
             if radial and plan.params:
                 # The weights before the optimizer step (radial C_rate needs the update itself).
-                snapshots.append(torch.cat(plan._flat_params).float())
+                snapshots.append(torch.cat(plan.flat_params()).float())
         if radial:
             self._snapshots = snapshots
 
@@ -410,35 +349,28 @@ class DecayEngine:
         released, self._pending_released = self._pending_released, []
         return released
 
-    def _keep_factors(self, plan) -> list[torch.Tensor]:
+    def _keep_factors(self, plan: FlatPlan) -> list[torch.Tensor]:
         """Per-element keep factors of ``plan``, gathered again only when the keep vector changed."""
         return plan.gather(self._state["keep"], "keep", ("engine", id(self), self._keep_version))
 
-    def _rows_only(self, plan) -> bool:
-        # Row fills touch only the held rows: cheaper on the CPU. Only while nothing decays, since
-        # the keep vector then equals the host's mask (no completion can be pending on the device).
-        return plan.use_row_ops() and not self._any_decaying()
+    def _held(self, plan: FlatPlan) -> dict:
+        """The two forms of the held units for :func:`hold_at_zero_`: element factors, and rows.
 
-    def _dead_rows(self, plan) -> list[tuple[int, int, torch.Tensor]]:
-        return plan.dead_rows(self.structures.pruned, ("mask", self.structures.mask_version))
+        Row fills touch only the held rows (cheaper on the CPU), used only while nothing decays,
+        since the keep vector then equals the host's mask (no completion can be pending on the device).
+        """
+        s = self.structures
+        rows = None if self._any_decaying() else (lambda: plan.dead_rows(s.pruned, ("mask", s.mask_version)))
+        return {"factors": lambda: self._keep_factors(plan), "rows": rows}
 
     def _hold_at_zero(self) -> None:
         for plan in self.structures.flat_plans(PRODUCER):
-            if self._rows_only(plan):
-                rows = self._dead_rows(plan)
-                plan.zero_rows_(plan.params, rows)
-                if self.optimizer is not None:
-                    plan.zero_rows_state_(self.optimizer, rows)
-                continue
-            factors = self._keep_factors(plan)
-            plan.mul_(plan.params, factors)
-            if self.optimizer is not None:
-                plan.mul_state_(self.optimizer, factors)
+            hold_at_zero_(plan, **self._held(plan), grads=False, optimizer=self.optimizer)
 
     def _decay_step(self, step: int, skipped: bool | torch.Tensor) -> None:
         """Self-rectifying, then rescale decaying structures to their scheduled norm, all on device."""
         s, st, n_steps = self.structures, self._state, self.settings.steps
-        post = s.reduce(role=PRODUCER).sqrt()
+        post = s.producer_norms()
         # A Python bool never reaches the device (a host-to-device copy would be a sync point).
         advance = None if isinstance(skipped, bool) else torch.logical_not(skipped.to(self._dev, torch.bool))
         if self.settings.self_rectifying and self._grad_sq is not None:
@@ -473,35 +405,16 @@ class DecayEngine:
         quantum = (st["l_init"] / cfg.steps).clamp_min(1e-12)
         c_rate = (post - before) / quantum  # the paper-literal push-back (replaced below for "radial")
         assert self._grad_sq is not None  # after_step calls _rectify only when after_backward filled it
-        grad_norms = self._grad_sq[:-1].sqrt()
-        alive = st["keep"][:-1]
-        layers = len(s.layers)
-        layer_sum = torch.zeros(layers, device=self._dev).index_add_(0, self._layer_of, grad_norms * alive)
-        layer_cnt = torch.zeros(layers, device=self._dev).index_add_(0, self._layer_of, alive)
-        layer_mean = layer_sum / layer_cnt.clamp_min(1)
-        c_len = grad_norms / layer_mean[self._layer_of].clamp_min(1e-12)
+        c_len = relative_length(self._grad_sq[:-1].sqrt(), st["keep"][:-1], self._layer_of, s.num_groups)
         counted = decaying if advance is None else decaying & advance
         if cfg.sr_criterion == "radial" and self._snapshots is not None:
-            c_rate = self._radial_share()
-            # Running mean over the first W counted steps, then an EMA with weight 1/W (W at most N, so
-            # that a decay shorter than the window can still be released).
-            window = min(cfg.window, cfg.steps)
-            n_done = st["done_steps"].float()
-            weight = torch.maximum(1.0 / (n_done + 1.0), torch.full_like(n_done, 1.0 / window))
-            weight = torch.where(counted, weight, torch.zeros_like(weight))
-            st["ema_rate"].add_(weight * (c_rate - st["ema_rate"]))
-            st["ema_len"].add_(weight * (c_len - st["ema_len"]))
-            c_rate, c_len = st["ema_rate"].clone(), st["ema_len"].clone()
-            resisting = (c_rate > cfg.t_rate) & (c_len > cfg.t_len)
-            streak = torch.where(resisting, st["streak"] + 1, torch.zeros_like(st["streak"]))
-            streak = torch.where(counted, streak, st["streak"])
-            release = counted & resisting & (st["done_steps"] + 1 >= window)
+            plans = [p for p in s.flat_plans(PRODUCER) if p.params]
+            c_rate = update_cosine(plans, self._snapshots, s.num_structures)
+            self._snapshots = None
+            c_rate, c_len, streak, release = radial_rule(st, c_rate, c_len, counted, cfg)
         else:
-            resisting = (c_rate > cfg.t_rate) & (c_len > cfg.t_len)
-            streak = torch.where(resisting, st["streak"] + 1, torch.zeros_like(st["streak"]))
-            streak = torch.where(counted, streak, st["streak"])
-            release = counted & resisting & (streak >= cfg.window)
-        self._record_stats(step, counted, c_rate, c_len)
+            streak, release = paper_rule(st["streak"], c_rate, c_len, counted, cfg)
+        self._stats.record(step, counted, c_rate, c_len, rows=max(self.sync_every, 1))
         if self.release_until is not None and step > self.release_until:
             release = torch.zeros_like(release)  # a backfill could no longer finish before the recovery margin
         st["streak"].copy_(streak.masked_fill_(release, 0))
@@ -510,23 +423,6 @@ class DecayEngine:
         st["c_rate"].copy_(torch.where(release, c_rate, st["c_rate"]))
         st["c_len"].copy_(torch.where(release, c_len, st["c_len"]))
         decaying.logical_and_(~release)
-
-    def _radial_share(self) -> torch.Tensor:
-        """Per structure, the cosine of the optimizer's update ``x* - x`` and the weights ``x`` before it."""
-        n = self.structures.num_structures
-        dot = torch.zeros(n + 1, device=self._dev)
-        usq = torch.zeros(n + 1, device=self._dev)
-        xsq = torch.zeros(n + 1, device=self._dev)
-        plans = [p for p in self.structures.flat_plans(PRODUCER) if p.params]
-        for plan, before in zip(plans, self._snapshots or [], strict=True):
-            update = torch.cat(plan._flat_params).float().sub_(before)
-            index = plan.index
-            dot.index_add_(0, index, update * before)
-            xsq.index_add_(0, index, before.square())
-            usq.index_add_(0, index, update.square_())
-        self._snapshots = None
-        scale = (usq * xsq)[:n].sqrt()
-        return torch.where(scale > 0, dot[:n] / scale.clamp_min(1e-30), torch.zeros_like(scale))
 
     def finish(self, step: int) -> None:
         """Zero every structure still decaying (end of training) and mark it pruned."""

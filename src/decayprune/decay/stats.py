@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ import torch
 from ..config.prune import DecaySettings
 from ..errors import UserError
 
-__all__ = ["PERCENTILES", "SR_STATS_FILE", "find_sr_stats", "load_sr_stats", "summarize_sr_rows"]
+Sink = Callable[[dict], None]
+
+__all__ = ["PERCENTILES", "SR_STATS_FILE", "StatsBuffer", "find_sr_stats", "load_sr_stats", "summarize_sr_rows"]
 
 PERCENTILES = (5, 25, 50, 75, 95)
 """The percentiles of each statistic a record holds (plus its max and the count ``n``)."""
@@ -77,3 +80,45 @@ def load_sr_stats(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of a run's ``sr_stats.jsonl`` (see :func:`find_sr_stats`), in file order."""
     path = find_sr_stats(run_dir)
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class StatsBuffer:
+    """Each step's C_rate and C_len of the counted units, kept on the device until the next read-back.
+
+    :meth:`record` writes one row per step into a ``[rows, 2, S]`` device buffer (NaN where a
+    unit was not counted); :meth:`flush` copies the rows to the host once and hands
+    :func:`summarize_sr_rows` records to ``sink``. Without a sink nothing is kept.
+    """
+
+    def __init__(self, settings: DecaySettings, sink: Sink | None) -> None:
+        self.settings = settings
+        self.sink = sink
+        self._buf: torch.Tensor | None = None
+        self._steps: list[int] = []
+
+    def flush(self) -> None:
+        """Percentiles of C_rate and C_len over the decaying units, one record per step since the last flush."""
+        if not self._steps or self._buf is None:
+            return
+        rows = self._buf[: len(self._steps)].cpu()
+        steps, self._steps = self._steps, []
+        if self.sink is None:
+            return
+        for record in summarize_sr_rows(steps, rows, self.settings):
+            self.sink(record)
+
+    def record(self, step: int, counted: torch.Tensor, c_rate: torch.Tensor, c_len: torch.Tensor, rows: int) -> None:
+        """Keep this step's values of the ``counted`` units (a buffer of ``rows`` steps, on their device)."""
+        if self.sink is None:
+            return
+        n, device = c_rate.numel(), c_rate.device
+        if self._buf is None or self._buf.shape[0] < rows or self._buf.device != device:
+            self.flush()
+            self._buf = torch.full((rows, 2, n), float("nan"), device=device)
+        if len(self._steps) >= self._buf.shape[0]:
+            self.flush()
+        nan = torch.full_like(c_rate, float("nan"))
+        slot = self._buf[len(self._steps)]
+        slot[0].copy_(torch.where(counted, c_rate, nan))
+        slot[1].copy_(torch.where(counted, c_len, nan))
+        self._steps.append(step)

@@ -22,5 +22,6 @@ from __future__ import annotations
 
 from decayprune.models import concat_cnn, mlp, mobilenetv2_cifar, resnet_cifar, small_cnn, vgg  # noqa: F401  (registers)
 from decayprune.models._registry import create, list_models, model_accepts, register_model
+from decayprune.models.resolve import resolve_model
 
-__all__ = ["create", "list_models", "model_accepts", "register_model"]
+__all__ = ["create", "list_models", "model_accepts", "register_model", "resolve_model"]

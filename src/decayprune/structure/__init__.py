@@ -1,20 +1,34 @@
-"""What can be pruned: channel groups, keep-at-zero masks, compaction and pruned-model files."""
+"""What can be pruned: channel groups, keep-at-zero masks, compaction and pruned-model files.
 
-from .check import CheckReport, check_model, format_report, resolve_model
+Layout: :mod:`.graph` (the one door to torch-pruning), :mod:`.discovery` (tracing into channel
+groups), :mod:`.groups` (the :class:`ChannelGroup` type), :mod:`.units` (the
+:class:`PrunableUnits` protocol and :class:`StructureSet`, its channel-group implementation),
+:mod:`.kernels` (element-level :class:`FlatPlan` s and the keep-at-zero dispatch).
+"""
+
 from .compaction import CompactionReport, compact
 from .cost import CostModel
+from .discovery import Discovery, discover, find_classifier
+from .groups import ChannelGroup, FrozenGroup, LayerGroup
+from .kernels import FlatPlan, SliceEntry
 from .serialization import SpecError, apply_spec, load_pruned, model_spec, read_spec, save_pruned
 from .slices import CONSUMER, PRODUCER, ParamSlice, UnsupportedModelError
-from .structure_set import FrozenGroup, LayerGroup, StructureSet, find_classifier
+from .units import PrunableUnits, StructureSet
 
 __all__ = [
     "StructureSet",
+    "PrunableUnits",
+    "ChannelGroup",
     "LayerGroup",
     "ParamSlice",
     "PRODUCER",
     "CONSUMER",
     "UnsupportedModelError",
     "find_classifier",
+    "discover",
+    "Discovery",
+    "FlatPlan",
+    "SliceEntry",
     "CostModel",
     "compact",
     "CompactionReport",
@@ -25,8 +39,4 @@ __all__ = [
     "apply_spec",
     "SpecError",
     "FrozenGroup",
-    "CheckReport",
-    "check_model",
-    "format_report",
-    "resolve_model",
 ]

@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 from torch.utils.hooks import RemovableHandle
 
+from .groups import ChannelGroup
 from .slices import PRODUCER, ParamSlice
-from .structure_set import LayerGroup, StructureSet
+from .units import StructureSet
 
 __all__ = ["ChannelMultiplier", "add_channel_multiplier", "remove_channel_multiplier"]
 
@@ -34,12 +35,12 @@ class ChannelMultiplier:
     attribute: str
     param: nn.Parameter
     handle: RemovableHandle
-    layer: LayerGroup
+    layer: ChannelGroup
     slice: ParamSlice
     ids: torch.Tensor
 
 
-def _producer_slice_of(structures: StructureSet, module_name: str) -> tuple[LayerGroup, ParamSlice, torch.Tensor]:
+def _producer_slice_of(structures: StructureSet, module_name: str) -> tuple[ChannelGroup, ParamSlice, torch.Tensor]:
     wanted = f"{module_name}.weight" if module_name else "weight"
     for layer, sl, ids in structures.parameter_slices(PRODUCER):
         if sl.name == wanted and sl.dim == 0:
@@ -87,9 +88,8 @@ def add_channel_multiplier(
 
     handle = module.register_forward_hook(scale)
     qualified = f"{module_name}.{name}" if module_name else name
-    new_slice = ParamSlice(qualified, param, 0, producer.positions.clone(), producer.roots.clone(), PRODUCER)
-    layer.slices.append(new_slice)
-    layer.structure_ids.append(ids.clone())
+    new_slice = ParamSlice(qualified, param, 0, producer.positions.clone(), producer.roots.clone(), PRODUCER, module)
+    layer.add_slice(new_slice, ids.clone())
     structures.names[id(param)] = qualified
     structures.slices_changed()
     return ChannelMultiplier(module_name, module, name, param, handle, layer, new_slice, ids.clone())
@@ -106,8 +106,6 @@ def remove_channel_multiplier(structures: StructureSet, multiplier: ChannelMulti
                 tensor.mul_(gate.view([-1] + [1] * (tensor.dim() - 1)).to(tensor.dtype))
     multiplier.handle.remove()
     del module._parameters[multiplier.attribute]
-    index = next(i for i, sl in enumerate(multiplier.layer.slices) if sl is multiplier.slice)
-    del multiplier.layer.slices[index]
-    del multiplier.layer.structure_ids[index]
+    multiplier.layer.remove_slice(multiplier.slice)
     structures.names.pop(id(multiplier.param), None)
     structures.slices_changed()

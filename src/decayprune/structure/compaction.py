@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch_pruning as tp
 
+from .graph import DependencyGraph, Group, graph_of, is_out_channel_handler
+from .groups import ChannelGroup
 from .slices import _CONV, group_slices
-from .structure_set import LayerGroup, StructureSet
+from .units import StructureSet
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,12 @@ def compact(structures: StructureSet, optimizer: torch.optim.Optimizer | None = 
     return CompactionReport(removed, params_before, params_after)
 
 
-def _pruning_group(
-    graph: tp.DependencyGraph, root: nn.Module, layer: LayerGroup, local: torch.Tensor
-) -> tp.dependency.Group:
+def _pruning_group(graph: DependencyGraph, root: nn.Module, layer: ChannelGroup, local: torch.Tensor) -> Group:
     handler = graph.get_pruner_of_module(root).prune_out_channels
     return graph.get_pruning_group(root, handler, sorted(layer.roots_of(local).tolist()))
 
 
-def _prune_group(group: tp.dependency.Group) -> None:
+def _prune_group(group: Group) -> None:
     """``group.prune()``, then GroupNorms keep their group size (torch-pruning keeps ``num_groups``)."""
     sizes = {}
     for item in group.items:
@@ -110,14 +109,14 @@ def _prune_group(group: tp.dependency.Group) -> None:
         m.num_groups = m.num_channels // size
 
 
-def _grouped_conv_columns(group: tp.dependency.Group, names: dict[int, str]) -> dict[str, tuple[int, torch.Tensor]]:
+def _grouped_conv_columns(group: Group, names: dict[int, str]) -> dict[str, tuple[int, torch.Tensor]]:
     """Weight columns a grouped conv loses when its inputs shrink (the same column in every group)."""
     out = {}
-    dg = group._DG
+    dg = graph_of(group)
     for item in group.items:
         m = item.dep.target.module
         grouped = isinstance(m, _CONV) and 1 < m.groups < m.out_channels
-        if not grouped or dg.is_out_channel_pruning_fn(item.dep.handler):
+        if not grouped or is_out_channel_handler(dg, item.dep.handler):
             continue
         per_group = m.in_channels // m.groups
         cols = torch.unique(torch.as_tensor(list(item.idxs), dtype=torch.long) % per_group)
@@ -127,7 +126,7 @@ def _grouped_conv_columns(group: tp.dependency.Group, names: dict[int, str]) -> 
 
 
 @torch.no_grad()
-def prune_layer_channels(graph: tp.DependencyGraph, root: nn.Module, layer: LayerGroup, local: torch.Tensor) -> None:
+def prune_layer_channels(graph: DependencyGraph, root: nn.Module, layer: ChannelGroup, local: torch.Tensor) -> None:
     """Physically remove structures ``local`` (indices within ``layer``) with ``graph``, whose model holds ``root``."""
     if local.numel():
         _prune_group(_pruning_group(graph, root, layer, local))

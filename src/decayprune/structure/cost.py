@@ -24,7 +24,7 @@ from ..measure import count_cost
 from .hf_layers import conv1d_type
 
 if TYPE_CHECKING:
-    from .structure_set import StructureSet
+    from .units import StructureSet
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm)

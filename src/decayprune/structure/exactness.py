@@ -22,14 +22,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
+from .graph import OPTYPE, DependencyGraph, Group
 from .hf_layers import customized_pruners
-from .outputs import _flatten
+from .outputs import output_tensors
 
 if TYPE_CHECKING:
-    from .structure_set import LayerGroup
+    from .groups import ChannelGroup
 
 __all__ = ["find_inexact", "gn_block", "output_error", "risk_reason", "static_reason"]
 
@@ -38,12 +38,12 @@ _IN = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 _RMS = tuple(t for t in (getattr(nn, "RMSNorm", None),) if t is not None)
 
 
-def static_reason(group: tp.dependency.Group, names: dict[nn.Module, str]) -> str | None:
+def static_reason(group: Group, names: dict[nn.Module, str]) -> str | None:
     """Why a group cannot be pruned exactly, from its layer types alone (None: no objection).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2))
-        >>> g = tp.DependencyGraph().build_dependency(net, torch.randn(1, 4))
+        >>> g = DependencyGraph().build_dependency(net, torch.randn(1, 4))
         >>> group = g.get_pruning_group(net[0], g.get_pruner_of_module(net[0]).prune_out_channels, [0])
         >>> static_reason(group, {m: n for n, m in net.named_modules()}).split(":")[0]
         "LayerNorm '1' normalises over these features"
@@ -109,29 +109,29 @@ _RISKY_OPS = (
 _ATTENTION_NAME = ("attn", "attention", "query", "key", "value", "q_proj", "k_proj", "v_proj", "qkv", "in_proj")
 
 
-def risk_reason(group: tp.dependency.Group, slices: Sequence[Any] = ()) -> str | None:
+def risk_reason(group: Group, slices: Sequence[Any] = ()) -> str | None:
     """Why a group deserves the empirical check (None: only ops known to compact exactly).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 2))
-        >>> g = tp.DependencyGraph().build_dependency(net, torch.randn(1, 4))
+        >>> g = DependencyGraph().build_dependency(net, torch.randn(1, 4))
         >>> risk_reason(g.get_pruning_group(net[0], g.get_pruner_of_module(net[0]).prune_out_channels, [0]))
         'op SigmoidBackward0'
     """
     for item in group.items:
         target = item.dep.target
-        if target.type == tp.ops.OPTYPE.PARAMETER:
+        if target.type == OPTYPE.PARAMETER:
             return "an unwrapped parameter"
         fn = type(target.grad_fn).__name__ if target.grad_fn is not None else ""
         if target.type in (
-            tp.ops.OPTYPE.ELEMENTWISE,
-            tp.ops.OPTYPE.RESHAPE,
-            tp.ops.OPTYPE.UNBIND,
-            tp.ops.OPTYPE.SPLIT,
-            tp.ops.OPTYPE.CUSTOMIZED,
+            OPTYPE.ELEMENTWISE,
+            OPTYPE.RESHAPE,
+            OPTYPE.UNBIND,
+            OPTYPE.SPLIT,
+            OPTYPE.CUSTOMIZED,
         ) and fn.startswith(_RISKY_OPS):
             return f"op {fn}"
-        if target.type == tp.ops.OPTYPE.ELEMENTWISE and "Unknown" in str(target.module):
+        if target.type == OPTYPE.ELEMENTWISE and "Unknown" in str(target.module):
             return "an op the graph does not know"
     for s in slices:
         if any(part in s.name.lower() for part in _ATTENTION_NAME):
@@ -139,7 +139,7 @@ def risk_reason(group: tp.dependency.Group, slices: Sequence[Any] = ()) -> str |
     return None
 
 
-def gn_block(group: tp.dependency.Group, channels: int) -> tuple[int, str | None]:
+def gn_block(group: Group, channels: int) -> tuple[int, str | None]:
     """Contiguous channels bound into one structure by the GroupNorms of a group (1 if none).
 
     Every GroupNorm must lose whole groups, so a structure is ``channels / num_groups``
@@ -164,7 +164,7 @@ def output_error(reference: Any, other: Any) -> float:
         >>> output_error({"a": torch.ones(3)}, {"a": torch.ones(3) * 1.5})
         0.5
     """
-    ref, got = _flatten(reference), _flatten(other)
+    ref, got = output_tensors(reference), output_tensors(other)
     if len(ref) != len(got):
         return math.inf
     worst = 0.0
@@ -200,7 +200,7 @@ def _cast_inputs(inputs: Sequence[Any]) -> tuple:
 
 
 def _trial(
-    model: nn.Module, example_inputs: Sequence[Any], layers: Sequence[LayerGroup], tolerance: float
+    model: nn.Module, example_inputs: Sequence[Any], layers: Sequence[ChannelGroup], tolerance: float
 ) -> str | None:
     """Zero half the structures of ``layers`` in a float64 copy, compact it, compare. None: exact."""
     from .compaction import prune_layer_channels
@@ -209,7 +209,7 @@ def _trial(
     _randomise_(dup, torch.Generator().manual_seed(0))
     inputs = _cast_inputs(example_inputs)
     try:
-        graph = tp.DependencyGraph().build_dependency(
+        graph = DependencyGraph().build_dependency(
             dup, example_inputs=inputs, customized_pruners=customized_pruners(dup), verbose=False
         )
         modules = dict(dup.named_modules())
@@ -246,7 +246,7 @@ def _trial(
 def find_inexact(
     model: nn.Module,
     example_inputs: Sequence[Any],
-    layers: Sequence[LayerGroup],
+    layers: Sequence[ChannelGroup],
     tolerance: float = 1e-6,
     trial: Callable[..., str | None] = _trial,
 ) -> dict[int, str]:

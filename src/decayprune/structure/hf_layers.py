@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
+
+from .graph import BasePruningFunc
 
 __all__ = ["Conv1DPruner", "conv1d_type", "customized_pruners"]
 
@@ -30,7 +31,7 @@ def _keep(size: int, idxs: Sequence[int]) -> torch.Tensor:
     return torch.tensor([i for i in range(size) if i not in drop], dtype=torch.long)
 
 
-class Conv1DPruner(tp.pruner.function.BasePruningFunc):
+class Conv1DPruner(BasePruningFunc):
     """Prune the outputs (``weight[:, j]``, ``bias[j]``) or inputs (``weight[i, :]``) of a ``Conv1D``."""
 
     def prune_out_channels(self, layer: Any, idxs: Sequence[int]) -> nn.Module:
@@ -55,7 +56,7 @@ class Conv1DPruner(tp.pruner.function.BasePruningFunc):
         return int(layer.weight.shape[0])
 
 
-def customized_pruners(model: nn.Module) -> dict[type[nn.Module], tp.pruner.function.BasePruningFunc]:
+def customized_pruners(model: nn.Module) -> dict[type[nn.Module], BasePruningFunc]:
     """Handlers for the foreign layer types present in ``model`` (empty for plain PyTorch models)."""
     conv1d = conv1d_type()
     if conv1d is not None and any(isinstance(m, conv1d) for m in model.modules()):

@@ -14,21 +14,21 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from ..errors import UserError
+from .graph import OPTYPE, DependencyGraph, Group, is_out_channel_handler, module_name
 
 __all__ = ["OutputRecorder", "output_reason", "resolve_ignored"]
 
 
-def _flatten(obj: Any) -> list[torch.Tensor]:
+def output_tensors(obj: Any) -> list[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
         return [obj]
     if isinstance(obj, (list, tuple)):
-        return [t for item in obj for t in _flatten(item)]
+        return [t for item in obj for t in output_tensors(item)]
     if isinstance(obj, dict):
-        return [t for item in obj.values() for t in _flatten(item)]
+        return [t for item in obj.values() for t in output_tensors(item)]
     return []
 
 
@@ -46,30 +46,30 @@ class OutputRecorder:
         self.grad_fns: set[Any] = set()
 
     def __call__(self, out: Any) -> list[torch.Tensor]:
-        tensors = _flatten(out)
+        tensors = output_tensors(out)
         self.grad_fns.update(t.grad_fn for t in tensors if t.grad_fn is not None)
         return tensors
 
 
-def output_reason(group: tp.dependency.Group, graph: tp.DependencyGraph, grad_fns: set[Any]) -> str | None:
+def output_reason(group: Group, graph: DependencyGraph, grad_fns: set[Any]) -> str | None:
     """Why ``group`` must not be pruned because it reaches a model output, or None.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
         >>> rec = OutputRecorder()
-        >>> g = tp.DependencyGraph().build_dependency(net, torch.randn(1, 4), output_transform=rec)
+        >>> g = DependencyGraph().build_dependency(net, torch.randn(1, 4), output_transform=rec)
         >>> def group(m): return g.get_pruning_group(m, g.get_pruner_of_module(m).prune_out_channels, [0])
         >>> output_reason(group(net[0]), g, rec.grad_fns) is None, output_reason(group(net[2]), g, rec.grad_fns)
         (True, "its channels are a model output (through '2')")
     """
     for item in group.items:
         target = item.dep.target
-        if target.type == tp.ops.OPTYPE.OUTPUT or (target.grad_fn is not None and target.grad_fn in grad_fns):
-            if target.type not in (tp.ops.OPTYPE.OUTPUT, tp.ops.OPTYPE.ELEMENTWISE):
-                name = graph._module2name.get(target.module, type(target.module).__name__)
-                if not graph.is_out_channel_pruning_fn(item.dep.handler) and target.type in (
-                    tp.ops.OPTYPE.CONV,
-                    tp.ops.OPTYPE.LINEAR,
+        if target.type == OPTYPE.OUTPUT or (target.grad_fn is not None and target.grad_fn in grad_fns):
+            if target.type not in (OPTYPE.OUTPUT, OPTYPE.ELEMENTWISE):
+                name = module_name(graph, target.module)
+                if not is_out_channel_handler(graph, item.dep.handler) and target.type in (
+                    OPTYPE.CONV,
+                    OPTYPE.LINEAR,
                 ):
                     continue  # the output layer's *inputs* are pruned: its output shape does not change
                 return f"its channels are a model output (through '{name}')"

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch_pruning as tp
 
+from .graph import OPTYPE, Group, graph_of, is_out_channel_handler, module_name
 from .hf_layers import conv1d_type
 
 PRODUCER = "producer"
@@ -61,6 +61,8 @@ class ParamSlice:
         positions: Indices along ``dim`` (1-D LongTensor).
         roots: Root-channel index of each position (same length as ``positions``).
         role: ``"producer"`` or ``"consumer"``.
+        owner: The module that holds ``param`` (None for a parameter used outside any layer,
+            e.g. a class token); no caller needs to split ``name`` to find it.
     """
 
     name: str
@@ -69,6 +71,12 @@ class ParamSlice:
     positions: torch.Tensor
     roots: torch.Tensor
     role: str
+    owner: nn.Module | None = None
+
+    @property
+    def is_weight(self) -> bool:
+        """True when this slice is its owner's ``weight``."""
+        return self.owner is not None and getattr(self.owner, "weight", None) is self.param
 
 
 def _is_depthwise(module: nn.Module) -> bool:
@@ -87,7 +95,7 @@ def _slices_for_item(
     def make(param: torch.Tensor | None, dim: int, role: str, pos: torch.Tensor = positions) -> list[ParamSlice]:
         if param is None:
             return []
-        return [ParamSlice(names[id(param)], param, dim % param.dim(), pos, roots, role)]
+        return [ParamSlice(names[id(param)], param, dim % param.dim(), pos, roots, role, module)]
 
     if isinstance(module, _CONV):
         transposed = bool(getattr(module, "transposed", False))
@@ -122,7 +130,7 @@ def _slices_for_item(
     return []
 
 
-def group_slices(group: tp.dependency.Group, model: nn.Module, names: dict[int, str]) -> list[ParamSlice]:
+def group_slices(group: Group, model: nn.Module, names: dict[int, str]) -> list[ParamSlice]:
     """Collect the parameter slices of a full-index torch-pruning group.
 
     Args:
@@ -136,58 +144,58 @@ def group_slices(group: tp.dependency.Group, model: nn.Module, names: dict[int, 
     Raises:
         UnsupportedModelError: The group touches a layer type decayprune cannot slice.
     """
-    dg = group._DG
+    dg = graph_of(group)
     out: list[ParamSlice] = []
     for item in group.items:
         dep, idxs = item.dep, item.idxs
         target = dep.target
         module = target.module
         if target.type in (
-            tp.ops.OPTYPE.CONCAT,
-            tp.ops.OPTYPE.SPLIT,
-            tp.ops.OPTYPE.ELEMENTWISE,
-            tp.ops.OPTYPE.RESHAPE,
-            tp.ops.OPTYPE.UNBIND,
-            tp.ops.OPTYPE.EXPAND,
-            tp.ops.OPTYPE.SLICE,
-            tp.ops.OPTYPE.OUTPUT,
+            OPTYPE.CONCAT,
+            OPTYPE.SPLIT,
+            OPTYPE.ELEMENTWISE,
+            OPTYPE.RESHAPE,
+            OPTYPE.UNBIND,
+            OPTYPE.EXPAND,
+            OPTYPE.SLICE,
+            OPTYPE.OUTPUT,
         ):
             continue
         if len(idxs) == 0:
             continue
         positions = torch.as_tensor(list(idxs), dtype=torch.long)
         roots = torch.as_tensor(list(item.root_idxs), dtype=torch.long)
-        if target.type == tp.ops.OPTYPE.PARAMETER:
+        if target.type == OPTYPE.PARAMETER:
             # The node knows the parameter's channel dim; torch-pruning's shared pruner object only
             # holds whichever dim it was last called with.
             dim = target.pruning_dim if getattr(target, "pruning_dim", -1) is not None else -1
             out.append(ParamSlice(names[id(module)], module, dim % module.dim(), positions, roots, PRODUCER))
             continue
         if not isinstance(module, supported_types()):
-            layer = dg._module2name.get(module, type(module).__name__)
+            layer = module_name(dg, module)
             raise UnsupportedModelError(
                 f"layer '{layer}' ({type(module).__name__}) is coupled to prunable channels but decayprune "
                 f"cannot slice it; supported layers: {', '.join(sorted(t.__name__ for t in supported_types()))}"
             )
-        out_side = dg.is_out_channel_pruning_fn(dep.handler)
+        out_side = is_out_channel_handler(dg, dep.handler)
         out.extend(_slices_for_item(module, out_side, positions, roots, names))
     return _merge_duplicates(out)
 
 
-def grouped_conv_inputs(group: tp.dependency.Group) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def grouped_conv_inputs(group: Group) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The grouped (non-depthwise) convs that read a group's channels, with the root of each input.
 
     Such a conv reads input channel ``i`` through weight column ``i % (in / groups)``, shared by
     every group, so no per-channel slice describes it (:func:`group_slices` leaves it out); the
     cost model still needs to know which structures feed it to count its shrinking inputs.
     """
-    dg = group._DG
+    dg = graph_of(group)
     out = []
     for item in group.items:
         module = item.dep.target.module
         if not (isinstance(module, _CONV) and 1 < module.groups < module.out_channels):
             continue
-        if dg.is_out_channel_pruning_fn(item.dep.handler):
+        if is_out_channel_handler(dg, item.dep.handler):
             continue
         out.append((module.weight, torch.as_tensor(list(item.root_idxs), dtype=torch.long)))
     return out
@@ -205,7 +213,7 @@ def _merge_duplicates(slices: list[ParamSlice]) -> list[ParamSlice]:
         pos = torch.cat([prev.positions, s.positions])
         roots = torch.cat([prev.roots, s.roots])
         uniq, first = _unique_first(pos)
-        merged[key] = ParamSlice(prev.name, prev.param, prev.dim, uniq, roots[first], prev.role)
+        merged[key] = ParamSlice(prev.name, prev.param, prev.dim, uniq, roots[first], prev.role, prev.owner)
     return list(merged.values())
 
 

@@ -4,14 +4,13 @@
 protection, static refusals and the exactness check), zeroes a random set of structures until
 the analytic MACs reach the target (the structures a oneshot random method would remove; the
 decay policies end in the same masked model), compacts the copy and compares its outputs with
-the masked ones. :func:`format_report` renders the result as text; :func:`resolve_model` turns a
-registered name, a ``package.module:factory`` path or a transformers config class into a model.
+the masked ones. :func:`format_report` renders the result as text. It lives in jobs/ because it builds, trains and
+compacts a whole :class:`~decayprune.pruner.Pruner`.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,14 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import PruneSettings
+from ..decay import DecaySettings
 from ..errors import UserError
-from .compaction import compact
-from .exactness import output_error
-from .outputs import _flatten
-from .slices import UnsupportedModelError
-from .structure_set import FrozenGroup, StructureSet
+from ..pruner import Pruner
+from ..structure import FrozenGroup, StructureSet, UnsupportedModelError, compact
+from ..structure.exactness import output_error
+from ..structure.outputs import output_tensors
 
-__all__ = ["CheckReport", "check_model", "format_report", "resolve_model"]
+__all__ = ["CheckReport", "check_model", "format_report"]
 
 
 @dataclass
@@ -175,10 +175,6 @@ def _run_pipeline(
     model: nn.Module, inputs: tuple, structures: StructureSet, target: float, steps: int, seed: int, tolerance: float
 ) -> Any:
     """Train ``model`` for ``steps`` synthetic SGD steps under a random-method, sp+sr Pruner; return it."""
-    from ..config import PruneSettings
-    from ..decay import DecaySettings
-    from ..pruner import Pruner
-
     settings = PruneSettings(
         method="random",
         target_macs_fraction=target,
@@ -198,7 +194,9 @@ def _run_pipeline(
 
     model.train()
     for _ in range(steps):
-        outs = [t for t in _flatten(model(*[batch(x) for x in inputs])) if t.is_floating_point() and t.requires_grad]
+        outs = [
+            t for t in output_tensors(model(*[batch(x) for x in inputs])) if t.is_floating_point() and t.requires_grad
+        ]
         loss = sum(t.float().square().mean() for t in outs)
         optimizer.zero_grad()
         if isinstance(loss, torch.Tensor):
@@ -241,44 +239,3 @@ def format_report(report: CheckReport) -> str:
         for f in report.frozen:
             lines.append(f"    - {f.layer} [{f.kind}, {f.channels} ch]: {f.reason}")
     return "\n".join(lines)
-
-
-def resolve_model(spec: str, **kwargs: Any) -> nn.Module:
-    """A model from a registered name, a ``package.module:factory`` path or a transformers config class.
-
-    ``spec`` forms: ``"resnet20"`` (see :func:`decayprune.models.list_models`),
-    ``"my_pkg.nets:build"`` (calls ``build(**kwargs)``), ``"transformers:BertConfig"`` (a randomly
-    initialised ``AutoModel`` from ``BertConfig(**kwargs)``; needs transformers installed).
-
-    Example:
-        >>> type(resolve_model("small_cnn", in_channels=1)).__name__
-        'SmallCNN'
-    """
-    if spec.startswith("transformers:"):
-        try:
-            transformers = importlib.import_module("transformers")
-        except ImportError:
-            raise UserError(f"'{spec}' needs the transformers package, which is not installed") from None
-        config_cls = getattr(transformers, spec.split(":", 1)[1], None)
-        if config_cls is None or not spec.endswith("Config"):
-            raise UserError(
-                f"'{spec}': transformers has no config class '{spec.split(':', 1)[1]}' "
-                "(expected e.g. transformers:BertConfig)"
-            )
-        return transformers.AutoModel.from_config(config_cls(**kwargs))
-    if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise UserError(f"cannot load model factory '{spec}': {exc} (expected package.module:function)") from None
-        model = factory(**kwargs)
-        if not isinstance(model, nn.Module):
-            raise UserError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
-        return model
-    from ..models import create
-    from ..registry import MODELS
-
-    if spec not in MODELS:
-        raise UserError(MODELS.unknown_message(spec) + "; or give package.module:factory or transformers:<Config>")
-    return create(spec, **kwargs)

@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 from decayprune.errors import UserError
-from decayprune.structure import check_model, format_report, resolve_model
+from decayprune.jobs.model_check import check_model, format_report
+from decayprune.models import resolve_model
 
 
 def test_check_passes_on_a_resnet_and_leaves_the_model_untouched() -> None:
