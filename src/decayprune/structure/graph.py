@@ -8,7 +8,7 @@ Example:
     >>> import torch, torch.nn as nn
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     >>> g = trace(net, (torch.randn(1, 4),))
-    >>> group = g.get_all_groups(root_module_types=(nn.Linear,))[0]
+    >>> group = next(iter(g.get_all_groups(root_module_types=(nn.Linear,))))
     >>> graph_of(group) is g, module_name(g, net[0]), out_channels(g, net[0])
     (True, '0', 8)
 """
