@@ -124,7 +124,6 @@ class Pruner(TrainHook):
                 update={"decay": settings.decay.model_copy(update={"steps": self.schedule.decay_steps})}
             )
             self.settings = settings
-        self._late_warned = False
         stats_sink = self._record_stats if settings.decay.self_rectifying else None
         self.engine = DecayEngine(self.structures, settings.decay, sink=self._record, stats_sink=stats_sink)
         self.engine.release_until = self.schedule.last_start
@@ -134,13 +133,15 @@ class Pruner(TrainHook):
         self.context = PruneContext(
             model=model,
             structures=self.structures,
-            decay=self.engine,
             schedule=self.schedule,
             base_macs=self.base_macs,
             final_macs=self.base_macs * settings.remaining_macs_fraction(),
             loss_fn=loss_fn,
             calibration_data=calibration_data,
+            total_steps=total_steps,
+            recovery_fraction=settings.recovery_fraction,
         )
+        self.context.attach(self.engine)
         criterion = self.method.criterion
         if criterion is not None and criterion.needs_data and calibration_data is None:
             raise ValueError(
@@ -204,20 +205,8 @@ class Pruner(TrainHook):
             self.method.on_release(ctx, released)
         self.method.after_step(ctx)
         ids = self.method.select(ctx)
-        if ids is not None and len(ids):
-            if not self.schedule.can_start(ctx.step):
-                # Its decay could not end a recovery margin before the run ends: not started.
-                if not self._late_warned:
-                    warnings.warn(
-                        f"{type(self.method).__name__} selected {len(ids)} structures at step {ctx.step}, "
-                        f"after the last step a decay may start ({self.schedule.last_start}: "
-                        f"N = {self.schedule.decay_steps} and recovery_fraction "
-                        f"{self.settings.recovery_fraction} of {self.total_steps}); not started",
-                        stacklevel=2,
-                    )
-                    self._late_warned = True
-                return
-            self.engine.start(torch.as_tensor(ids, dtype=torch.long), ctx.step)
+        if ids is not None:
+            ctx.start(ids, who=type(self.method).__name__)  # not started past the recovery margin (warned once)
 
     def finish(self) -> None:
         """Complete every decay still running (zero it now)."""

@@ -79,7 +79,7 @@ def sensitivity_curves(
     pruner = Pruner(model, example_inputs, settings, total_steps=100, calibration_data=calibration_data)
     s, criterion_obj = pruner.structures, pruner.method.criterion
     assert criterion_obj is not None  # the iterative method always ranks by a criterion
-    scores = criterion_obj.score(pruner.context).cpu()
+    scores = criterion_obj.score(pruner.context.scoring).cpu()
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
     baseline = float(evaluate_fn(model))
     rows = []

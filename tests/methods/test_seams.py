@@ -59,11 +59,11 @@ class ProximalMethod(PruningMethod):
     def select(self, ctx: PruneContext) -> torch.Tensor | None:
         if ctx.schedule.is_selection_step(ctx.step) and not self.optimizer.groups.any():
             scores = ctx.structures.producer_norms().cpu()
-            chosen = fill_to_budget(ctx, scores, ctx.final_macs, ctx.decay.available(ctx.step))
+            chosen = fill_to_budget(ctx, scores, ctx.final_macs, ctx.available())
             self.optimizer.groups[chosen] = True
             return None
         # Hand over the chosen groups the proximal step has (nearly) emptied, or all of them at the end.
-        small = self.optimizer.groups & ~ctx.decay.committed()
+        small = self.optimizer.groups & ~ctx.committed()
         small &= (ctx.structures.producer_norms().cpu() < 1e-3) | (ctx.step >= STEPS // 2)
         return small.nonzero().flatten() if small.any() else None
 
@@ -97,7 +97,7 @@ class GateTaylorMethod(PruningMethod):
     def select(self, ctx: PruneContext) -> torch.Tensor | None:
         if not ctx.schedule.is_selection_step(ctx.step):
             return None
-        return fill_to_budget(ctx, self.gate_scores(ctx), ctx.macs_budget(), ctx.decay.available(ctx.step))
+        return fill_to_budget(ctx, self.gate_scores(ctx), ctx.macs_budget(), ctx.available())
 
 
 # ---------------------------------------------------------------------------- (c) data-pass criterion

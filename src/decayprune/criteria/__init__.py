@@ -19,17 +19,27 @@ snip           sum |g*w| over the group's slices (SNIP, per group)     grads
 """
 
 from .base import Criterion, Need, create_criterion, criterion_class, list_criteria, register_criterion
-from .bn import BNScale, BNStatistics, expected_activation, norm_layer_slices
+from .bn import BNScale, BNStatistics, expected_activation
 from .catalog import criteria_table
 from .distributed import all_reduce_mean
 from .feature_maps import ChannelIndependence, FeatureMapRank, channel_independence, feature_map_ranks
 from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm
 from .passes import backward_passes, capture_outputs, forward_passes
 from .random import RandomScores
-from .reduce import is_weight_of, layer_normalize, module_of, sum_over_slices
+from .reduce import (
+    activation_sites,
+    is_weight_of,
+    layer_normalize,
+    module_of,
+    norm_layer_slices,
+    normalize_per_layer,
+    structure_dot,
+    sum_over_slices,
+)
 from .snip import Snip, structure_abs_sum
-from .taylor import Taylor, TaylorActivation, normalize_per_layer, structure_dot
+from .taylor import Taylor, TaylorActivation
 from .thinet import ThiNet, greedy_removal_order
+from .view import ScoringView
 
 __all__ = [
     "BNScale",
@@ -55,6 +65,8 @@ __all__ = [
     "layer_normalize",
     "list_criteria",
     "module_of",
+    "ScoringView",
+    "activation_sites",
     "register_criterion",
     "structure_abs_sum",
     "sum_over_slices",

@@ -30,7 +30,7 @@ from ..config.messages import validation_problems
 from ..registry import CRITERIA
 
 if TYPE_CHECKING:
-    from ..methods.context import PruneContext
+    from .view import ScoringView
 
 __all__ = ["Criterion", "Need", "create_criterion", "criterion_class", "list_criteria", "register_criterion"]
 
@@ -74,7 +74,7 @@ class Criterion:
         """True when scoring runs passes over calibration batches."""
         return bool(self.needs & {"data", "grads", "hvp"})
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         """Importance of every structure, a float tensor of shape ``[S]`` on the CPU (low = prune first)."""
         raise NotImplementedError
 

@@ -9,7 +9,7 @@ with several of them (residual partners, a depthwise block's two BNs) reduces th
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -19,31 +19,13 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import UserError
 from .base import Criterion, register_criterion
-from .reduce import PRODUCER, layer_normalize, module_of
+from .reduce import layer_normalize, norm_layer_slices
 
 if TYPE_CHECKING:
-    from ..methods.context import PruneContext
     from ..structure import StructureSet
+    from .view import ScoringView
 
 __all__ = ["BNScale", "BNStatistics", "norm_layer_slices"]
-
-NORM_TYPES = (_BatchNorm,)
-
-
-def norm_layer_slices(structures: "StructureSet") -> Iterator[tuple[_BatchNorm, torch.Tensor, torch.Tensor]]:
-    """Yield ``(norm_module, positions, structure_ids)`` for each affine BN weight among the producer slices.
-
-    Example:
-        >>> from decayprune.structure import StructureSet
-        >>> net = nn.Sequential(nn.Conv2d(1, 3, 1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 2, 1))
-        >>> s = StructureSet(net, torch.zeros(1, 1, 2, 2))
-        >>> [(type(m).__name__, ids.tolist()) for m, _p, ids in norm_layer_slices(s)]
-        [('BatchNorm2d', [0, 1, 2])]
-    """
-    for _layer, sl, ids in structures.parameter_slices(PRODUCER):
-        module = module_of(structures.model, sl.name)
-        if isinstance(module, NORM_TYPES) and sl.name.endswith(".weight") and module.weight is sl.param:
-            yield module, sl.positions, ids
 
 
 class _NormOptions(BaseModel):
@@ -101,7 +83,7 @@ class BNScale(Criterion):
     paper = "Liu et al., Learning Efficient Convolutional Networks through Network Slimming, ICCV 2017"
     Options = _NormOptions
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         return _reduce_norm_values(ctx.structures, lambda bn: bn.weight.abs(), self.options, self.name)
 
 
@@ -150,7 +132,7 @@ class BNStatistics(Criterion):
         activation: Literal["relu", "identity"] = Field("relu", description="non-linearity after the BN")
         statistic: Literal["mean", "rms"] = Field("mean", description="E[f(z)] or sqrt(E[f(z)^2])")
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         def values(bn: _BatchNorm) -> torch.Tensor:
             gamma, beta = bn.weight.detach().float(), bn.bias.detach().float() if bn.bias is not None else 0.0
             std = gamma.abs()

@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Criterion, register_criterion
 from .distributed import all_reduce_mean
-from .taylor import Normalize, activation_slices, channel_dim, normalize_per_layer
+from .reduce import Normalize, activation_sites, channel_dim, normalize_per_layer
 
 if TYPE_CHECKING:
-    from ..methods.context import PruneContext
+    from .view import ScoringView
 
 __all__ = ["ChannelIndependence", "FeatureMapRank", "channel_independence", "feature_map_ranks"]
 
@@ -81,9 +81,9 @@ class _FeatureMapCriterion(Criterion):
     def per_channel(self, maps: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         s = ctx.structures
-        targets = activation_slices(s)
+        targets = activation_sites(s)
         total = torch.zeros(s.num_structures, dtype=torch.float64)
         seen = {"samples": 0}
         take = {"n": 0}
@@ -110,7 +110,7 @@ class _FeatureMapCriterion(Criterion):
         return normalize_per_layer(scores, s, self.options.normalize)
 
 
-def _batches_until(ctx: "PruneContext", samples: int, seen: dict[str, int], take: dict[str, int]):
+def _batches_until(ctx: "ScoringView", samples: int, seen: dict[str, int], take: dict[str, int]):
     """Yield calibration inputs (no grad, eval mode) until ``samples`` samples were read."""
     model = ctx.model
     was_training = model.training

@@ -11,7 +11,7 @@ from .base import Criterion, register_criterion
 from .reduce import CONV_OR_LINEAR, PRODUCER, is_weight_of, layer_normalize, sum_over_slices
 
 if TYPE_CHECKING:
-    from ..methods.context import PruneContext
+    from .view import ScoringView
 
 __all__ = ["GroupMagnitude", "L1FilterNorm", "L2FilterNorm"]
 
@@ -36,7 +36,7 @@ class GroupMagnitude(Criterion):
         normalize: bool = Field(True, description="divide by the layer group's mean score")
         include_consumers: bool = Field(True, description="count the next layers' input columns too")
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         s = ctx.structures
         role = None if self.options.include_consumers else PRODUCER
         imp = sum_over_slices(s, lambda rows: rows.pow(2).sum(1), role=role)
@@ -55,7 +55,7 @@ class L1FilterNorm(Criterion):
 
     paper = "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017"
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         return sum_over_slices(
             ctx.structures, lambda rows: rows.abs().sum(1), role=PRODUCER, keep=is_weight_of(*CONV_OR_LINEAR)
         )
@@ -70,7 +70,7 @@ class L2FilterNorm(Criterion):
 
     paper = "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017"
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         return sum_over_slices(
             ctx.structures, lambda rows: rows.pow(2).sum(1), role=PRODUCER, keep=is_weight_of(*CONV_OR_LINEAR)
         ).sqrt()

@@ -17,13 +17,13 @@ import torch.nn as nn
 from .distributed import all_reduce_mean
 
 if TYPE_CHECKING:
-    from ..methods.context import PruneContext
+    from .view import ScoringView
 
-__all__ = ["backward_passes", "capture_outputs", "forward_passes"]
+__all__ = ["backward_passes", "capture_outputs", "eval_mode", "forward_passes"]
 
 
 @contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     was_training = model.training
     model.eval()
     try:
@@ -32,21 +32,21 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def forward_passes(ctx: "PruneContext", num_batches: int) -> Iterator[tuple[Any, torch.Tensor, torch.Tensor]]:
+def forward_passes(ctx: "ScoringView", num_batches: int) -> Iterator[tuple[Any, torch.Tensor, torch.Tensor]]:
     """Yield ``(outputs, inputs, labels)`` for up to ``num_batches`` calibration batches, no grad."""
-    with _eval_mode(ctx.model), torch.no_grad():
+    with eval_mode(ctx.model), torch.no_grad():
         for inputs, labels in ctx.calibration_batches(num_batches):
             yield ctx.model(inputs), inputs, labels
 
 
-def backward_passes(ctx: "PruneContext", num_batches: int, after_backward: Callable[[], None]) -> int:
+def backward_passes(ctx: "ScoringView", num_batches: int, after_backward: Callable[[], None]) -> int:
     """Forward, loss and backward on up to ``num_batches`` batches, calling ``after_backward`` each time.
 
     Gradients are cleared before each batch, so ``after_backward`` sees that batch's alone.
     Returns the number of batches run.
     """
     count = 0
-    with _eval_mode(ctx.model):
+    with eval_mode(ctx.model):
         for inputs, labels in ctx.calibration_batches(num_batches):
             ctx.model.zero_grad(set_to_none=True)
             ctx.loss_fn(ctx.model(inputs), labels).backward()

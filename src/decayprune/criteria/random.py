@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .base import Criterion, register_criterion
 
 if TYPE_CHECKING:
-    from ..methods.context import PruneContext
+    from .view import ScoringView
 
 __all__ = ["RandomScores"]
 
@@ -31,7 +31,7 @@ class RandomScores(Criterion):
         super().__init__(**options)
         self.generator = torch.Generator().manual_seed(self.options.seed)
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         return torch.rand(ctx.structures.num_structures, generator=self.generator)
 
     def state_dict(self) -> dict[str, Any]:

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Literal
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..structure import PRODUCER, StructureSet
 
-__all__ = ["layer_normalize", "sum_over_slices", "is_weight_of", "module_of"]
+__all__ = [
+    "Normalize",
+    "activation_sites",
+    "channel_dim",
+    "is_weight_of",
+    "layer_normalize",
+    "module_of",
+    "norm_layer_slices",
+    "normalize_per_layer",
+    "structure_dot",
+    "sum_over_slices",
+]
+
+Normalize = Literal["none", "mean", "l2"]
 
 PerPosition = Callable[[torch.Tensor], torch.Tensor]
 
@@ -24,26 +39,27 @@ def sum_over_slices(
 ) -> torch.Tensor:
     """Sum a per-channel value over every slice of each structure; returns ``[S]`` on the CPU.
 
-    Args:
-        structures: The structures to score.
-        per_position: Maps a tensor viewed as ``[positions, -1]`` to ``[positions]`` values.
-        role: Only slices of this role (:data:`PRODUCER` or ``CONSUMER``); None: all.
-        source: ``"weight"`` (the parameters) or ``"grad"`` (their gradients; missing ones skipped).
-        keep: Optional filter ``keep(owner_module, param_name)`` on the slices.
+        Args:
+            structures: The structures to score.
+            per_position: Maps a tensor viewed as ``[positions, -1]`` to ``[positions]`` values.
+            role: Only slices of this role (:data:`PRODUCER` or ``CONSUMER``); None: all.
+            source: ``"weight"`` (the parameters) or ``"grad"`` (their gradients; missing ones skipped).
+            keep: Optional filter ``keep(owner_module, param_name)`` on the slices.
 
-    Example:
-        >>> import torch.nn as nn
-        >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
-        >>> with torch.no_grad():
-        ...     _ = net[0].weight.copy_(torch.tensor([[1., 1.], [2., 0.], [0., 3.]]))
-        >>> s = StructureSet(net, torch.randn(1, 2), ignore_classifier=False)
-        >>> keep = lambda m, n: n == "weight" and isinstance(m, nn.Linear)
-        >>> sum_over_slices(s, lambda t: t.abs().sum(1), role=PRODUCER, keep=keep).tolist()
-        [2.0, 2.0, 3.0]
+        Example:
+            >>> import torch.nn as nn
+    from torch.nn.modules.batchnorm import _BatchNorm
+            >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+            >>> with torch.no_grad():
+            ...     _ = net[0].weight.copy_(torch.tensor([[1., 1.], [2., 0.], [0., 3.]]))
+            >>> s = StructureSet(net, torch.randn(1, 2), ignore_classifier=False)
+            >>> keep = lambda m, n: n == "weight" and isinstance(m, nn.Linear)
+            >>> sum_over_slices(s, lambda t: t.abs().sum(1), role=PRODUCER, keep=keep).tolist()
+            [2.0, 2.0, 3.0]
     """
     acc = torch.zeros(structures.num_structures, dtype=torch.float64)
     for _layer, sl, ids in structures.parameter_slices(role):
-        if keep is not None and not keep(module_of(structures.model, sl.name), sl.name.rpartition(".")[2]):
+        if keep is not None and not (sl.owner is not None and keep(sl.owner, sl.attribute)):
             continue
         tensor = sl.param.grad if source == "grad" else sl.param
         if tensor is None:
@@ -55,7 +71,7 @@ def sum_over_slices(
 
 
 def module_of(model: nn.Module, param_name: str) -> nn.Module:
-    """The module that owns the parameter called ``param_name``."""
+    """The module that owns the parameter called ``param_name`` (a slice knows it: ``ParamSlice.owner``)."""
     owner = param_name.rpartition(".")[0]
     return model.get_submodule(owner) if owner else model
 
@@ -78,5 +94,76 @@ def layer_normalize(scores: torch.Tensor, layer_of: torch.Tensor, num_layers: in
     return scores / mean[layer_of].clamp_min(1e-12)
 
 
+def normalize_per_layer(scores: torch.Tensor, structures: StructureSet, how: str) -> torch.Tensor:
+    """``"l2"``: divide by the layer group's L2 norm; ``"mean"``: by its mean; ``"none"``: unchanged.
+
+    Example:
+        >>> s = StructureSet(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)), torch.zeros(1, 2))
+        >>> normalize_per_layer(torch.tensor([3.0, 4.0]), s, "l2").tolist()
+        [0.6000000238418579, 0.800000011920929]
+    """
+    if how == "none":
+        return scores
+    if how == "mean":
+        return layer_normalize(scores, structures.layer_of, len(structures.layers))
+    sq = torch.zeros(len(structures.layers), dtype=scores.dtype).index_add_(0, structures.layer_of, scores**2)
+    return scores / sq.sqrt()[structures.layer_of].clamp_min(1e-12)
+
+
+def structure_dot(
+    structures: StructureSet, other: Callable[[torch.Tensor], torch.Tensor | None], role: str | None = None
+) -> torch.Tensor:
+    """Per structure, the sum over its slices of ``param * other(param)`` (float64, CPU, shape ``[S]``).
+
+    With ``other`` the gradient this is ``sum of g * w``, the first-order loss change of scaling the
+    structure (every coupled slice at once) by ``1 + d``, per unit ``d``.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(1, 2, bias=False), nn.ReLU(), nn.Linear(2, 1, bias=False))
+        >>> with torch.no_grad():
+        ...     _ = net[0].weight.copy_(torch.tensor([[1.0], [2.0]]))
+        ...     _ = net[2].weight.copy_(torch.tensor([[3.0, 5.0]]))
+        >>> structure_dot(StructureSet(net, torch.zeros(1, 1)), torch.ones_like).tolist()  # rows + columns
+        [4.0, 7.0]
+    """
+    acc = torch.zeros(structures.num_structures, dtype=torch.float64)
+    for _layer, sl, ids in structures.parameter_slices(role):
+        tensor = other(sl.param)
+        if tensor is None:
+            continue
+        prod = (sl.param.detach() * tensor.detach()).movedim(sl.dim, 0)
+        rows = prod.reshape(prod.shape[0], -1).sum(1).double().cpu()
+        acc.index_add_(0, ids, rows[sl.positions])
+    return acc
+
+
+def channel_dim(module: nn.Module) -> int:
+    """The channel dim of ``module``'s output (last for linear and layer-norm layers, 1 otherwise)."""
+    return -1 if isinstance(module, (nn.Linear, nn.LayerNorm)) else 1
+
+
+def activation_sites(structures: StructureSet) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
+    """Per layer group, the modules whose output channels are the structures' activations.
+
+    The norm layers among the producers when there are any (the channel as the next layer sees it,
+    before the non-linearity), else the producing conv / linear layers.
+    """
+    return [site for group in structures.layers for site in group.activation_sites()]
+
+
+def norm_layer_slices(structures: StructureSet) -> Iterator[tuple[_BatchNorm, torch.Tensor, torch.Tensor]]:
+    """Yield ``(norm_module, positions, structure_ids)`` for each affine BN weight among the producer slices.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 3, 1), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 2, 1))
+        >>> s = StructureSet(net, torch.zeros(1, 1, 2, 2))
+        >>> [(type(m).__name__, ids.tolist()) for m, _p, ids in norm_layer_slices(s)]
+        [('BatchNorm2d', [0, 1, 2])]
+    """
+    for group in structures.layers:
+        yield from group.norm_sites()  # type: ignore[misc]
+
+
 CONV_OR_LINEAR = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-__all__ += ["CONV_OR_LINEAR", "PRODUCER"]
+NORM_TYPES = (_BatchNorm,)
+__all__ += ["CONV_OR_LINEAR", "NORM_TYPES", "PRODUCER"]

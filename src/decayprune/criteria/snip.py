@@ -17,12 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from .base import Criterion, register_criterion
 from .distributed import all_reduce_mean
 from .passes import backward_passes
-from .reduce import PRODUCER
-from .taylor import Normalize, normalize_per_layer
+from .reduce import PRODUCER, Normalize, normalize_per_layer
 
 if TYPE_CHECKING:
-    from ..methods.context import PruneContext
     from ..structure import StructureSet
+    from .view import ScoringView
 
 __all__ = ["Snip", "structure_abs_sum"]
 
@@ -78,7 +77,7 @@ class Snip(Criterion):
         batches: int = Field(4, ge=1, description="calibration batches per scoring")
         normalize: Normalize = Field("mean", description="per-layer normalisation (the paper: none)")
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         s = ctx.structures
         role = None if self.options.include_consumers else PRODUCER
         total = torch.zeros(s.num_structures, dtype=torch.float64)

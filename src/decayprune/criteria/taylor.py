@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,63 +17,14 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .base import Criterion, register_criterion
-from .bn import NORM_TYPES
 from .distributed import all_reduce_mean
-from .passes import _eval_mode, backward_passes
-from .reduce import PRODUCER, layer_normalize, module_of
+from .passes import backward_passes, eval_mode
+from .reduce import PRODUCER, Normalize, activation_sites, channel_dim, normalize_per_layer, structure_dot
 
 if TYPE_CHECKING:
-    from ..methods.context import PruneContext
-    from ..structure import StructureSet
+    from .view import ScoringView
 
-__all__ = ["Taylor", "TaylorActivation", "activation_slices", "normalize_per_layer", "structure_dot"]
-
-Normalize = Literal["none", "mean", "l2"]
-
-
-def normalize_per_layer(scores: torch.Tensor, structures: "StructureSet", how: str) -> torch.Tensor:
-    """``"l2"``: divide by the layer group's L2 norm; ``"mean"``: by its mean; ``"none"``: unchanged.
-
-    Example:
-        >>> from decayprune.structure import StructureSet
-        >>> s = StructureSet(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)), torch.zeros(1, 2))
-        >>> normalize_per_layer(torch.tensor([3.0, 4.0]), s, "l2").tolist()
-        [0.6000000238418579, 0.800000011920929]
-    """
-    if how == "none":
-        return scores
-    if how == "mean":
-        return layer_normalize(scores, structures.layer_of, len(structures.layers))
-    sq = torch.zeros(len(structures.layers), dtype=scores.dtype).index_add_(0, structures.layer_of, scores**2)
-    return scores / sq.sqrt()[structures.layer_of].clamp_min(1e-12)
-
-
-def structure_dot(
-    structures: "StructureSet", other: Callable[[torch.Tensor], torch.Tensor | None], role: str | None = None
-) -> torch.Tensor:
-    """Per structure, the sum over its slices of ``param * other(param)`` (float64, CPU, shape ``[S]``).
-
-    With ``other`` the gradient this is ``sum of g * w``, the first-order loss change of scaling the
-    structure (every coupled slice at once) by ``1 + d``, per unit ``d``.
-
-    Example:
-        >>> from decayprune.structure import StructureSet
-        >>> net = nn.Sequential(nn.Linear(1, 2, bias=False), nn.ReLU(), nn.Linear(2, 1, bias=False))
-        >>> with torch.no_grad():
-        ...     _ = net[0].weight.copy_(torch.tensor([[1.0], [2.0]]))
-        ...     _ = net[2].weight.copy_(torch.tensor([[3.0, 5.0]]))
-        >>> structure_dot(StructureSet(net, torch.zeros(1, 1)), torch.ones_like).tolist()  # rows + columns
-        [4.0, 7.0]
-    """
-    acc = torch.zeros(structures.num_structures, dtype=torch.float64)
-    for _layer, sl, ids in structures.parameter_slices(role):
-        tensor = other(sl.param)
-        if tensor is None:
-            continue
-        prod = (sl.param.detach() * tensor.detach()).movedim(sl.dim, 0)
-        rows = prod.reshape(prod.shape[0], -1).sum(1).double().cpu()
-        acc.index_add_(0, ids, rows[sl.positions])
-    return acc
+__all__ = ["Taylor", "TaylorActivation"]
 
 
 class _Running:
@@ -95,34 +45,6 @@ class _Running:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._running = state.get("running")
-
-
-def channel_dim(module: nn.Module) -> int:
-    return -1 if isinstance(module, (nn.Linear, nn.LayerNorm)) else 1
-
-
-def activation_slices(structures: "StructureSet") -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
-    """Per layer group, the modules whose output channels are the structures' activations.
-
-    The norm layers among the producers when there are any (the channel as the next layer sees it,
-    before the non-linearity), else the producing conv / linear layers.
-    """
-    out: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
-    for layer in structures.layers:
-        norms: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
-        others: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
-        for sl, ids in zip(layer.slices, layer.structure_ids, strict=True):
-            if sl.role != PRODUCER or not sl.name.endswith(".weight"):
-                continue
-            module = module_of(structures.model, sl.name)
-            if getattr(module, "weight", None) is not sl.param:
-                continue
-            if isinstance(module, NORM_TYPES):
-                norms.append((module, sl.positions, ids))
-            elif isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
-                others.append((module, sl.positions, ids))
-        out.extend(norms or others)
-    return out
 
 
 @register_criterion("taylor_activation")
@@ -155,9 +77,9 @@ class TaylorActivation(_Running, Criterion):
         per_sample: bool = Field(True, description="abs per sample (the paper) or of the batch mean")
         momentum: float = Field(0.0, ge=0, lt=1, description="running average across selection points")
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         s = ctx.structures
-        targets = activation_slices(s)
+        targets = activation_sites(s)
         total = torch.zeros(s.num_structures, dtype=torch.float64)
         samples = [0]
 
@@ -184,7 +106,7 @@ class TaylorActivation(_Running, Criterion):
         handles = [m.register_forward_hook(forward_hook(pos, ids)) for m, pos, ids in targets]
         try:
             batches = list(ctx.calibration_batches(self.options.batches))
-            backward_passes(dataclasses.replace(ctx, calibration_data=batches), len(batches), count)
+            backward_passes(ctx.with_batches(batches), len(batches), count)
         finally:
             for h in handles:
                 h.remove()
@@ -241,7 +163,7 @@ class Taylor(_Running, Criterion):
             self.needs = frozenset({"data", "grads", "hvp"})  # type: ignore[misc]
         self.generator = torch.Generator().manual_seed(self.options.seed)
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         s = ctx.structures
         role = None if self.options.include_consumers else PRODUCER
         total = torch.zeros(s.num_structures, dtype=torch.float64)
@@ -257,7 +179,7 @@ class Taylor(_Running, Criterion):
             count = backward_passes(ctx, self.options.batches, accumulate)
         else:
             count = 0
-            with _eval_mode(ctx.model):
+            with eval_mode(ctx.model):
                 for inputs, labels in ctx.calibration_batches(self.options.batches):
                     total += self._second_order(ctx, inputs, labels, role)
                     count += 1
@@ -265,7 +187,7 @@ class Taylor(_Running, Criterion):
         scores = all_reduce_mean(total / max(count, 1)).float()
         return self._blend(normalize_per_layer(scores, s, self.options.normalize))
 
-    def _second_order(self, ctx: "PruneContext", inputs: Any, labels: torch.Tensor, role: str | None) -> torch.Tensor:
+    def _second_order(self, ctx: "ScoringView", inputs: Any, labels: torch.Tensor, role: str | None) -> torch.Tensor:
         """``(-g.w + 1/2 q)^2`` per structure for one batch, ``q`` a Hutchinson estimate of ``w_S^T H w_S``."""
         s = ctx.structures
         params = list(dict.fromkeys(sl.param for _l, sl, _i in s.parameter_slices(role)))

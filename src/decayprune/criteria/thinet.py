@@ -20,10 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..structure import CONSUMER
 from .base import Criterion, register_criterion
 from .distributed import all_reduce_mean
-from .reduce import module_of
 
 if TYPE_CHECKING:
-    from ..methods.context import PruneContext
+    from .view import ScoringView
 
 __all__ = ["ThiNet", "greedy_removal_order"]
 
@@ -99,14 +98,14 @@ class ThiNet(Criterion):
         entries: int = Field(512, ge=1, description="sampled output entries per consumer and batch")
         seed: int = Field(0, ge=0, description="seed of the sampled entries")
 
-    def score(self, ctx: "PruneContext") -> torch.Tensor:
+    def score(self, ctx: "ScoringView") -> torch.Tensor:
         s = ctx.structures
         generator = torch.Generator().manual_seed(self.options.seed)
         consumers: dict[nn.Module, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
         for layer, sl, ids in s.parameter_slices(CONSUMER):
-            module = module_of(s.model, sl.name)
+            module = sl.owner
             ungrouped = isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
-            if ungrouped and sl.name.endswith(".weight"):
+            if module is not None and ungrouped and sl.is_weight:
                 consumers.setdefault(module, []).append((layer.index, sl.positions, ids))
         rows: dict[int, list[torch.Tensor]] = {}
         inputs_of: dict[nn.Module, torch.Tensor] = {}
@@ -134,7 +133,7 @@ class ThiNet(Criterion):
                                 generator,
                             )
                             full = torch.zeros(z.shape[0], s.layers[layer_index].size)
-                            full.index_add_(1, ids - s.layers[layer_index].first, z.cpu())
+                            full.index_add_(1, s.layers[layer_index].local(ids), z.cpu())
                             rows.setdefault(layer_index, []).append(full)
         finally:
             ctx.model.train(was_training)
@@ -147,5 +146,5 @@ class ThiNet(Criterion):
             order = greedy_removal_order(torch.cat(rows[layer.index]))
             rank = torch.empty(layer.size)
             rank[order] = torch.arange(layer.size, dtype=torch.float32) / layer.size
-            scores[layer.first : layer.first + layer.size] = rank
+            scores[layer.span] = rank
         return all_reduce_mean(scores)

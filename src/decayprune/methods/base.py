@@ -1,15 +1,19 @@
 """The method interface: lifecycle hooks against a :class:`~decayprune.methods.context.PruneContext`.
 
 A *method* decides who is removed and when, and may regularise training, own the optimizer,
-or add parameters (gates). It never zeroes anything itself: it hands targets to the decay
-engine (``ctx.decay.start``), whose policy (``oneshot``, ``sp``, ``sp+sr``) decides how they
-reach zero. That is what lets DPM plug into every method. Every hook is a no-op by default.
+or add parameters (gates). It never zeroes anything itself: it returns targets from
+:meth:`PruningMethod.select`, and the Pruner starts them through
+:meth:`~decayprune.methods.PruneContext.start` (which refuses a start too late for the recovery
+margin); the policy (``oneshot``, ``sp``, ``sp+sr``) decides how they reach zero. That is what lets
+DPM plug into every method. Every hook is a no-op by default. A method reads the run through its
+context's verbs (``ctx.committed()``, ``ctx.available()``, ``ctx.macs_budget()``), never the engine.
 
-Order in one optimizer step: backward -> :meth:`PruningMethod.after_backward` -> the decay
-engine's ``after_backward`` -> ``optimizer.step()`` -> the engine's ``after_step`` (decay, releases)
--> :meth:`PruningMethod.on_release` (if any) -> :meth:`PruningMethod.after_step` ->
-:meth:`PruningMethod.select`. At the end: :meth:`PruningMethod.before_compact` -> compaction ->
-:meth:`PruningMethod.on_compact`.
+Order in one optimizer step: backward -> the decay engine's ``after_backward`` (keep-at-zero of
+the gradients, the loss gradients self-rectifying reads) -> :meth:`PruningMethod.after_backward`
+(a regulariser's gradient) -> ``optimizer.step()`` -> ``ctx.step += 1`` -> the engine's
+``after_step`` (keep-at-zero, decay, releases) -> :meth:`PruningMethod.on_release` (if any) ->
+:meth:`PruningMethod.after_step` -> :meth:`PruningMethod.select` -> ``ctx.start(ids)``. At the
+end: :meth:`PruningMethod.before_compact` -> compaction -> :meth:`PruningMethod.on_compact`.
 """
 
 from __future__ import annotations
@@ -19,23 +23,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn as nn
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..config.messages import validation_problems
 from ..config.train import TrainSettings
 from ..criteria import Criterion, create_criterion
+from ..criteria.base import NoOptions
 from ..registry import METHODS
 
 if TYPE_CHECKING:
     from .context import PruneContext
 
 __all__ = ["PruningMethod", "create_method", "list_methods", "method_class", "register_method"]
-
-
-class NoOptions(BaseModel):
-    """The options of a criterion or method that takes none (any key is an error)."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class PruningMethod:
@@ -71,13 +70,15 @@ class PruningMethod:
         return None
 
     def after_backward(self, ctx: "PruneContext") -> None:
-        """After ``loss.backward()``, before the optimizer step: add a regulariser's gradient here."""
+        """After ``loss.backward()`` and the engine's ``after_backward``, before the optimizer step:
+        add a regulariser's gradient here (self-rectifying has already read the loss gradient)."""
 
     def after_step(self, ctx: "PruneContext") -> None:
         """After the optimizer step and the decay engine's step (``ctx.step`` counts it)."""
 
     def select(self, ctx: "PruneContext") -> torch.Tensor | None:
-        """After :meth:`after_step`: return structure ids to start removing now (or None)."""
+        """After :meth:`after_step`: return structure ids to start removing now (or None); the Pruner
+        starts them with ``ctx.start`` (not at all past the last step a decay may start)."""
         return None
 
     def on_release(self, ctx: "PruneContext", ids: list[int]) -> None:

@@ -54,7 +54,7 @@ def fill_to_budget(
         The ids to start removing (possibly empty).
     """
     structures = ctx.structures
-    committed = ctx.decay.committed() if committed is None else committed
+    committed = ctx.committed() if committed is None else committed
     if structures.macs(committed) <= macs_budget:
         return torch.zeros(0, dtype=torch.long)
     caps = _layer_caps(ctx, committed, layer_cap_ratios(structures, max_layer_ratio, layer_caps))

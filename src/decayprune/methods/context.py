@@ -1,58 +1,103 @@
 """What a pruning method sees: a narrow context instead of the whole Pruner.
 
 A method reads the structures, the MACs budget in force, the selection schedule, the model,
-the optimizer and calibration data from here, and acts through the decay engine's verbs
-(``start``, ``committed``, ``available``, ``releases``) and :meth:`PruneContext.add_channel_multiplier`.
+the optimizer and calibration data from here, and acts through verbs: :meth:`PruneContext.committed`,
+:meth:`PruneContext.available`, :meth:`PruneContext.macs_budget`, :meth:`PruneContext.start` (which
+applies the recovery-margin guard) and :meth:`PruneContext.add_channel_multiplier`. The decay
+engine itself stays with the Pruner. Criteria get :attr:`PruneContext.scoring`, a plain
+:class:`~decayprune.criteria.ScoringView`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-import torch.nn as nn
 
+from ..config.prune import DecaySettings
+from ..criteria.view import LossFn, ScoringView
 from ..decay import DecayEngine
-from ..structure import StructureSet
 from ..structure.channel_params import ChannelMultiplier, add_channel_multiplier, remove_channel_multiplier
 from .schedule import SelectionSchedule
 
-__all__ = ["PruneContext"]
-
-LossFn = Callable[[Any, torch.Tensor], torch.Tensor]
+__all__ = ["LossFn", "PruneContext"]
 
 
-@dataclass
-class PruneContext:
+@dataclass(kw_only=True)
+class PruneContext(ScoringView):
     """The pruning state a method may read and the verbs it may use.
 
-    Attributes:
-        model: The model being pruned (modified in place).
-        structures: Its prunable channel groups.
-        decay: The zeroing policy's engine; methods use ``start(ids, step)``, ``committed()``,
-            ``available(step)`` and ``releases``.
-        schedule: The selection points.
+    Attributes (besides the :class:`~decayprune.criteria.ScoringView` ones: ``model``,
+    ``structures``, ``loss_fn``, ``calibration_data``):
+        schedule: The selection points (built once per run).
         base_macs: MACs of the unpruned model.
         final_macs: MACs the pruned model may keep at the end.
-        loss_fn: ``loss_fn(outputs, labels)`` for data passes (cross-entropy by default).
-        calibration_data: Batches ``(inputs, labels)`` for data-pass criteria (None: none).
         optimizer: The training optimizer, once bound.
         step: Optimizer steps taken so far.
+        total_steps / recovery_fraction: The run's length and margin (for :meth:`start`'s warning).
     """
 
-    model: nn.Module
-    structures: StructureSet
-    decay: DecayEngine
     schedule: SelectionSchedule
     base_macs: float
     final_macs: float
-    loss_fn: LossFn
-    calibration_data: Iterable[Any] | None = None
     optimizer: torch.optim.Optimizer | None = None
     step: int = 0
+    total_steps: int = 0
+    recovery_fraction: float = 0.0
     multipliers: list[ChannelMultiplier] = field(default_factory=list)
+    _engine: DecayEngine | None = field(default=None, init=False, repr=False)
+    _late_warned: bool = field(default=False, init=False, repr=False)
+
+    def attach(self, engine: DecayEngine) -> None:
+        """Give the context the engine its verbs act on (the Pruner does, once)."""
+        self._engine = engine
+
+    def _the_engine(self) -> DecayEngine:
+        if self._engine is None:
+            raise RuntimeError("this PruneContext has no decay engine attached (PruneContext.attach)")
+        return self._engine
+
+    @property
+    def scoring(self) -> ScoringView:
+        """What a criterion sees: the units, the model, the calibration data and the loss."""
+        return self.with_batches(self.calibration_data)
+
+    @property
+    def decay_settings(self) -> DecaySettings:
+        """The zeroing policy in force (``policy``, ``steps`` = the N of this run ...)."""
+        return self._the_engine().settings
+
+    # ------------------------------------------------------------------ verbs
+    def committed(self) -> torch.Tensor:
+        """Structures that are pruned or on their way to zero (bool ``[S]``)."""
+        return self._the_engine().committed()
+
+    def available(self, step: int | None = None) -> torch.Tensor:
+        """Structures a method may select at ``step`` (default: now): not committed, not cooling down."""
+        return self._the_engine().available(self.step if step is None else step)
+
+    def start(self, ids: torch.Tensor, who: str = "the method") -> bool:
+        """Begin removing ``ids`` now, under the run's policy; False (not started) past the last start.
+
+        A decay that starts after :attr:`SelectionSchedule.last_start` could not end a recovery
+        margin before the run ends: it is not started, and a warning names ``who`` selected it (once).
+        """
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        if not len(ids):
+            return False
+        if not self.schedule.can_start(self.step):
+            if not self._late_warned:
+                warnings.warn(
+                    f"{who} selected {len(ids)} structures at step {self.step}, after the last step a decay may "
+                    f"start ({self.schedule.last_start}: N = {self.schedule.decay_steps} and recovery_fraction "
+                    f"{self.recovery_fraction} of {self.total_steps}); not started",
+                    stacklevel=3,
+                )
+                self._late_warned = True
+            return False
+        self._the_engine().start(ids, self.step)
+        return True
 
     # ------------------------------------------------------------------ budget
     def macs_budget(self, step: int | None = None) -> float:
@@ -61,28 +106,7 @@ class PruneContext:
 
     def committed_macs(self) -> float:
         """MACs once every committed structure (pruned or decaying) is gone."""
-        return self.structures.macs(self.decay.committed())
-
-    # ------------------------------------------------------------------ data
-    @property
-    def device(self) -> torch.device:
-        """Where the model's parameters live."""
-        return next(self.model.parameters()).device
-
-    def calibration_batches(self, limit: int | None = None) -> Iterator[tuple[Any, torch.Tensor]]:
-        """Up to ``limit`` calibration batches ``(inputs, labels)``, moved to the model's device.
-
-        Raises:
-            ValueError: When the pruner was built without ``calibration_data``.
-        """
-        if self.calibration_data is None:
-            raise ValueError("this criterion needs data: pass calibration_data=<batches> to the Pruner")
-        device = self.device
-        for i, (inputs, labels) in enumerate(self.calibration_data):
-            if limit is not None and i >= limit:
-                return
-            moved = tuple(x.to(device) for x in inputs) if isinstance(inputs, (tuple, list)) else inputs.to(device)
-            yield moved, labels.to(device)
+        return self.structures.macs(self.committed())
 
     # ------------------------------------------------------------------ adding parameters
     def add_channel_multiplier(

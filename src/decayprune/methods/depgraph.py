@@ -45,7 +45,7 @@ class DepGraph(IterativeMethod):
             return
         s = ctx.structures
         inv_norm = 1.0 / s.group_sq_norms(include_consumers=True).sqrt().clamp_min(1e-8)
-        inv_norm[ctx.decay.committed().to(inv_norm.device)] = 0.0
+        inv_norm[ctx.committed().to(inv_norm.device)] = 0.0
         for _layer, sl, ids in s.parameter_slices():
             grad = sl.param.grad
             if grad is None:

@@ -216,11 +216,9 @@ class GateDecorator(PruningMethod):
                 macs_floor=ctx.final_macs,
             )
         elif self._refill and self._target_macs is not None and self._last_scores is not None:
-            picked = fill_to_budget(
-                ctx, self._last_scores, self._target_macs, ctx.decay.available(ctx.step), max_layer_ratio=1.0
-            )
+            picked = fill_to_budget(ctx, self._last_scores, self._target_macs, ctx.available(), max_layer_ratio=1.0)
         self._refill = False
-        committed = ctx.decay.committed()
+        committed = ctx.committed()
         committed[picked] = True
         if not self._done and ctx.step >= ctx.schedule.steps[-1] and ctx.structures.macs(committed) > ctx.final_macs:
             # The pruning phase ends before Tick-Tock met the target: fill it now from the latest scores.
@@ -229,7 +227,7 @@ class GateDecorator(PruningMethod):
                 ctx,
                 scores,
                 ctx.final_macs,
-                ctx.decay.available(ctx.step) & ~committed,
+                ctx.available() & ~committed,
                 max_layer_ratio=1.0,
                 committed=committed,
             )

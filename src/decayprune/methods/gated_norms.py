@@ -44,13 +44,10 @@ def gated_norm_names(ctx: "PruneContext") -> list[str]:
         ['features.1', 'features.4']
     """
     names = set()
+    module_names = {m: n for n, m in ctx.model.named_modules()}
     for _layer, sl, _ids in ctx.structures.parameter_slices(PRODUCER):
-        module_name, _, attr = sl.name.rpartition(".")
-        if attr != "weight" or sl.dim != 0:
-            continue
-        module = ctx.model.get_submodule(module_name)
-        if isinstance(module, _NORMS) and getattr(module, "weight", None) is not None:
-            names.add(module_name)
+        if sl.dim == 0 and sl.is_weight and isinstance(sl.owner, _NORMS) and sl.owner in module_names:
+            names.add(module_names[sl.owner])
     order = {name: i for i, (name, _m) in enumerate(ctx.model.named_modules())}
     return sorted(names, key=order.__getitem__)
 

@@ -58,7 +58,7 @@ def tick_selection(
         fraction: ``p``: share of the remaining (uncommitted) channels to prune now.
         min_channels: Every layer keeps at least this many uncommitted channels.
         macs_floor: Stop once the committed MACs would reach this (the target); None: no stop.
-        candidates: Bool mask of structures that may be picked (default: ``ctx.decay.available``).
+        candidates: Bool mask of structures that may be picked (default: ``ctx.available()``).
 
     Returns:
         The picked ids in score order (possibly empty).
@@ -68,8 +68,8 @@ def tick_selection(
     if min_channels < 1:
         raise ValueError(f"min_channels must be >= 1, got {min_channels}")
     s = ctx.structures
-    committed = ctx.decay.committed()
-    candidates = ctx.decay.available(ctx.step) if candidates is None else candidates
+    committed = ctx.committed()
+    candidates = ctx.available() if candidates is None else candidates
     wanted = int(fraction * int((~committed).sum()))
     ids = candidates.nonzero().flatten()
     ids = ids[torch.argsort(scores[ids].cpu(), stable=True)]

@@ -65,7 +65,7 @@ class IterativeMethod(PruningMethod):
         """Importance of every structure (the criterion's scores), shape ``[S]``."""
         if self.criterion is None:
             raise ValueError(f"method {self.name!r} ranks by a criterion, but none was given")
-        return self.criterion.score(ctx)
+        return self.criterion.score(ctx.scoring)
 
     def select(self, ctx: "PruneContext") -> torch.Tensor | None:
         scheduled = ctx.schedule.is_selection_step(ctx.step)
@@ -78,9 +78,9 @@ class IterativeMethod(PruningMethod):
         scores = self.scores(ctx)
         ranking, cap, caps = self.options.ranking, self.options.max_layer_ratio, self.options.layer_caps
         picked = fill_to_budget(
-            ctx, scores, budget, ctx.decay.available(ctx.step), ranking=ranking, max_layer_ratio=cap, layer_caps=caps
+            ctx, scores, budget, ctx.available(), ranking=ranking, max_layer_ratio=cap, layer_caps=caps
         )
-        committed = ctx.decay.committed()
+        committed = ctx.committed()
         committed[picked] = True
         if ctx.structures.macs(committed) > budget:
             # Not enough fresh candidates (e.g. many releases cooling down): the budget wins over

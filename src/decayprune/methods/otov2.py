@@ -135,7 +135,7 @@ class OTOv2(PruningMethod):
             tolerance_group_sparsity=o.tolerance_group_sparsity,
             group_divisible=o.group_divisible,
             partitioner=None if o.target_group_sparsity is not None else (lambda scores: self._by_budget(ctx, scores)),
-            project=not ctx.decay.settings.smooth,
+            project=not ctx.decay_settings.smooth,
             max_projections_per_step=o.max_projections_per_step,
         )
         return self.optimizer
@@ -147,7 +147,7 @@ class OTOv2(PruningMethod):
             ctx,
             -scores,
             ctx.final_macs,
-            ctx.decay.available(ctx.step),
+            ctx.available(),
             ranking=self.options.ranking,
             max_layer_ratio=self.options.max_layer_ratio,
         )
@@ -181,7 +181,7 @@ class OTOv2(PruningMethod):
         if out.numel() == 0:
             return None
         out = torch.unique(out)
-        return out[~ctx.decay.committed()[out]]
+        return out[~ctx.committed()[out]]
 
     def _scheduled_handover(self, ctx: "PruneContext", opt: DHSPG, leaving: torch.Tensor) -> torch.Tensor:
         """At each selection point after the partition, hand over redundant groups (highest score first)
@@ -192,7 +192,7 @@ class OTOv2(PruningMethod):
             return torch.zeros(0, dtype=torch.long)
         done = sum(1 for p in points if p <= ctx.step) / len(points)
         budget = ctx.base_macs - (ctx.base_macs - ctx.final_macs) * done
-        committed = ctx.decay.committed()
+        committed = ctx.committed()
         committed[leaving] = True
         if ctx.structures.macs(committed) <= budget:
             return torch.zeros(0, dtype=torch.long)
@@ -215,10 +215,10 @@ class OTOv2(PruningMethod):
         after it they are returned to be handed over at once.
         """
         o = self.options
-        committed = ctx.decay.committed() | opt.redundant
+        committed = ctx.committed() | opt.redundant
         if ctx.structures.macs(committed) <= ctx.final_macs:
             return torch.zeros(0, dtype=torch.long)
-        free = ctx.decay.available(ctx.step) & ~opt.redundant
+        free = ctx.available() & ~opt.redundant
         # Groups whose descent step already shrinks them (cos(-x, -d) > 0) come first: they will
         # not push back against the decay, so a release does not start a chain of releases.
         key = -opt.scores - 10.0 * (opt.cosines > 0).float()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from pydantic import Field
 
-from ..criteria.bn import norm_layer_slices
+from ..criteria.reduce import norm_layer_slices
 from .base import register_method
 from .iterative import IterativeMethod, RankingOptions
 
@@ -47,7 +47,7 @@ class NetworkSlimming(IterativeMethod):
         strength = self.options.sparsity
         if strength <= 0 or not ctx.schedule.in_pruning_phase(ctx.step):
             return
-        committed = ctx.decay.committed()
+        committed = ctx.committed()
         for bn, positions, ids in norm_layer_slices(ctx.structures):
             gamma = bn.weight
             if gamma.grad is None:

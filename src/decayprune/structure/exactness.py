@@ -225,7 +225,7 @@ def _trial(
                 for s, ids in zip(layer.slices, layer.structure_ids, strict=True):
                     if s.role != "producer":
                         continue
-                    rows = dead[(ids - layer.first).clamp(0, layer.size)].nonzero().flatten()
+                    rows = dead[layer.local(ids).clamp(0, layer.size)].nonzero().flatten()
                     dup.get_parameter(s.name).index_fill_(s.dim, s.positions[rows], 0.0)
             masked = dup(*inputs)
         for root, layer, local in plan:

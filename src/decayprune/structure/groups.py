@@ -98,6 +98,10 @@ class ChannelGroup:
         """This group's entries of any ``[S]`` tensor: ``values[group.span]``."""
         return slice(self.first, self.first + self.size)
 
+    def local(self, ids: torch.Tensor) -> torch.Tensor:
+        """Index within this group of the global structure ids ``ids`` (each of this group)."""
+        return ids - self.first
+
     def local_of(self, roots: torch.Tensor) -> torch.Tensor:
         """Structure index within this group of each root channel."""
         return (roots // self.block) % self.size

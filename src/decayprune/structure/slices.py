@@ -74,6 +74,15 @@ class ParamSlice:
     owner: nn.Module | None = None
 
     @property
+    def attribute(self) -> str:
+        """The name of ``param`` on its owner (``"weight"``, ``"bias"``, a gate's name ...)."""
+        if self.owner is not None:
+            for attr, p in self.owner.named_parameters(recurse=False):
+                if p is self.param:
+                    return attr
+        return self.name.rsplit(".", 1)[-1]  # the parameter was replaced (after compaction)
+
+    @property
     def is_weight(self) -> bool:
         """True when this slice is its owner's ``weight``."""
         return self.owner is not None and getattr(self.owner, "weight", None) is self.param
