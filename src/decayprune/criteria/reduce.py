@@ -48,7 +48,6 @@ def sum_over_slices(
 
         Example:
             >>> import torch.nn as nn
-    from torch.nn.modules.batchnorm import _BatchNorm
             >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
             >>> with torch.no_grad():
             ...     _ = net[0].weight.copy_(torch.tensor([[1., 1.], [2., 0.], [0., 3.]]))
