@@ -1,4 +1,4 @@
-"""Every module imports on its own, in a fresh interpreter state, with no runtime import cycle.
+"""Every module imports on its own, with no runtime import cycle, and no import climbs a floor.
 
 A cycle shows up as an ImportError ("partially initialized module") only when the import starts
 at one particular module, so each module is imported first, after every ``decayprune`` module has
@@ -78,3 +78,71 @@ def test_config_is_a_leaf_that_imports_no_engine_code() -> None:
     for leaf in ("registry", "errors", "files"):
         path = Path(decayprune.__file__).parent / f"{leaf}.py"
         assert _module_level_imports(path, "decayprune") <= {"decayprune"} | LEAF_DEPENDENCIES
+
+
+# Floors of the package, top to bottom: a module may import only from rooms on lower floors (its own
+# room aside). Every import counts: module level, inside a function, and under TYPE_CHECKING.
+FLOORS: list[set[str]] = [
+    {"__main__"},
+    {"cli"},
+    {"bench"},
+    {"__init__"},  # the facade; serves check_model from jobs/ lazily
+    {"jobs"},
+    {"sensitivity", "scratch"},
+    {"pruner"},
+    {"methods"},
+    {"criteria", "decay"},
+    {"structure"},
+    {"train"},
+    {"models", "data", "report", "measure"},
+    {"config"},
+    {"registry", "errors", "files"},
+]
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return "__init__" if len(parts) == 1 else parts[1]
+
+
+def _all_imports(path: Path, module: str, is_package: bool) -> list[tuple[str, int]]:
+    """``(absolute decayprune module, line)`` of every import in ``path``, wherever it sits."""
+    package = module if is_package else module.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                targets = [".".join(p for p in (base, node.module or "") if p)]
+            else:
+                targets = [node.module or ""]
+        elif isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            continue
+        out += [(t, node.lineno) for t in targets if t.split(".")[0] == "decayprune"]
+    return out
+
+
+def test_no_import_climbs_to_a_higher_floor() -> None:
+    root = Path(decayprune.__file__).parent
+    floor = {room: len(FLOORS) - i for i, rooms in enumerate(FLOORS) for room in rooms}
+    climbs, unplaced = [], set()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent).with_suffix("")
+        is_package = rel.name == "__init__"
+        module = ".".join(rel.parts[:-1] if is_package else rel.parts)
+        here = _room(module)
+        for target, line in _all_imports(path, module, is_package):
+            there = _room(target)
+            unplaced |= {r for r in (here, there) if r not in floor}
+            if here != there and here in floor and there in floor and floor[there] >= floor[here]:
+                climbs.append(f"{path.relative_to(root)}:{line} imports {target} ({here} -> {there})")
+    assert not unplaced, f"rooms missing from FLOORS: {sorted(unplaced)}"
+    assert not climbs, "imports that do not go down a floor:\n" + "\n".join(climbs)
+
+
+def test_the_floor_check_sees_function_local_imports(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from ..pruner import Pruner\n    return Pruner\n")
+    assert _all_imports(source, "decayprune.structure.m", False) == [("decayprune.pruner", 2)]
