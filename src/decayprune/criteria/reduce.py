@@ -39,22 +39,22 @@ def sum_over_slices(
 ) -> torch.Tensor:
     """Sum a per-channel value over every slice of each structure; returns ``[S]`` on the CPU.
 
-        Args:
-            structures: The structures to score.
-            per_position: Maps a tensor viewed as ``[positions, -1]`` to ``[positions]`` values.
-            role: Only slices of this role (:data:`PRODUCER` or ``CONSUMER``); None: all.
-            source: ``"weight"`` (the parameters) or ``"grad"`` (their gradients; missing ones skipped).
-            keep: Optional filter ``keep(owner_module, param_name)`` on the slices.
+    Args:
+        structures: The structures to score.
+        per_position: Maps a tensor viewed as ``[positions, -1]`` to ``[positions]`` values.
+        role: Only slices of this role (:data:`PRODUCER` or ``CONSUMER``); None: all.
+        source: ``"weight"`` (the parameters) or ``"grad"`` (their gradients; missing ones skipped).
+        keep: Optional filter ``keep(owner_module, param_name)`` on the slices.
 
-        Example:
-            >>> import torch.nn as nn
-            >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
-            >>> with torch.no_grad():
-            ...     _ = net[0].weight.copy_(torch.tensor([[1., 1.], [2., 0.], [0., 3.]]))
-            >>> s = StructureSet(net, torch.randn(1, 2), ignore_classifier=False)
-            >>> keep = lambda m, n: n == "weight" and isinstance(m, nn.Linear)
-            >>> sum_over_slices(s, lambda t: t.abs().sum(1), role=PRODUCER, keep=keep).tolist()
-            [2.0, 2.0, 3.0]
+    Example:
+        >>> import torch.nn as nn
+        >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+        >>> with torch.no_grad():
+        ...     _ = net[0].weight.copy_(torch.tensor([[1., 1.], [2., 0.], [0., 3.]]))
+        >>> s = StructureSet(net, torch.randn(1, 2), ignore_classifier=False)
+        >>> keep = lambda m, n: n == "weight" and isinstance(m, nn.Linear)
+        >>> sum_over_slices(s, lambda t: t.abs().sum(1), role=PRODUCER, keep=keep).tolist()
+        [2.0, 2.0, 3.0]
     """
     acc = torch.zeros(structures.num_structures, dtype=torch.float64)
     for _layer, sl, ids in structures.parameter_slices(role):
