@@ -86,10 +86,9 @@ class ElementMasks:
             plan.mul_(plan.params, plan.gather(padded))
 
     def zero_pruned_(self, optimizer: torch.optim.Optimizer | None = None, grads: bool = True) -> None:
+        keep = self.keep_vector()
         for plan in self.flat_plans():
-            hold_at_zero_(
-                plan, factors=lambda: plan.gather(self.keep_vector(), "keep"), grads=grads, optimizer=optimizer
-            )
+            hold_at_zero_(plan, factors=lambda p=plan: p.gather(keep, "keep"), grads=grads, optimizer=optimizer)
 
     def macs(self, pruned: torch.Tensor | None = None) -> float:
         return float((~(self.pruned if pruned is None else pruned)).sum())  # one MAC per kept weight
