@@ -132,15 +132,13 @@ def caps_from_sensitivity(rows: Iterable[Mapping[str, Any]], max_drop: float) ->
 
 def plot_sensitivity(rows: Iterable[Mapping[str, Any]], title: str = "sensitivity") -> bytes:
     """A PNG of metric vs pruned ratio, one line per layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: the caller's backend is left alone
 
     by_layer: dict[str, list[tuple[float, float]]] = {}
     for row in rows:
         by_layer.setdefault(str(row["layer"]), []).append((float(row["ratio"]), float(row["metric"])))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for layer, points in by_layer.items():
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=layer)
@@ -151,7 +149,6 @@ def plot_sensitivity(rows: Iterable[Mapping[str, Any]], title: str = "sensitivit
     ax.legend(fontsize=7, ncol=2)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return buffer.getvalue()
 
 

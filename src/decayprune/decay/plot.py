@@ -44,17 +44,15 @@ def plot_sr_stats(run_dir: str | os.PathLike, out_png: str | os.PathLike) -> Pat
         >>> plot_sr_stats(d, d / "sr.png").stat().st_size > 0
         True
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import io
 
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object API: the caller's backend is left alone
 
     path = find_sr_stats(run_dir)
     records = load_sr_stats(run_dir)
     releases = _release_steps(path)
-    fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    fig = Figure(figsize=(8, 6))
+    axes = fig.subplots(2, 1, sharex=True)
     steps = [r["step"] for r in records]
     last = records[-1] if records else {}
     labels = {"c_rate": f"C_rate ({last.get('criterion', '?')}, W={last.get('window', '?')})", "c_len": "C_len"}
@@ -78,7 +76,6 @@ def plot_sr_stats(run_dir: str | os.PathLike, out_png: str | os.PathLike) -> Pat
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     out = Path(out_png)
     write_bytes_atomic(out, buffer.getvalue())
     return out

@@ -38,7 +38,7 @@ class DivergenceGuard(TrainHook):
     """
 
     def after_step(self, trainer: Trainer) -> None:
-        loss = trainer._last_loss
+        loss = trainer.last_loss_tensor
         if loss is not None and loss.device.type == "cpu" and not bool(torch.isfinite(loss)):
             self._stop(trainer, float(loss))
 

@@ -164,6 +164,11 @@ class Trainer:
         return None if self._last_loss is None else float(self._last_loss)
 
     @property
+    def last_loss_tensor(self) -> torch.Tensor | None:
+        """Training loss of the latest step as a detached tensor on its device (no host sync)."""
+        return self._last_loss
+
+    @property
     def last_step_skipped(self) -> bool:
         """True when AMP's GradScaler skipped the latest optimizer step (inf/NaN gradients)."""
         return bool(self.last_step_skipped_flag)
