@@ -26,6 +26,7 @@ from ..pruner import Pruner
 from ..structure import FrozenGroup, StructureSet, UnsupportedModelError, compact
 from ..structure.exactness import output_error
 from ..structure.outputs import output_tensors
+from ..structure.prefix import smallest_prefix
 
 __all__ = ["CheckReport", "check_model", "format_report"]
 
@@ -71,26 +72,19 @@ def _random_mask(s: StructureSet, target: float, generator: torch.Generator) -> 
     """Random structures (each layer keeps one) until the analytic MACs reach ``target`` x the full MACs."""
     order = torch.randperm(s.num_structures, generator=generator)
     keep_one = (
-        torch.stack([layer.first + torch.randint(layer.size, (1,), generator=generator)[0] for layer in s.layers])
+        torch.stack([layer.ids[torch.randint(layer.size, (1,), generator=generator)[0]] for layer in s.layers])
         if s.layers
         else torch.zeros(0, dtype=torch.long)
     )
     order = order[~torch.isin(order, keep_one)]
     full = s.macs(torch.zeros(s.num_structures, dtype=torch.bool))
-    lo, hi = 0, order.numel()  # smallest prefix reaching the target (MACs fall as the prefix grows)
 
     def mask(n: int) -> torch.Tensor:
         m = torch.zeros(s.num_structures, dtype=torch.bool)
         m[order[:n]] = True
         return m
 
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if s.macs(mask(mid)) <= target * full:
-            hi = mid
-        else:
-            lo = mid + 1
-    return mask(lo)
+    return mask(smallest_prefix(lambda n: s.macs(mask(n)), order.numel(), target * full))
 
 
 def check_model(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import UserError
+from ..structure.prefix import smallest_prefix
 
 if TYPE_CHECKING:
     from .context import PruneContext
@@ -103,7 +104,7 @@ def _layer_caps(ctx: "PruneContext", committed: torch.Tensor, ratios: list[float
         limit = min(int(layer.size * ratio), layer.size - 1)
         rt = s.round_to or 1
         limit = (limit // rt) * rt
-        caps.append(max(limit - int(committed[layer.first : layer.first + layer.size].sum()), 0))
+        caps.append(max(limit - int(committed[layer.span].sum()), 0))
     return torch.tensor(caps, dtype=torch.long)
 
 
@@ -145,9 +146,9 @@ def _layer_order(
     s = ctx.structures
     ids_all, keys_all = [], []
     for layer in s.layers:
-        ids = layer.ids[candidates[layer.first : layer.first + layer.size]]
+        ids = layer.ids[candidates[layer.span]]
         ids = ids[torch.argsort(scores[ids].cpu(), stable=True)][: int(caps[layer.index])]
-        already = int(committed[layer.first : layer.first + layer.size].sum())
+        already = int(committed[layer.span].sum())
         ids_all.append(ids)
         keys_all.append((already + torch.arange(1, ids.numel() + 1, dtype=torch.float64)) / layer.size)
     if not ids_all:
@@ -167,13 +168,4 @@ def _smallest_sufficient(
         mask[pick(k)] = True
         return s.macs(mask)
 
-    lo, hi = 0, upper
-    if macs_with(hi) > macs_budget:
-        return pick(hi)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if macs_with(mid) <= macs_budget:
-            hi = mid
-        else:
-            lo = mid + 1
-    return pick(lo)
+    return pick(smallest_prefix(macs_with, upper, macs_budget))

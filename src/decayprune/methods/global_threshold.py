@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..structure import StructureSet
+from ..structure.prefix import smallest_prefix
 
 if TYPE_CHECKING:
     from .context import PruneContext
@@ -73,10 +74,7 @@ def tick_selection(
     wanted = int(fraction * int((~committed).sum()))
     ids = candidates.nonzero().flatten()
     ids = ids[torch.argsort(scores[ids].cpu(), stable=True)]
-    room = {
-        layer.index: int((~committed[layer.first : layer.first + layer.size]).sum()) - min_channels
-        for layer in s.layers
-    }
+    room = {layer.index: int((~committed[layer.span]).sum()) - min_channels for layer in s.layers}
     picked: list[int] = []
     for sid in ids.tolist():
         if len(picked) >= wanted:
@@ -99,13 +97,4 @@ def _prefix_reaching(s: StructureSet, committed: torch.Tensor, chosen: torch.Ten
         mask[chosen[:k]] = True
         return s.macs(mask)
 
-    lo, hi = 0, chosen.numel()
-    if macs_with(hi) > macs_floor:
-        return hi
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if macs_with(mid) <= macs_floor:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    return smallest_prefix(macs_with, chosen.numel(), macs_floor)

@@ -70,7 +70,7 @@ def compact(structures: StructureSet, optimizer: torch.optim.Optimizer | None = 
     params_before = sum(p.numel() for p in model.parameters())
     removed = int(structures.pruned.sum())
     for layer in structures.layers:
-        local = structures.pruned[layer.first : layer.first + layer.size].nonzero().flatten()
+        local = structures.pruned[layer.span].nonzero().flatten()
         if local.numel() == 0:
             continue
         group = _pruning_group(graph, layer.root, layer, local)

@@ -442,7 +442,7 @@ class StructureSet:
                 "layer": layer.name,
                 "channels": layer.num_channels,
                 "structures": layer.size,
-                "pruned": int(self.pruned[layer.first : layer.first + layer.size].sum()),
+                "pruned": int(self.pruned[layer.span].sum()),
             }
             for layer in self.layers
         ]
