@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["save_safetensors_atomic", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["append_jsonl", "save_safetensors_atomic", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def _umask() -> int:
@@ -68,6 +68,21 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         'hi'
     """
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def append_jsonl(path: str | os.PathLike[str], record: Any) -> None:
+    """Append ``record`` as one JSON line to ``path`` (folders created; a log, so not atomic).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "logs" / "a.jsonl"
+        >>> append_jsonl(p, {"step": 1}); append_jsonl(p, {"step": 2}); p.read_text().splitlines()
+        ['{"step": 1}', '{"step": 2}']
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

@@ -34,7 +34,7 @@ from .config import PruneSettings, TrainSettings
 from .criteria import create_criterion
 from .decay import DecayEngine
 from .decay.stats import SR_STATS_FILE
-from .files import write_text_atomic
+from .files import append_jsonl, write_text_atomic
 from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method
 from .structure import CompactionReport, StructureSet, compact
 from .train.hooks import TrainHook
@@ -61,6 +61,8 @@ class Pruner(TrainHook):
         loss_fn: ``loss_fn(outputs, labels)`` for data passes (default: cross-entropy).
         structures: A :class:`StructureSet` already built on ``model`` (e.g. with settings of its
             own); None builds one from ``settings`` (ignored layers/types, round_to, verify).
+        schedule: The run's :class:`SelectionSchedule`, when the caller already built it from the same
+            settings and steps (e.g. :func:`decayprune.jobs.check_schedule`); None builds it here.
 
     Example:
         >>> from decayprune import create_model
@@ -84,6 +86,7 @@ class Pruner(TrainHook):
         calibration_data: Iterable[Any] | None = None,
         loss_fn: Any = F.cross_entropy,
         structures: StructureSet | None = None,
+        schedule: SelectionSchedule | None = None,
     ) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
@@ -117,13 +120,8 @@ class Pruner(TrainHook):
         self._sr_stats_mark = 0
         self._events_path = Path(run_dir) / "dpm_events.jsonl" if run_dir is not None else None
         self._stats_path = Path(run_dir) / SR_STATS_FILE if run_dir is not None else None
-        self.schedule = SelectionSchedule.from_settings(settings, total_steps, self.steps_per_epoch)
-        if settings.decay.smooth and self.schedule.decay_steps != settings.decay.steps:
-            # decay.steps was left unset and its default does not fit the run: the fitted N.
-            settings = settings.model_copy(
-                update={"decay": settings.decay.model_copy(update={"steps": self.schedule.decay_steps})}
-            )
-            self.settings = settings
+        self.schedule = schedule or SelectionSchedule.from_settings(settings, total_steps, self.steps_per_epoch)
+        settings = self.settings = self.schedule.fit(settings)  # decay.steps = the N in force
         stats_sink = self._record_stats if settings.decay.self_rectifying else None
         self.engine = DecayEngine(self.structures, settings.decay, sink=self._record, stats_sink=stats_sink)
         self.engine.release_until = self.schedule.last_start
@@ -278,16 +276,12 @@ class Pruner(TrainHook):
     def _record_stats(self, record: dict) -> None:
         self.sr_stats.append(record)
         if self._stats_path is not None:
-            self._stats_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._stats_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+            append_jsonl(self._stats_path, record)
 
     def _record(self, event: dict) -> None:
         self.events.append(event)
         if self._events_path is not None:
-            self._events_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._events_path, "a") as fh:
-                fh.write(json.dumps(event) + "\n")
+            append_jsonl(self._events_path, event)
 
     def state_dict(self) -> dict[str, Any]:
         return {

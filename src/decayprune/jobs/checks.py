@@ -27,14 +27,14 @@ def check_schedule(prune: PruneSettings, *, epochs: int, steps_per_epoch: int) -
     """
     total = epochs * steps_per_epoch
     run = f"finetune.epochs={epochs} x {steps_per_epoch} steps per epoch = {total} steps"
-    start = max(1, round(prune.start_epoch * steps_per_epoch))
+    start = SelectionSchedule.first_step(prune, steps_per_epoch)
     if start > total:
         raise ScheduleError(
             f"prune.start_epoch={prune.start_epoch:g} is at step {start}, after the last step of the run ({run}); "
             f"nothing would be pruned. Use a start_epoch below {epochs}"
         )
-    if prune.end_epoch is not None:
-        end = round(prune.end_epoch * steps_per_epoch)
+    end = SelectionSchedule.end_step(prune, steps_per_epoch)
+    if end is not None:
         if end < start or end > total:
             raise ScheduleError(
                 f"prune.end_epoch={prune.end_epoch:g} is at step {end}; it must lie between start_epoch "
@@ -44,8 +44,8 @@ def check_schedule(prune: PruneSettings, *, epochs: int, steps_per_epoch: int) -
         schedule = SelectionSchedule.from_settings(prune, total_steps=total, steps_per_epoch=steps_per_epoch)
     except ValueError as exc:
         raise ScheduleError(f"the prune schedule does not fit the run ({run}): {exc}") from None
-    decay = prune.decay
-    n = schedule.decay_steps or decay.steps  # the N in force (fitted to the run when decay.steps is unset)
+    decay = schedule.fit(prune).decay  # decay.steps: the N in force
+    n = decay.steps
     if decay.smooth and schedule.steps[-1] + n > total:
         last = schedule.steps[-1]
         raise ScheduleError(

@@ -139,7 +139,7 @@ def run_prune_job(
         method=cfg.prune.method,
         criterion=cfg.prune.criterion,
         policy=cfg.prune.decay.policy,
-        decay=applied_decay(cfg.prune.decay, steps=schedule.decay_steps or None),
+        decay=applied_decay(schedule.fit(cfg.prune).decay),
         target_macs_fraction=cfg.prune.remaining_macs_fraction(),
     )
     clock = ElapsedTime()
@@ -160,6 +160,7 @@ def run_prune_job(
             steps_per_epoch=len(train_loader),
             run_dir=prune_dir,
             calibration_data=train_loader,
+            schedule=schedule,
         )
         console.print(
             f"[bold]phase 2/3: pruning[/] {escape(cfg.prune.method)} + {escape(cfg.prune.decay.policy)} "

@@ -69,10 +69,10 @@ class SelectionSchedule:
         """
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-        start = max(1, int(round(settings.start_epoch * steps_per_epoch)))
+        start = cls.first_step(settings, steps_per_epoch)
         margin = _recovery_margin(settings, total_steps)
         recovery = max(total_steps // 4, margin)
-        explicit_end = None if settings.end_epoch is None else int(round(settings.end_epoch * steps_per_epoch))
+        explicit_end = cls.end_step(settings, steps_per_epoch)
         decay = cls._decay_steps(settings, total_steps, start, margin, recovery, explicit_end)
         last_start = total_steps - margin - decay
         if settings.decay.smooth and last_start < start and "steps" not in settings.decay.model_fields_set:
@@ -95,6 +95,32 @@ class SelectionSchedule:
         if k == 1:
             return cls((start,), last_start, decay)
         return cls(tuple(sorted({start + round(i * (end - start) / (k - 1)) for i in range(k)})), last_start, decay)
+
+    @staticmethod
+    def first_step(settings: PruneSettings, steps_per_epoch: int) -> int:
+        """The step of the first selection: ``start_epoch`` in steps, at least 1."""
+        return max(1, int(round(settings.start_epoch * steps_per_epoch)))
+
+    @staticmethod
+    def end_step(settings: PruneSettings, steps_per_epoch: int) -> int | None:
+        """The step ``end_epoch`` names (None when it is unset)."""
+        return None if settings.end_epoch is None else int(round(settings.end_epoch * steps_per_epoch))
+
+    def fit(self, settings: PruneSettings) -> PruneSettings:
+        """``settings`` with the N in force: ``decay.steps`` replaced by :attr:`decay_steps` where they differ.
+
+        The one place the fitted N reaches the settings (the Pruner's engine, the job's record).
+
+        Example:
+            >>> p = PruneSettings(target_macs_fraction=0.5)
+            >>> s = SelectionSchedule.from_settings(p, 100, 10)
+            >>> oneshot = PruneSettings(target_macs_fraction=0.5, decay={"policy": "oneshot"})
+            >>> p.decay.steps, s.fit(p).decay.steps, s.fit(oneshot).decay.steps
+            (100, 37, 100)
+        """
+        if not settings.decay.smooth or self.decay_steps == settings.decay.steps:
+            return settings
+        return settings.model_copy(update={"decay": settings.decay.model_copy(update={"steps": self.decay_steps})})
 
     @staticmethod
     def _decay_steps(
