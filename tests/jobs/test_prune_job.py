@@ -129,3 +129,20 @@ def test_nan_loss_writes_a_failed_result(tmp_path, monkeypatch):
     saved = json.loads((cfg.run_dir / "result.json").read_text())
     assert saved["status"] == "failed" and "diverged" in saved["error"] and saved["kind"] == "prune"
     assert (cfg.run_dir / "base.safetensors").is_file()  # pretraining finished and was kept
+
+
+def test_the_job_builds_its_schedule_once(tmp_path, monkeypatch):
+    from decayprune.methods.schedule import SelectionSchedule
+
+    built = []
+    original = SelectionSchedule.from_settings.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, *args, **kwargs):
+        built.append(args[1:])
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(SelectionSchedule, "from_settings", classmethod(counting))
+    cfg = _cfg(tmp_path, "sp", prune={"method": "l1", "target_macs_fraction": 0.5, "decay": {"policy": "sp"}})
+    record = run_prune_job(cfg, progress=False, console=QUIET)
+    assert len(built) == 1  # check_schedule's, handed to the Pruner
+    assert record["decay"]["steps"] < 100  # decay.steps unset: the fitted N reaches the record
