@@ -105,7 +105,7 @@ def remove_channel_multiplier(structures: StructureSet, multiplier: ChannelMulti
             if tensor is not None:
                 tensor.mul_(gate.view([-1] + [1] * (tensor.dim() - 1)).to(tensor.dtype))
     multiplier.handle.remove()
-    del module._parameters[multiplier.attribute]
+    delattr(module, multiplier.attribute)  # removes the registered parameter
     multiplier.layer.remove_slice(multiplier.slice)
     structures.names.pop(id(multiplier.param), None)
     structures.slices_changed()

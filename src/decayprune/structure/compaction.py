@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .graph import DependencyGraph, Group, graph_of, is_out_channel_handler
 from .groups import ChannelGroup
-from .slices import _CONV, group_slices
+from .slices import CONV_TYPES, group_slices
 from .units import StructureSet
 
 
@@ -115,7 +115,7 @@ def _grouped_conv_columns(group: Group, names: dict[int, str]) -> dict[str, tupl
     dg = graph_of(group)
     for item in group.items:
         m = item.dep.target.module
-        grouped = isinstance(m, _CONV) and 1 < m.groups < m.out_channels
+        grouped = isinstance(m, CONV_TYPES) and 1 < m.groups < m.out_channels
         if not grouped or is_out_channel_handler(dg, item.dep.handler):
             continue
         per_group = m.in_channels // m.groups

@@ -26,7 +26,9 @@ from .hf_layers import conv1d_type
 PRODUCER = "producer"
 CONSUMER = "consumer"
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+"""The convolution classes decayprune slices (transposed ones included)."""
+_CONV = CONV_TYPES
 _CHANNELWISE = (
     nn.BatchNorm1d,
     nn.BatchNorm2d,
