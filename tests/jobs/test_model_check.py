@@ -92,3 +92,12 @@ def test_pruner_refuses_structures_of_another_model() -> None:
         Pruner(net, torch.randn(1, 4), PruneSettings(target_macs_fraction=0.5), total_steps=5, structures=s)
     p = Pruner(other, torch.randn(1, 4), PruneSettings(target_macs_fraction=0.5), total_steps=5, structures=s)
     assert p.structures is s
+
+
+def test_the_package_serves_check_model_from_jobs() -> None:
+    import decayprune
+    from decayprune.jobs import model_check
+
+    assert decayprune.check_model is model_check.check_model and decayprune.format_report is format_report
+    with pytest.raises(AttributeError, match="no_such_name"):
+        decayprune.no_such_name  # noqa: B018
