@@ -3,7 +3,8 @@
 ``build`` (data, model, loaders, weights from a config), ``rundir`` (safe run folders),
 ``checks`` (refuse a schedule that cannot prune), ``hooks`` (divergence guard, elapsed time across
 resumes), ``snapshot`` (accuracy, cost, latency), ``results`` (the one ``result.json`` schema),
-``train`` / ``prune`` (the jobs), ``export`` (load a model from its files, export it).
+``train`` / ``prune`` (the jobs), ``export`` (load a model from its files, export it), ``model_check``
+(can this model be pruned exactly: build, prune, compact, compare).
 
 Example:
     >>> from decayprune.jobs import RESULT_SCHEMA, run_prune_job, run_train_job
