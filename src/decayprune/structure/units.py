@@ -1,14 +1,16 @@
-"""Prunable units: the protocol the engine is typed against, and its channel-group implementation.
+"""Prunable units: the protocol the decay engine is typed against, and its channel-group implementation.
 
 A *unit* is what one id in ``[S]`` stands for: here one channel group's structure (the
 coupled slices of every parameter that must be removed together to drop one channel: a conv's
 out-channel row, the BN entries that follow, the next layer's in-channel column, residual
-partners ...). :class:`PrunableUnits` is what the decay engine, compaction's caller and the
-criteria need of a unit space: norms, gradient norms, rescale, keep-at-zero masks and the cost
-of each unit. :class:`StructureSet` implements it over channel groups; head groups, element masks
-and ranks implement the same protocol (tests/structure/test_units_protocol.py runs the engine on
-an element-mask implementation). Per group, the slices and a map from each slice position to its
-unit id make every operation a handful of tensor ops per parameter, never a Python loop per unit.
+partners ...). :class:`PrunableUnits` is what :class:`~decayprune.decay.DecayEngine` and the
+Pruner's budget need of a unit space: norms, gradient norms, rescale, keep-at-zero masks and the
+cost of each unit. :class:`StructureSet` implements it over channel groups, and adds what only
+channel groups have (the groups themselves, slices, compaction's graph). Head groups, element
+masks and ranks are meant to implement the same protocol; tests/structure/test_units_protocol.py
+runs the engine on an element-mask implementation. Per group, the slices and a map from each slice
+position to its unit id make every operation a handful of tensor ops per parameter, never a Python
+loop per unit.
 """
 
 from __future__ import annotations
