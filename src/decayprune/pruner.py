@@ -15,6 +15,11 @@ A user's own training loop needs three calls::
 Methods that own the optimizer (OTOv2's DHSPG) supply it through
 ``pruner.build_optimizer(TrainSettings(...))``, which returns a plain optimizer for the others.
 The built-in :class:`~decayprune.train.Trainer` calls all of this when the pruner is a hook.
+
+With float16 AMP, bind the loop's ``torch.amp.GradScaler`` (``Pruner(..., scaler=scaler)`` or
+``pruner.bind(opt, scaler)``) and call ``scaler.unscale_(opt)`` before ``after_backward()``: a step the
+scaler skips (inf/NaN gradients) then advances no decay and no self-rectifying window. A loop that
+knows better passes ``after_step(skipped=...)`` itself.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from .decay.stats import SR_STATS_FILE
 from .files import write_text_atomic
 from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method
 from .structure import CompactionReport, StructureSet, compact
+from .train.amp import scale_of, step_skipped
 from .train.hooks import TrainHook
 from .train.optim import build_optimizer
 
@@ -52,6 +58,8 @@ class Pruner(TrainHook):
         settings: A :class:`~decayprune.config.PruneSettings`.
         optimizer: The training optimizer (its state of pruned structures is held at zero
             and remapped at compaction). Can be set later with :meth:`bind`.
+        scaler: The loop's ``torch.amp.GradScaler`` (float16 AMP): :meth:`after_step` reads from it
+            whether the optimizer step was skipped. Can be set later with :meth:`bind`.
         total_steps: Optimizer steps of the whole pruning run (for the default schedule).
         steps_per_epoch: Optimizer steps per epoch (to read epochs in ``settings``).
         run_dir: Where ``dpm_events.jsonl`` is written (None: kept in memory only).
@@ -77,6 +85,7 @@ class Pruner(TrainHook):
         settings: PruneSettings,
         *,
         optimizer: torch.optim.Optimizer | None = None,
+        scaler: torch.amp.GradScaler | None = None,
         total_steps: int,
         steps_per_epoch: int | None = None,
         run_dir: str | os.PathLike | None = None,
@@ -147,7 +156,9 @@ class Pruner(TrainHook):
                 f"criterion {criterion.name!r} needs {', '.join(sorted(criterion.needs))}: pass calibration_data "
                 "(e.g. the training loader) to the Pruner"
             )
-        self.bind(optimizer)
+        self.scaler: torch.amp.GradScaler | None = None
+        self._scale_before: torch.Tensor | None = None
+        self.bind(optimizer, scaler)
         self.method.setup(self.context)
 
     @staticmethod
@@ -172,8 +183,13 @@ class Pruner(TrainHook):
         return self.context.macs_budget(step)
 
     # ------------------------------------------------------------------ hooks
-    def bind(self, optimizer: torch.optim.Optimizer | None) -> None:
-        """Attach the optimizer whose state is held at zero and remapped at compaction."""
+    def bind(self, optimizer: torch.optim.Optimizer | None, scaler: torch.amp.GradScaler | None = None) -> None:
+        """Attach the optimizer whose state is held at zero and remapped at compaction.
+
+        ``scaler``: the GradScaler that steps it (kept when None), read by :meth:`after_step`.
+        """
+        if scaler is not None:
+            self.scaler = scaler
         self.optimizer = optimizer
         self.engine.optimizer = optimizer
         self.context.optimizer = optimizer
@@ -190,16 +206,29 @@ class Pruner(TrainHook):
         """Call after ``loss.backward()`` and before ``optimizer.step()``.
 
         The decay engine reads the loss gradients first (keep-at-zero, self-rectifying inputs);
-        then the method adds its regulariser.
+        then the method adds its regulariser. With a bound GradScaler, call ``scaler.unscale_(opt)``
+        first; its scale is noted here (on the device) for :meth:`after_step`.
         """
+        self._scale_before = scale_of(self.scaler)
         self.engine.after_backward()
         self.method.after_backward(self.context)
 
-    def after_step(self, trainer: Any = None) -> None:
-        """Call after ``optimizer.step()``."""
+    def after_step(self, trainer: Any = None, *, skipped: bool | torch.Tensor | None = None) -> None:
+        """Call after ``optimizer.step()`` (with AMP: after ``scaler.update()``).
+
+        Args:
+            trainer: Unused (the :class:`~decayprune.train.TrainHook` signature).
+            skipped: Whether the optimizer step was skipped (a bool, or a device bool tensor: no
+                sync); a skipped step advances no decay and no self-rectifying window (the step
+                count still advances). None: from the bound GradScaler, whose scale shrinks
+                exactly when it skipped the step (False without one).
+        """
         ctx = self.context
         ctx.step += 1
-        released = self.engine.after_step(ctx.step, skipped=getattr(trainer, "last_step_skipped_flag", False))
+        if skipped is None:
+            skipped = step_skipped(self.scaler, self._scale_before)
+        self._scale_before = None
+        released = self.engine.after_step(ctx.step, skipped=skipped)
         if released:
             self.method.on_release(ctx, released)
         self.method.after_step(ctx)
@@ -260,7 +289,8 @@ class Pruner(TrainHook):
         return optimizer
 
     def on_train_start(self, trainer: Any) -> None:
-        self.bind(trainer.optimizer)
+        scaler = getattr(trainer, "scaler", None)
+        self.bind(trainer.optimizer, scaler if scaler is not None and scaler.is_enabled() else None)
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
         metrics.update(self.summary())

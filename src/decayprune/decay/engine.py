@@ -488,9 +488,10 @@ class DecayEngine:
             window = min(cfg.window, cfg.steps)
             n_done = st["done_steps"].float()
             weight = torch.maximum(1.0 / (n_done + 1.0), torch.full_like(n_done, 1.0 / window))
-            weight = torch.where(counted, weight, torch.zeros_like(weight))
-            st["ema_rate"].add_(weight * (c_rate - st["ema_rate"]))
-            st["ema_len"].add_(weight * (c_len - st["ema_len"]))
+            # torch.where, not a zero weight: a skipped AMP step's inf/NaN statistics must not reach the means.
+            zero = torch.zeros_like(weight)
+            st["ema_rate"].add_(torch.where(counted, weight * (c_rate - st["ema_rate"]), zero))
+            st["ema_len"].add_(torch.where(counted, weight * (c_len - st["ema_len"]), zero))
             c_rate, c_len = st["ema_rate"].clone(), st["ema_len"].clone()
             resisting = (c_rate > cfg.t_rate) & (c_len > cfg.t_len)
             streak = torch.where(resisting, st["streak"] + 1, torch.zeros_like(st["streak"]))
