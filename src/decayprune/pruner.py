@@ -43,6 +43,7 @@ from .files import write_text_atomic
 from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method
 from .structure import CompactionReport, StructureSet, compact
 from .train.amp import scale_of, step_skipped
+from .train.distributed import assert_same_on_all_ranks, get_world_size
 from .train.hooks import TrainHook
 from .train.optim import build_optimizer
 
@@ -234,19 +235,40 @@ class Pruner(TrainHook):
         self.method.after_step(ctx)
         ids = self.method.select(ctx)
         if ids is not None and len(ids):
-            if not self.schedule.can_start(ctx.step):
+            if self.schedule.can_start(ctx.step):
+                self.engine.start(torch.as_tensor(ids, dtype=torch.long), ctx.step)
+            elif not self._late_warned:
                 # Its decay could not end a recovery margin before the run ends: not started.
-                if not self._late_warned:
-                    warnings.warn(
-                        f"{type(self.method).__name__} selected {len(ids)} structures at step {ctx.step}, "
-                        f"after the last step a decay may start ({self.schedule.last_start}: "
-                        f"N = {self.schedule.decay_steps} and recovery_fraction "
-                        f"{self.settings.recovery_fraction} of {self.total_steps}); not started",
-                        stacklevel=2,
-                    )
-                    self._late_warned = True
-                return
-            self.engine.start(torch.as_tensor(ids, dtype=torch.long), ctx.step)
+                warnings.warn(
+                    f"{type(self.method).__name__} selected {len(ids)} structures at step {ctx.step}, "
+                    f"after the last step a decay may start ({self.schedule.last_start}: "
+                    f"N = {self.schedule.decay_steps} and recovery_fraction "
+                    f"{self.settings.recovery_fraction} of {self.total_steps}); not started",
+                    stacklevel=2,
+                )
+                self._late_warned = True
+        if get_world_size() > 1 and ctx.step % self.engine.sync_every == 0:
+            self.check_ranks_agree()
+
+    def check_ranks_agree(self) -> None:
+        """Under ``torch.distributed``: raise ``RuntimeError`` unless every rank holds the same pruned and
+        decaying structures and release count (every rank calls it; a no-op in one process).
+
+        Every decision is computed from statistics that are equal on all ranks (DDP-averaged
+        gradients, all-reduced criterion scores, identical weights), so the ranks agree by
+        construction; :meth:`after_step` checks it every ``sync_every`` steps and loudly stops a run
+        whose ranks drifted apart instead of compacting different models.
+        """
+        weights = torch.arange(1, self.structures.num_structures + 1, dtype=torch.float64)
+        decaying = self.engine.decaying  # reads back pending completions into ``pruned`` first
+        state = torch.stack(
+            [
+                (self.structures.pruned.double() * weights).sum(),
+                (decaying.double() * weights).sum(),
+                torch.tensor(float(self.engine.releases), dtype=torch.float64),
+            ]
+        )
+        assert_same_on_all_ranks(state, f"the pruning state at step {self.step} (pruned, decaying, releases)")
 
     def finish(self) -> None:
         """Complete every decay still running (zero it now)."""
@@ -269,6 +291,8 @@ class Pruner(TrainHook):
         Warns when the pruned model keeps more than the target MACs (+1% tolerance).
         """
         self.finish()
+        if get_world_size() > 1:  # every rank compacts its own copy: they must remove the same structures
+            self.check_ranks_agree()
         self._warn_if_target_missed()
         self.context.fold_channel_multipliers()
         self.method.before_compact(self.context)

@@ -17,7 +17,14 @@ from torch import nn
 from decayprune.config.train import TrainSettings, resolve_device
 from decayprune.train.amp import amp_problem, autocast, make_scaler, scale_of, step_skipped
 from decayprune.train.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from decayprune.train.distributed import all_reduce_sum, barrier, get_world_size, is_main_process, unwrap_model
+from decayprune.train.distributed import (
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+    get_world_size,
+    is_main_process,
+    unwrap_model,
+)
 from decayprune.train.evaluate import evaluate
 from decayprune.train.hooks import TrainHook
 from decayprune.train.metrics_log import read_jsonl, write_jsonl
@@ -182,7 +189,9 @@ class Trainer:
         """Evaluate the model on the test loader (all-reduced under DDP)."""
         if self.test_loader is None:
             raise ValueError("this trainer has no test_loader to evaluate on")
-        # The plain module: DDP's forward may run collectives, which evaluation does not need.
+        # The plain module: DDP's forward may run collectives, which evaluation does not need. Its
+        # buffers (batch-norm statistics) are rank 0's, as DDP would copy at the next forward.
+        broadcast_buffers(unwrap_model(self.model))
         return evaluate(unwrap_model(self.model), self.test_loader, device=self.device, amp=self.amp)
 
     def fit(self, *, resume: bool | Literal["auto"] = False) -> TrainResult:
