@@ -199,7 +199,10 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     if not is_distributed():
         return model
     model.to(device)
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if device.type != "cuda":
+        return nn.parallel.DistributedDataParallel(model)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return nn.parallel.DistributedDataParallel(model, device_ids=[index])
 
 
 def _comm_device() -> torch.device:
