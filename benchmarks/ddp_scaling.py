@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (the selection is at step 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=150)
     for device_type in args.devices.split(","):
         counts = [int(k) for k in args.procs.split(",")]
         if device_type == "cuda":
