@@ -259,6 +259,8 @@ class Trainer:
 
     def _warn_changed_settings(self, saved: dict[str, Any]) -> None:
         current = self.settings.model_dump(mode="json")
+        if isinstance(saved.get("amp"), bool):  # written before amp took a mode: true meant fp16 (on CUDA)
+            saved = {**saved, "amp": "fp16" if saved["amp"] else "off"}
         changed = sorted(
             key
             for key in current.keys() | saved.keys()
