@@ -130,24 +130,3 @@ def test_trainer_fp16_on_cpu_tells_the_pruner_about_a_skipped_step() -> None:
     # Selected at step 1, N = 6: steps 2, 3, 5, 6, 7, 8 count, the skipped step 4 does not.
     kinds = {(e["kind"], e["step"]) for e in pruner.events}
     assert kinds == {("start", 1), ("complete", 8)}, kinds
-
-
-@pytest.mark.parametrize("amp", ["bf16", "fp16"])
-def test_trainer_autocasts_on_cpu(amp: str) -> None:
-    seen: list[torch.dtype] = []
-    net = _net()
-    net[0].register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
-    data = [(torch.randn(8, 4), torch.randint(0, 3, (8,)))] * 2
-    trainer = Trainer(net, data, data, TrainSettings(epochs=1, device="cpu", amp=amp), progress=False)
-    result = trainer.fit()
-    assert set(seen) == {torch.bfloat16 if amp == "bf16" else torch.float16}
-    assert trainer.scaler.is_enabled() == (amp == "fp16")
-    assert result.final["samples"] == 16
-
-
-def test_amp_setting_forms() -> None:
-    assert TrainSettings(amp=True).amp == "fp16" and TrainSettings(amp=False).amp == "off"
-    with pytest.raises(ValueError, match="amp"):
-        TrainSettings(amp="fp8")
-    with pytest.raises(ValueError, match="not available on device 'meta'"):
-        TrainSettings(amp="fp16", device="meta")
