@@ -42,7 +42,7 @@ def amp_problem(mode: str, device: torch.device) -> str | None:
         >>> amp_problem("fp16", torch.device("cpu")) is None
         True
         >>> amp_problem("fp16", torch.device("meta"))
-        "train.amp='fp16' is not available on device 'meta' with torch ...; use 'off'"
+        "amp='fp16' is not available on device 'meta' with torch ...; use 'off'"
     """
     if mode == "off":
         return None
@@ -50,14 +50,14 @@ def amp_problem(mode: str, device: torch.device) -> str | None:
     version = torch.__version__.split("+")[0]
     available = getattr(torch.amp, "is_autocast_available", lambda k: k in ("cpu", "cuda"))
     if not available(kind) or (mode == "fp16" and kind not in ("cpu", "cuda")):
-        return f"train.amp={mode!r} is not available on device {kind!r} with torch {version}; use 'off'"
+        return f"amp={mode!r} is not available on device {kind!r} with torch {version}; use 'off'"
     if mode == "fp16":
         try:
             torch.amp.GradScaler(kind)
         except (AttributeError, RuntimeError, TypeError, ValueError):
-            return f"train.amp='fp16' needs a GradScaler for {kind!r}, which torch {version} lacks; use 'bf16' or 'off'"
+            return f"amp='fp16' needs a GradScaler for {kind!r}, which torch {version} lacks; use 'bf16' or 'off'"
     if mode == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
-        return "train.amp='bf16' needs a GPU with bfloat16 support (Ampere or newer); use 'fp16' or 'off'"
+        return "amp='bf16' needs a GPU with bfloat16 support (Ampere or newer); use 'fp16' or 'off'"
     return None
 
 
