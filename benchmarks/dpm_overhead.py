@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/dpm_overhead.py [--models resnet56,resnet50] [--devices cpu,cuda] [--steps 10]
-        [--batch-size N] [--image-size N] [--sync-every K]
+        [--batch-size N] [--image-size N] [--sync-every K] [--depth-models resnet20,resnet56,resnet110]
+        [--ops-only]
 
 Per model, four copies of the same network (same weights, batch and optimizer: SGD, momentum
 0.9) run one training step each in turn (interleaved, so machine noise hits all alike):
@@ -17,6 +18,16 @@ over ``--profile-steps`` consecutive steps, the host syncs (``aten::item``,
 ``aten::_local_scalar_dense``, ``aten::nonzero``, ``aten::is_nonzero``; on CUDA also
 ``cudaStreamSynchronize`` and device-to-host ``cudaMemcpy*``) and the top-level operator calls
 made inside ``after_backward`` + ``after_step`` per step (kernel launches too on CUDA).
+
+A second table counts the aten operator calls of one sp+sr DPM step (``after_backward`` +
+``after_step``, a step between read-backs) for each of ``--depth-models`` (ResNet-20, -56, -110:
+the same layer types, 3x / 6x as many parameter tensors): ``dispatched`` counts every call that
+reaches the dispatcher from the DPM code (a ``TorchDispatchMode``; one ``_foreach_*`` call counts once,
+as it is one or a few kernel launches on CUDA), ``profiled`` every aten call the profiler records
+(nested ones too: on the CPU a ``_foreach_*`` call runs one ``mul_`` per tensor), ``top-level`` the
+profiler's calls made by the DPM code itself. Both paths are counted: the CPU's (per-row norms and
+row fills per parameter, :attr:`FlatPlan.cpu_row_ops`) and the accelerator's fused one, forced on
+the CPU. ``--ops-only`` prints only this table.
 
 ``resnet56`` is the CIFAR model of the registry (batch 128, 32x32); ``resnet50`` is torchvision's
 when importable, else a compact ResNet-50-like bottleneck network defined here (batch 64, 224x224).
@@ -33,11 +44,14 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from decayprune.structure.structure_set import FlatPlan
 from rich.console import Console
 from rich.table import Table
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from decayprune import DecaySettings, Pruner, PruneSettings, create_model
+from decayprune.structure import PRODUCER
 
 SYNC_OPS = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero")
 CUDA_SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpy")
@@ -196,6 +210,89 @@ def profile_counts(variant: Variant, x: torch.Tensor, y: torch.Tensor, steps: in
     return {k: counts[k] / steps for k in ("syncs", "ops", "launches")}
 
 
+class _CountCalls(TorchDispatchMode):
+    """Counts the aten calls that reach the dispatcher (each ``_foreach_*`` call once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.views = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        self.views += bool(getattr(func, "is_view", False))  # views (as_strided, ...) launch no kernel
+        return func(*args, **(kwargs or {}))
+
+
+def _dpm_step_ops(variant: Variant, x: torch.Tensor, y: torch.Tensor, steps: int) -> dict[str, float]:
+    """Aten calls per DPM step of ``variant``: dispatched, profiled (nested too) and top-level."""
+    pruner = variant.pruner
+    assert pruner is not None
+    dispatched = views = 0
+    for _ in range(steps):
+        loss = F.cross_entropy(variant.model(x), y)
+        variant.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        with _CountCalls() as counter:
+            pruner.after_backward()
+        variant.opt.step()
+        with counter:
+            pruner.after_step()
+        dispatched += counter.calls
+        views += counter.views
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            variant.step(x, y, lambda: None, prof=True)
+    every = top = 0
+    for ev in prof.events():
+        if ev.name.startswith("aten::") and _inside_dpm(ev):
+            every += 1
+            top += ev.cpu_parent is not None and ev.cpu_parent.name == "dpm"
+    return {
+        "dispatched": dispatched / steps,
+        "compute": (dispatched - views) / steps,
+        "profiled": every / steps,
+        "top": top / steps,
+    }
+
+
+def depth_table(args: argparse.Namespace, console: Console) -> None:
+    """Aten calls per sp+sr DPM step for models of growing depth, on both FlatPlan paths (CPU)."""
+    table = Table(
+        title=f"aten calls per sp+sr DPM step (after_backward + after_step), CPU, sync_every {args.sync_every}, "
+        "a step between read-backs"
+    )
+    cols = ("model", "param tensors", "path", "dispatched", "of which not views", "profiled (nested too)", "top-level")
+    for col in (*cols, "dispatched / tensor"):
+        table.add_column(col, justify="left" if col in ("model", "path") else "right")
+    device = torch.device("cpu")
+    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,))
+    for model_name in args.depth_models.split(","):
+        for path, row_ops in (("cpu rows", True), ("fused", False)):
+            FlatPlan.cpu_row_ops = row_ops
+            try:
+                torch.manual_seed(0)
+                variant = Variant("sp+sr", build_model(model_name), x[:1], device, args.sync_every, 1000)
+                assert variant.pruner is not None
+                for _ in range(3):  # selection at step 1, then steady decay steps
+                    variant.step(x, y, lambda: None)
+                tensors = sum(len(p.params) for p in variant.pruner.structures.flat_plans(PRODUCER))
+                counts = _dpm_step_ops(variant, x, y, args.profile_steps)
+            finally:
+                FlatPlan.cpu_row_ops = True
+            table.add_row(
+                model_name,
+                str(tensors),
+                path,
+                f"{counts['dispatched']:.0f}",
+                f"{counts['compute']:.0f}",
+                f"{counts['profiled']:.0f}",
+                f"{counts['top']:.0f}",
+                f"{counts['dispatched'] / tensors:.2f}",
+            )
+    console.print(table)
+
+
 def run(model_name: str, device: torch.device, args: argparse.Namespace, console: Console) -> None:
     batch, size, classes = DEFAULTS.get(model_name, (128, 32, 10))
     batch = args.batch_size or batch
@@ -262,8 +359,18 @@ def main(argv: list[str] | None = None) -> None:
         default=32,
         help="DPM's read-back period K (DecaySettings.sync_every); as on an accelerator",
     )
+    parser.add_argument(
+        "--depth-models",
+        default="resnet20,resnet56,resnet110",
+        help="models of growing depth for the operator-count table ('' skips it)",
+    )
+    parser.add_argument("--ops-only", action="store_true", help="only the operator-count table")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=150)
+    if args.depth_models:
+        depth_table(args, console)
+    if args.ops_only:
+        return
     for dev in args.devices.split(","):
         for model_name in args.models.split(","):
             run(model_name, torch.device(dev), args, console)

@@ -15,6 +15,11 @@ A user's own training loop needs three calls::
 Methods that own the optimizer (OTOv2's DHSPG) supply it through
 ``pruner.build_optimizer(TrainSettings(...))``, which returns a plain optimizer for the others.
 The built-in :class:`~decayprune.train.Trainer` calls all of this when the pruner is a hook.
+
+With float16 AMP, bind the loop's ``torch.amp.GradScaler`` (``Pruner(..., scaler=scaler)`` or
+``pruner.bind(opt, scaler)``) and call ``scaler.unscale_(opt)`` before ``after_backward()``: a step the
+scaler skips (inf/NaN gradients) then advances no decay and no self-rectifying window. A loop that
+knows better passes ``after_step(skipped=...)`` itself.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from .decay.stats import SR_STATS_FILE
 from .files import append_jsonl, write_text_atomic
 from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method
 from .structure import CompactionReport, StructureSet, compact
+from .train.amp import scale_of, step_skipped
+from .train.distributed import assert_same_on_all_ranks, get_world_size
 from .train.hooks import TrainHook
 from .train.optim import build_optimizer
 
@@ -52,6 +59,8 @@ class Pruner(TrainHook):
         settings: A :class:`~decayprune.config.PruneSettings`.
         optimizer: The training optimizer (its state of pruned structures is held at zero
             and remapped at compaction). Can be set later with :meth:`bind`.
+        scaler: The loop's ``torch.amp.GradScaler`` (float16 AMP): :meth:`after_step` reads from it
+            whether the optimizer step was skipped. Can be set later with :meth:`bind`.
         total_steps: Optimizer steps of the whole pruning run (for the default schedule).
         steps_per_epoch: Optimizer steps per epoch (to read epochs in ``settings``).
         run_dir: Where ``dpm_events.jsonl`` is written (None: kept in memory only).
@@ -79,6 +88,7 @@ class Pruner(TrainHook):
         settings: PruneSettings,
         *,
         optimizer: torch.optim.Optimizer | None = None,
+        scaler: torch.amp.GradScaler | None = None,
         total_steps: int,
         steps_per_epoch: int | None = None,
         run_dir: str | os.PathLike | None = None,
@@ -146,7 +156,9 @@ class Pruner(TrainHook):
                 f"criterion {criterion.name!r} needs {', '.join(sorted(criterion.needs))}: pass calibration_data "
                 "(e.g. the training loader) to the Pruner"
             )
-        self.bind(optimizer)
+        self.scaler: torch.amp.GradScaler | None = None
+        self._scale_before: torch.Tensor | None = None
+        self.bind(optimizer, scaler)
         self.method.setup(self.context)
 
     @staticmethod
@@ -171,8 +183,13 @@ class Pruner(TrainHook):
         return self.context.macs_budget(step)
 
     # ------------------------------------------------------------------ hooks
-    def bind(self, optimizer: torch.optim.Optimizer | None) -> None:
-        """Attach the optimizer whose state is held at zero and remapped at compaction."""
+    def bind(self, optimizer: torch.optim.Optimizer | None, scaler: torch.amp.GradScaler | None = None) -> None:
+        """Attach the optimizer whose state is held at zero and remapped at compaction.
+
+        ``scaler``: the GradScaler that steps it (kept when None), read by :meth:`after_step`.
+        """
+        if scaler is not None:
+            self.scaler = scaler
         self.optimizer = optimizer
         self.engine.optimizer = optimizer
         self.context.optimizer = optimizer
@@ -189,22 +206,55 @@ class Pruner(TrainHook):
         """Call after ``loss.backward()`` and before ``optimizer.step()``.
 
         The decay engine reads the loss gradients first (keep-at-zero, self-rectifying inputs);
-        then the method adds its regulariser.
+        then the method adds its regulariser. With a bound GradScaler, call ``scaler.unscale_(opt)``
+        first; its scale is noted here (on the device) for :meth:`after_step`.
         """
+        self._scale_before = scale_of(self.scaler)
         self.engine.after_backward()
         self.method.after_backward(self.context)
 
-    def after_step(self, trainer: Any = None) -> None:
-        """Call after ``optimizer.step()``."""
+    def after_step(self, trainer: Any = None, *, skipped: bool | torch.Tensor | None = None) -> None:
+        """Call after ``optimizer.step()`` (with AMP: after ``scaler.update()``).
+
+        Args:
+            trainer: Unused (the :class:`~decayprune.train.TrainHook` signature).
+            skipped: Whether the optimizer step was skipped (a bool, or a device bool tensor: no
+                sync); a skipped step advances no decay and no self-rectifying window (the step
+                count still advances). None: from the bound GradScaler, whose scale shrinks
+                exactly when it skipped the step (False without one).
+        """
         ctx = self.context
         ctx.step += 1
-        released = self.engine.after_step(ctx.step, skipped=getattr(trainer, "last_step_skipped_flag", False))
+        if skipped is None:
+            skipped = step_skipped(self.scaler, self._scale_before)
+        self._scale_before = None
+        released = self.engine.after_step(ctx.step, skipped=skipped)
         if released:
             self.method.on_release(ctx, released)
         self.method.after_step(ctx)
         ids = self.method.select(ctx)
         if ids is not None:
             ctx.start(ids, who=type(self.method).__name__)  # not started past the recovery margin (warned once)
+        if get_world_size() > 1 and ctx.step % self.engine.sync_every == 0:
+            self.check_ranks_agree()
+
+    def check_ranks_agree(self) -> None:
+        """Under ``torch.distributed``: raise ``RuntimeError`` unless every rank holds the same pruned and
+        decaying structures and release count (every rank calls it; a no-op in one process).
+
+        Every decision is computed from statistics that are equal on all ranks (DDP-averaged
+        gradients, all-reduced criterion scores, identical weights), so the ranks agree by
+        construction; :meth:`after_step` checks it every ``sync_every`` steps and loudly stops a run
+        whose ranks drifted apart instead of compacting different models.
+        """
+        decaying = self.engine.decaying  # reads back pending completions into ``pruned`` first
+        state = torch.cat(
+            [
+                self.structures.pruned.double() + 2 * decaying.double(),  # per structure: 0, 1, 2
+                torch.tensor([float(self.engine.releases)], dtype=torch.float64),
+            ]
+        )
+        assert_same_on_all_ranks(state, f"the pruning state at step {self.step} (pruned, decaying, releases)")
 
     def finish(self) -> None:
         """Complete every decay still running (zero it now)."""
@@ -227,6 +277,8 @@ class Pruner(TrainHook):
         Warns when the pruned model keeps more than the target MACs (+1% tolerance).
         """
         self.finish()
+        if get_world_size() > 1:  # every rank compacts its own copy: they must remove the same structures
+            self.check_ranks_agree()
         self._warn_if_target_missed()
         self.context.fold_channel_multipliers()
         self.method.before_compact(self.context)
@@ -247,7 +299,8 @@ class Pruner(TrainHook):
         return optimizer
 
     def on_train_start(self, trainer: Any) -> None:
-        self.bind(trainer.optimizer)
+        scaler = getattr(trainer, "scaler", None)
+        self.bind(trainer.optimizer, scaler if scaler is not None and scaler.is_enabled() else None)
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
         metrics.update(self.summary())

@@ -141,3 +141,12 @@ def test_augment_rejects_bad_input() -> None:
         augment_batch(torch.zeros(3, 4, 4), torch.Generator())
     with pytest.raises(ValueError, match="padding"):
         augment_batch(torch.zeros(1, 1, 4, 4), torch.Generator(), padding=-2)
+
+
+def test_unpadded_shards_are_disjoint_and_cover_every_sample_once() -> None:
+    x, y = torch.rand(10, 1, 2, 2), torch.arange(10)
+    shards = [TensorLoader(x, y, 3, shuffle=True, seed=4, pad=False, rank=r, world_size=3) for r in range(3)]
+    seen = [int(v) for loader in shards for _, labels in loader for v in labels]
+    assert sorted(seen) == list(range(10))
+    assert [loader.num_samples for loader in shards] == [4, 3, 3]
+    assert [len(loader) for loader in shards] == [2, 1, 1]

@@ -5,7 +5,6 @@ gradient accumulation."""
 from __future__ import annotations
 
 from collections import Counter
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -189,7 +188,7 @@ def test_skipped_step_does_not_advance_the_decay(as_tensor: bool) -> None:
     assert [(e["kind"], e["step"]) for e in events] == [("start", 0), ("complete", 5)]
 
 
-def test_pruner_reads_the_trainers_skip_flag() -> None:
+def test_pruner_passes_a_skip_flag_to_the_engine() -> None:
     net, _s, opt = _tiny()
     settings = PruneSettings(
         method="l1",
@@ -207,7 +206,7 @@ def test_pruner_reads_the_trainers_skip_flag() -> None:
         pruner.after_backward()
         if not bool(skipped):
             opt.step()
-        pruner.after_step(SimpleNamespace(last_step_skipped_flag=skipped))
+        pruner.after_step(skipped=skipped)
 
     step(False)  # step 1 selects
     decaying = pruner.engine.decaying.nonzero().flatten()

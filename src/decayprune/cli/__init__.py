@@ -27,6 +27,7 @@ from rich.markup import escape
 from ..data import list_datasets
 from ..jobs import package_version
 from ..models import list_models
+from ..train.distributed import launched_world_size
 from . import bench, check, criteria, demo, eval, export, measure, prune, report, sensitivity, sr_stats, train
 from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR, Command, make_console
 
@@ -36,6 +37,9 @@ __all__ = ["COMMANDS", "COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES = (train, prune, eval, measure, export, check, criteria, sensitivity, sr_stats, demo, bench, report)
 
 COMMANDS: dict[str, Command] = {module.COMMAND.name: module.COMMAND for module in COMMAND_MODULES}
+
+#: Commands that may run as several processes under ``torchrun`` (DistributedDataParallel).
+DISTRIBUTED_COMMANDS = ("prune",)
 
 #: Exceptions shown as one ``error:`` line (exit 2): user errors, and files or folders that are
 #: missing, unreadable or in the way (OSError).
@@ -87,6 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("decayprune: error: choose a command (see decayprune --help)", file=sys.stderr)
         return EXIT_USER_ERROR
     errors = make_console(stderr=True)
+    if launched_world_size() > 1 and args.command not in DISTRIBUTED_COMMANDS:
+        errors.print(
+            f"[bold red]error:[/] decayprune {args.command} runs in one process; of the commands only "
+            f"{', '.join(DISTRIBUTED_COMMANDS)} may be launched with torchrun (WORLD_SIZE={launched_world_size()})"
+        )
+        return EXIT_USER_ERROR
 
     def show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
         errors.print(f"[yellow]warning:[/] {escape(str(message))}")

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import RunConfig, load_config
+from ..train.distributed import launched_rank
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -62,10 +63,15 @@ class Command:
 
 
 def make_console(*, stderr: bool = False) -> Console:
-    """A console that prints whole lines: on a terminal as usual, redirected without 80-column wrapping."""
+    """A console that prints whole lines: on a terminal as usual, redirected without 80-column wrapping.
+
+    Quiet on every process but rank 0 of a ``torchrun`` launch.
+    """
     stream = sys.stderr if stderr else sys.stdout
     terminal = hasattr(stream, "isatty") and stream.isatty()
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=None if terminal else 160)
+    # Under a launcher (torchrun) only rank 0 prints: the others would repeat every line.
+    quiet = launched_rank() != 0
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=None if terminal else 160, quiet=quiet)
 
 
 def show_progress(args: argparse.Namespace, console: Console) -> bool:

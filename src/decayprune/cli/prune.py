@@ -11,6 +11,7 @@ from rich.table import Table
 from ..errors import ConfigError
 from ..jobs import run_prune_job
 from ..measure import format_count
+from ..train.distributed import distributed_session, launched_rank
 from .common import (
     Command,
     add_progress_option,
@@ -74,9 +75,12 @@ def _run(args: argparse.Namespace) -> int:
     cfg = resolve_run_config(args)
     if cfg.prune is None:
         raise ConfigError(["prune: the config has no 'prune' section; see configs/prune_digits.yaml for an example"])
-    record = run_prune_job(
-        cfg, resume=args.resume, overwrite=args.overwrite, progress=show_progress(args, console), console=console
-    )
+    with distributed_session(cfg.finetune.device):  # joins the group under torchrun; no-op otherwise
+        record = run_prune_job(
+            cfg, resume=args.resume, overwrite=args.overwrite, progress=show_progress(args, console), console=console
+        )
+    if launched_rank() != 0:
+        return 0  # rank 0 prints the table and writes the report
     table = Table(title=f"{cfg.name}: {record['method']} + {record['policy']} on {cfg.model.name}/{cfg.data.name}")
     for col in ("metric", "base", "pruned"):
         table.add_column(col)
@@ -100,7 +104,9 @@ COMMAND = Command(
     "config.yaml, base.safetensors + base.json, prune/metrics.jsonl, prune/dpm_events.jsonl (every start, release "
     "and completed decay), pruned.safetensors + pruned.json (the compacted model, no pickle; use it with "
     "eval/measure/export --run), result.json and report/ (training curves, channels kept, report.html; "
-    "--no-report skips it).",
+    "--no-report skips it). Several processes: torchrun --nproc_per_node=K -m decayprune prune --config X.yaml "
+    "(DistributedDataParallel, finetune.batch_size per process, gloo on the CPU, NCCL on GPUs; rank 0 writes "
+    "and prints).",
     add_arguments=add_arguments,
     run=run,
 )

@@ -7,6 +7,8 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .amp import amp_problem
+
 __all__ = ["TrainSettings", "resolve_device"]
 
 
@@ -40,7 +42,11 @@ class TrainSettings(BaseModel):
     gamma: float = Field(0.1, gt=0, le=1, description="Factor applied at each milestone of the 'step' schedule.")
     warmup_epochs: int = Field(0, ge=0, description="Epochs of linear lr warm-up from lr/steps to lr.")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the training cross-entropy.")
-    amp: bool = Field(False, description="Mixed precision (float16 autocast + GradScaler); CUDA only.")
+    amp: Literal["off", "bf16", "fp16"] = Field(
+        "off",
+        description="Mixed precision: 'off', 'bf16' (bfloat16 autocast) or 'fp16' (float16 autocast + GradScaler); "
+        "CPU and CUDA (true means 'fp16', false 'off').",
+    )
     channels_last: bool = Field(False, description="Use channels-last memory format for 4-D data; CUDA only.")
     seed: int = Field(0, ge=0, lt=2**32, description="Seed of python, numpy and torch RNGs and of the data order.")
     device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
@@ -57,6 +63,13 @@ class TrainSettings(BaseModel):
             raise ValueError(f"milestones must be positive epoch numbers, got {value}")
         if any(b <= a for a, b in zip(value, value[1:])):
             raise ValueError(f"milestones must be strictly increasing, got {value}")
+        return value
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_bool(cls, value: object) -> object:
+        if isinstance(value, bool):  # the older form: amp: true / false
+            return "fp16" if value else "off"
         return value
 
     @field_validator("device")
@@ -78,6 +91,11 @@ class TrainSettings(BaseModel):
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be <= epochs ({self.epochs})")
         if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0 (got momentum=0)")
+        if self.amp != "off" and self.device != "auto":
+            device = torch.device(self.device)
+            problem = amp_problem(self.amp, device) if device.type != "cuda" or torch.cuda.is_available() else None
+            if problem:
+                raise ValueError(problem)
         return self
 
 

@@ -19,6 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import UserError
 from .base import Criterion, register_criterion
+from .distributed import all_reduce_mean
 from .reduce import layer_normalize, norm_layer_slices
 
 if TYPE_CHECKING:
@@ -137,7 +138,8 @@ class BNStatistics(Criterion):
             gamma, beta = bn.weight.detach().float(), bn.bias.detach().float() if bn.bias is not None else 0.0
             std = gamma.abs()
             if bn.running_var is not None:
-                var = bn.running_var.detach().float()
+                # Each DDP rank's running statistics moved with its own batch: score with their mean.
+                var = all_reduce_mean(bn.running_var.detach().float())
                 std = std * (var / (var + bn.eps)).sqrt()
             mean = beta if isinstance(beta, torch.Tensor) else torch.zeros_like(gamma)
             return expected_activation(mean, std, self.options.activation, self.options.statistic)

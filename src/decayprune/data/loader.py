@@ -61,6 +61,7 @@ class TensorLoader:
     With ``world_size > 1`` every rank shuffles the same way, pads the order by repeating its
     start up to a multiple of ``world_size`` and keeps every ``world_size``-th index from
     ``rank``: shards are equal in size, disjoint apart from the padding, and cover every sample.
+    ``pad=False`` (for evaluation) keeps the shards disjoint instead, one sample shorter on some ranks.
 
     ``device``: the tensors are moved there once, at construction (a no-op when already there),
     and batches are produced on it. Augmentation uses the padding of :func:`augment_batch`.
@@ -87,6 +88,7 @@ class TensorLoader:
         world_size: int = 1,
         device: torch.device | str | None = None,
         padding: int = 4,
+        pad: bool = True,
     ) -> None:
         if images.dim() < 1 or labels.dim() < 1 or images.shape[0] != labels.shape[0]:
             raise ValueError(
@@ -114,6 +116,7 @@ class TensorLoader:
         self.rank = rank
         self.world_size = world_size
         self.padding = padding
+        self.pad = pad
         self.epoch = 0
 
     @property
@@ -123,7 +126,9 @@ class TensorLoader:
 
     @property
     def num_samples(self) -> int:
-        """Samples in this rank's shard (padded so every rank has the same count)."""
+        """Samples in this rank's shard (padded so every rank has the same count, unless ``pad=False``)."""
+        if not self.pad:
+            return len(range(self.rank, self.dataset_size, self.world_size))
         return math.ceil(self.dataset_size / self.world_size)
 
     def set_epoch(self, epoch: int) -> None:
@@ -139,7 +144,7 @@ class TensorLoader:
             order = torch.randperm(size, generator=derive_generator(self.seed, "order", self.epoch))
         else:
             order = torch.arange(size)
-        total = self.num_samples * self.world_size
+        total = math.ceil(size / self.world_size) * self.world_size if self.pad else size
         if total > size:  # repeat from the start (possibly several times for tiny datasets)
             order = order.repeat(math.ceil(total / size))[:total]
         return order[self.rank :: self.world_size]

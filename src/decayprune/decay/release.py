@@ -75,9 +75,10 @@ def radial_rule(
     window = min(cfg.window, cfg.steps)
     n_done = state["done_steps"].float()
     weight = torch.maximum(1.0 / (n_done + 1.0), torch.full_like(n_done, 1.0 / window))
-    weight = torch.where(counted, weight, torch.zeros_like(weight))
-    state["ema_rate"].add_(weight * (c_rate - state["ema_rate"]))
-    state["ema_len"].add_(weight * (c_len - state["ema_len"]))
+    # torch.where, not a zero weight: a skipped AMP step's inf/NaN statistics must not reach the means.
+    zero = torch.zeros_like(weight)
+    state["ema_rate"].add_(torch.where(counted, weight * (c_rate - state["ema_rate"]), zero))
+    state["ema_len"].add_(torch.where(counted, weight * (c_len - state["ema_len"]), zero))
     c_rate, c_len = state["ema_rate"].clone(), state["ema_len"].clone()
     resisting = (c_rate > cfg.t_rate) & (c_len > cfg.t_len)
     streak = _streak(resisting, state["streak"], counted)

@@ -25,7 +25,7 @@ from ..data import DatasetSplits, TensorLoader, load_dataset
 from ..errors import DataError, UserError, WeightsError
 from ..files import save_safetensors_atomic
 from ..models import create, model_accepts
-from ..train import set_seed
+from ..train import get_rank, get_world_size, set_seed
 
 __all__ = [
     "arch_spec",
@@ -146,8 +146,13 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | 
 
 
 def make_loaders(splits: DatasetSplits, cfg: RunConfig) -> tuple[TensorLoader, TensorLoader]:
-    """The shuffled (augmented where the data suits it) train loader and the test loader."""
+    """The shuffled (augmented where the data suits it) train loader and the test loader.
+
+    Under ``torch.distributed`` each rank gets its shard of both (``batch_size`` per process):
+    training shards padded to equal length, test shards disjoint (metrics are all-reduced).
+    """
     settings = cfg.run_settings
+    rank, world_size = get_rank(), get_world_size()
     train = TensorLoader(
         splits.train_images,
         splits.train_labels,
@@ -155,8 +160,18 @@ def make_loaders(splits: DatasetSplits, cfg: RunConfig) -> tuple[TensorLoader, T
         shuffle=True,
         augment=splits.augment,
         seed=settings.seed,
+        rank=rank,
+        world_size=world_size,
     )
-    test = TensorLoader(splits.test_images, splits.test_labels, settings.batch_size, shuffle=False)
+    test = TensorLoader(
+        splits.test_images,
+        splits.test_labels,
+        settings.batch_size,
+        shuffle=False,
+        pad=False,
+        rank=rank,
+        world_size=world_size,
+    )
     return train, test
 
 

@@ -7,6 +7,12 @@ its last checkpoint. The run folder receives ``config.yaml``, ``base.safetensors
 ``pretrain/`` and ``prune/`` (metrics, checkpoints, ``dpm_events.jsonl``), ``pruned.safetensors`` +
 ``pruned.json`` (the compacted model, loadable on its own) and ``result.json``
 (fields: :mod:`decayprune.jobs.results`).
+
+Under ``torchrun`` (a process group joined by the caller, see
+:func:`decayprune.train.distributed.distributed_session`) every rank trains a DDP-wrapped copy on
+its shard of the data, takes the same pruning decisions (checked, see
+:meth:`decayprune.Pruner.check_ranks_agree`) and compacts its own copy; only rank 0 writes files
+and prints.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from ..errors import ConfigError, RunFolderError, TrainingDivergedError
 from ..files import write_json_atomic
 from ..pruner import Pruner
 from ..structure import save_pruned
-from ..train import Trainer, evaluate, read_checkpoint_meta, resolve_device
+from ..train import Trainer, evaluate, is_main_process, read_checkpoint_meta
+from ..train.distributed import barrier, broadcast_buffers, on_main_process, process_device, wrap_ddp
 from .build import arch_spec, build_model, example_input, load_splits, load_weights, make_loaders, save_weights
 from .checks import check_schedule
 from .hooks import DivergenceGuard, ElapsedTime
@@ -82,7 +89,7 @@ def _base_model(
     console.print(f"[bold]phase 1/3: pretraining[/] the base model, {cfg.pretrain.epochs} epochs")
     clock = ElapsedTime()
     trainer = Trainer(
-        model,
+        wrap_ddp(model, process_device(cfg.pretrain.device)),
         train_loader,
         test_loader,
         cfg.pretrain,
@@ -93,8 +100,11 @@ def _base_model(
     )
     trainer.fit(resume=_has_checkpoint(pre_dir))
     info = {"epochs": int(trainer.epoch), "time_s": clock.total_s}
-    save_weights(model, base_file)
-    write_json_atomic(meta_file, {"config_hash": wanted, **info})
+    broadcast_buffers(model)
+    if is_main_process():
+        save_weights(model, base_file)
+        write_json_atomic(meta_file, {"config_hash": wanted, **info})
+    barrier()
     return model, info
 
 
@@ -133,7 +143,9 @@ def run_prune_job(
     splits = load_splits(cfg)
     train_loader, test_loader = make_loaders(splits, cfg)
     schedule = check_schedule(cfg.prune, epochs=cfg.finetune.epochs, steps_per_epoch=len(train_loader))
-    run_dir = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
+    main = is_main_process()
+    on_main_process(lambda: prepare_run_dir(cfg, resume=resume, overwrite=overwrite))
+    run_dir = cfg.run_dir
     record = common_fields(cfg, "prune", [splits.in_channels, *splits.image_size])
     record.update(
         method=cfg.prune.method,
@@ -148,8 +160,8 @@ def run_prune_job(
         model, pre = _base_model(cfg, splits, run_dir, progress=progress, console=console)
         measured = time.perf_counter()
         example = example_input(splits)
-        device = str(resolve_device(cfg.finetune.device))
-        base = snapshot(model.to(device), test_loader, example, device)
+        device = process_device(cfg.finetune.device)
+        base = snapshot(model.to(device), test_loader, example, device, time_latency=main)
         measure_s = time.perf_counter() - measured
         prune_dir = run_dir / "prune"
         pruner = Pruner(
@@ -158,7 +170,7 @@ def run_prune_job(
             cfg.prune,
             total_steps=cfg.finetune.epochs * len(train_loader),
             steps_per_epoch=len(train_loader),
-            run_dir=prune_dir,
+            run_dir=prune_dir if main else None,  # events and SR statistics: rank 0 writes them
             calibration_data=train_loader,
             schedule=schedule,
         )
@@ -168,7 +180,7 @@ def run_prune_job(
             f"{cfg.finetune.epochs} epochs of training with pruning and fine-tuning"
         )
         trainer = Trainer(
-            model,
+            wrap_ddp(model, device),
             train_loader,
             test_loader,
             cfg.finetune,
@@ -180,13 +192,16 @@ def run_prune_job(
         trainer.fit(resume=_has_checkpoint(prune_dir))
     except TrainingDivergedError as exc:
         record.update(status="failed", error=str(exc), wall_time_s=pre["time_s"] + clock.total_s)
-        write_result(run_dir / RESULT_FILE, record)
+        if main:
+            write_result(run_dir / RESULT_FILE, record)
         raise
     measured = time.perf_counter()
+    broadcast_buffers(model)  # rank 0's batch-norm statistics everywhere: every rank compacts the same model
     masked = evaluate(model, test_loader, device=device)
     pruner.compact()
-    final = snapshot(model, test_loader, example, device)
-    save_pruned(model.to("cpu"), run_dir / "pruned", arch=arch_spec(cfg.model, splits))
+    final = snapshot(model, test_loader, example, device, time_latency=main)
+    if main:
+        save_pruned(model.to("cpu"), run_dir / "pruned", arch=arch_spec(cfg.model, splits))
     measure_s += time.perf_counter() - measured
     console.print(
         f"[bold]phase 3/3: compaction[/] removed {int(pruner.structures.pruned.sum())} channel groups: "
@@ -206,4 +221,7 @@ def run_prune_job(
         phase_time_s={"pretrain": pre["time_s"], "finetune": clock.total_s, "measure": measure_s},
         wall_time_s=pre["time_s"] + clock.total_s + measure_s,
     )
-    return write_result(run_dir / RESULT_FILE, record)
+    if main:
+        record = write_result(run_dir / RESULT_FILE, record)
+    barrier()  # the other ranks return once result.json is there
+    return record

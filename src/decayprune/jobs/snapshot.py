@@ -18,8 +18,13 @@ LATENCY_REPEATS = 50
 LATENCY_THREADS = 1
 
 
-def snapshot(model: nn.Module, test_loader: Any, example: torch.Tensor, device: str | torch.device) -> dict[str, float]:
+def snapshot(
+    model: nn.Module, test_loader: Any, example: torch.Tensor, device: str | torch.device, *, time_latency: bool = True
+) -> dict[str, float]:
     """Test accuracy, MACs, params and CPU latency (median and IQR, one thread) of ``model``.
+
+    Under ``torch.distributed`` every rank calls it (the accuracy is all-reduced); only the one with
+    ``time_latency`` times the model (the others report NaN latencies).
 
     Example:
         >>> m = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
@@ -30,15 +35,18 @@ def snapshot(model: nn.Module, test_loader: Any, example: torch.Tensor, device: 
     metrics = evaluate(model, test_loader, device=device)
     model_cpu = model.to("cpu")
     cost = count_cost(model_cpu, example)
-    latency = measure_latency(
-        model_cpu, example, warmup=5, repeats=LATENCY_REPEATS, device="cpu", threads=LATENCY_THREADS
-    )
+    median = iqr = float("nan")
+    if time_latency:
+        latency = measure_latency(
+            model_cpu, example, warmup=5, repeats=LATENCY_REPEATS, device="cpu", threads=LATENCY_THREADS
+        )
+        median, iqr = latency.median_ms, latency.iqr_ms
     model.to(device)
     return {
         "top1": float(metrics["top1"]),
         "top5": float(metrics["top5"]),
         "macs": int(cost.macs),
         "params": int(cost.params),
-        "latency_ms": float(latency.median_ms),
-        "latency_iqr_ms": float(latency.iqr_ms),
+        "latency_ms": float(median),
+        "latency_iqr_ms": float(iqr),
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from decayprune.config.train import TrainSettings, resolve_device
 from decayprune.files import save_safetensors_atomic, write_json_atomic, write_text_atomic
+from decayprune.train.amp import autocast, make_scaler, scale_of, step_skipped
 from decayprune.train.checkpoint import (
     flatten_state,
     load_checkpoint,
@@ -35,6 +36,7 @@ __all__ = [
     "TrainResult",
     "TrainSettings",
     "Trainer",
+    "autocast",
     "build_optimizer",
     "build_scheduler",
     "evaluate",
@@ -47,13 +49,16 @@ __all__ = [
     "load_checkpoint",
     "lr_at",
     "lr_factor",
+    "make_scaler",
     "read_checkpoint_meta",
     "read_jsonl",
     "resolve_device",
     "save_checkpoint",
     "save_safetensors_atomic",
+    "scale_of",
     "set_rng_state",
     "set_seed",
+    "step_skipped",
     "topk_correct",
     "unflatten_state",
     "unwrap_model",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from decayprune.train.amp import autocast
 from decayprune.train.distributed import all_reduce_sum, is_distributed
 
 __all__ = ["evaluate", "model_device", "topk_correct"]
@@ -53,7 +53,7 @@ def evaluate(
     device: torch.device | str | None = None,
     topk: Sequence[int] = (1, 5),
     loss_fn: LossFn | None = None,
-    amp: bool = False,
+    amp: str | bool = "off",
     distributed: bool | None = None,
 ) -> dict[str, float | int]:
     """Evaluate a classifier: top-k accuracies in percent, mean loss and sample count.
@@ -67,7 +67,8 @@ def evaluate(
         topk: Which top-k accuracies to report; each k is clipped to the class count
             (``top5`` of a 3-class problem is top-3), the key keeps its name.
         loss_fn: Batch-mean loss ``loss_fn(logits, labels)``; default plain cross-entropy.
-        amp: float16 autocast (CUDA only).
+        amp: Autocast mode, ``"off"``, ``"bf16"`` or ``"fp16"`` (``True``: ``"fp16"``), as in
+            ``TrainSettings.amp``.
         distributed: Sum the counts over all processes; default: when a process group
             is initialized (then every rank must call this).
 
@@ -84,7 +85,7 @@ def evaluate(
         raise ValueError(f"topk must be a non-empty list of positive ints, got {tuple(topk)}")
     device = torch.device(device) if device is not None else model_device(model)
     loss_fn = loss_fn or F.cross_entropy
-    use_amp = amp and device.type == "cuda"
+    mode = ("fp16" if amp else "off") if isinstance(amp, bool) else amp
     was_training = model.training
     model.eval()
     correct = torch.zeros(len(topk), dtype=torch.float64, device=device)
@@ -95,8 +96,7 @@ def evaluate(
             for inputs, labels in loader:
                 inputs = inputs.to(device, non_blocking=True)
                 labels = labels.to(device, non_blocking=True)
-                autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
-                with autocast:
+                with autocast(mode, device):
                     logits = model(inputs)
                 logits = logits.float()
                 batch = labels.shape[0]

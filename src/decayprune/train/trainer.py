@@ -6,7 +6,6 @@ import os
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,8 +15,16 @@ from rich.console import Console
 from torch import nn
 
 from decayprune.config.train import TrainSettings, resolve_device
+from decayprune.train.amp import amp_problem, autocast, make_scaler, scale_of, step_skipped
 from decayprune.train.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from decayprune.train.distributed import all_reduce_sum, barrier, get_world_size, is_main_process, unwrap_model
+from decayprune.train.distributed import (
+    all_reduce_sum,
+    barrier,
+    broadcast_buffers,
+    get_world_size,
+    is_main_process,
+    unwrap_model,
+)
 from decayprune.train.evaluate import evaluate
 from decayprune.train.hooks import TrainHook
 from decayprune.train.metrics_log import read_jsonl, write_jsonl
@@ -69,8 +76,9 @@ def _is_wrapped(model: nn.Module) -> bool:
 class Trainer:
     """Supervised classification training with hooks, checkpoints and exact resume.
 
-    Per step: forward (float16 autocast when ``amp`` on CUDA), cross-entropy with
-    label smoothing, ``zero_grad(set_to_none=True)``, backward, AMP unscale,
+    Per step: forward (under autocast when ``settings.amp`` is ``"bf16"`` or ``"fp16"``, on the CPU
+    or CUDA), cross-entropy with label smoothing, ``zero_grad(set_to_none=True)``, backward
+    (scaled by a GradScaler for ``"fp16"``), unscale,
     ``hook.after_backward``, ``optimizer.step()``, ``scheduler.step()`` (per step),
     ``hook.after_step``. After each epoch: evaluation (every ``eval_every`` epochs and
     at the end), ``hook.on_epoch_end``, a line in ``run_dir/metrics.jsonl`` and a
@@ -133,7 +141,11 @@ class Trainer:
         else:
             self.device = resolve_device(settings.device)
             model.to(self.device)
-        self.use_amp = settings.amp and self.device.type == "cuda"
+        problem = amp_problem(settings.amp, self.device)
+        if problem:
+            raise ValueError(problem)
+        self.amp = settings.amp
+        self.use_amp = settings.amp != "off"
         self.channels_last = settings.channels_last and self.device.type == "cuda"
         if self.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -141,7 +153,7 @@ class Trainer:
         self.optimizer = optimizer or self._optimizer_from_hooks(model, settings) or build_optimizer(model, settings)
         self.steps_per_epoch = _steps_per_epoch(train_loader)
         self.scheduler = build_scheduler(self.optimizer, settings, self.steps_per_epoch)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.scaler = make_scaler(settings.amp, self.device)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
         self.epoch = 0
         self.global_step = 0
@@ -182,8 +194,10 @@ class Trainer:
         """Evaluate the model on the test loader (all-reduced under DDP)."""
         if self.test_loader is None:
             raise ValueError("this trainer has no test_loader to evaluate on")
-        # The plain module: DDP's forward may run collectives, which evaluation does not need.
-        return evaluate(unwrap_model(self.model), self.test_loader, device=self.device, amp=self.use_amp)
+        # The plain module: DDP's forward may run collectives, which evaluation does not need. Its
+        # buffers (batch-norm statistics) are rank 0's, as DDP would copy at the next forward.
+        broadcast_buffers(unwrap_model(self.model))
+        return evaluate(unwrap_model(self.model), self.test_loader, device=self.device, amp=self.amp)
 
     def fit(self, *, resume: bool | Literal["auto"] = False) -> TrainResult:
         """Train until ``settings.epochs`` epochs are done.
@@ -250,6 +264,8 @@ class Trainer:
 
     def _warn_changed_settings(self, saved: dict[str, Any]) -> None:
         current = self.settings.model_dump(mode="json")
+        if isinstance(saved.get("amp"), bool):  # written before amp took a mode: true meant fp16 (on CUDA)
+            saved = {**saved, "amp": "fp16" if saved["amp"] else "off"}
         changed = sorted(
             key
             for key in current.keys() | saved.keys()
@@ -335,26 +351,24 @@ class Trainer:
 
     def _step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch already on the device; returns the detached logits and loss."""
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else nullcontext()
-        with autocast:
+        with autocast(self.amp, self.device):
             logits = self.model(inputs)
             loss = self.loss_fn(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.use_amp:
+        scaled = self.scaler.is_enabled()
+        if scaled:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
         for hook in self.hooks:
             hook.after_backward(self)
-        if self.use_amp:
+        if scaled:
             # The scale shrinks exactly when the step was skipped; compared on the device (no sync).
-            scale = self.scaler._get_scale_async()
-            assert scale is not None  # AMP on: the scaler has a scale tensor
-            scale = scale.clone()
+            scale = scale_of(self.scaler)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.last_step_skipped_flag = self.scaler._get_scale_async() < scale  # type: ignore[operator]
+            self.last_step_skipped_flag = step_skipped(self.scaler, scale)
             with warnings.catch_warnings():  # a skipped first AMP step makes torch warn about the order
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
                 self.scheduler.step()
