@@ -12,8 +12,10 @@ redundant set and goes to the zeroing policy:
 - ``sp``: DHSPG does not project; the group is handed to the decay engine, whose norm falls
   linearly to zero over N steps while training continues;
 - ``sp+sr``: as ``sp``; a group that self-rectifying releases trains normally again, and
-  DHSPG backfills the budget from the next-highest-scoring groups (which take the lasso
-  half-step and are handed over in turn).
+  DHSPG backfills from the next-highest-scoring groups (which take the lasso half-step and are
+  handed over in turn): up to the MACs target, or, with ``target_group_sparsity`` (OTOv2's own
+  rule, a number of groups), one group per released group, so the MACs may end below the
+  target (the DPM paper's tables report lower FLOPs with SR for OTOv2).
 
 Ours, not the paper's: so that removals are spread over training as with every other method,
 at each later selection point the highest-scoring redundant groups are handed over until the
@@ -104,6 +106,7 @@ class OTOv2(PruningMethod):
         self.optimizer: DHSPG | None = None
         self.deadline = 0
         self._refill = False
+        self._released = 0
         self._handed_all = False
 
     # ------------------------------------------------------------------ optimizer
@@ -215,13 +218,26 @@ class OTOv2(PruningMethod):
         after it they are returned to be handed over at once.
         """
         o = self.options
+        released, self._released = self._released, 0
         committed = ctx.decay.committed() | opt.redundant
-        if ctx.structures.macs(committed) <= ctx.final_macs:
-            return torch.zeros(0, dtype=torch.long)
         free = ctx.decay.available(ctx.step) & ~opt.redundant
         # Groups whose descent step already shrinks them (cos(-x, -d) > 0) come first: they will
         # not push back against the decay, so a release does not start a chain of releases.
         key = -opt.scores - 10.0 * (opt.cosines > 0).float()
+        if o.target_group_sparsity is not None:
+            # OTOv2's rule is a number of groups: one replacement per released group.
+            # Out of cool-down first; if too few, the count wins over the cool-down (as for the budget).
+            inf = torch.full_like(key, float("inf"))
+            fresh = torch.argsort(torch.where(free, key, inf).cpu(), stable=True)[: min(released, int(free.sum()))]
+            cooling = ~committed & ~free
+            rest = torch.argsort(torch.where(cooling, key, inf).cpu(), stable=True)
+            picked = torch.cat([fresh, rest[: min(released - fresh.numel(), int(cooling.sum()))]])
+            if ctx.step >= self.deadline:
+                return picked
+            opt.redundant[picked] = True
+            return torch.zeros(0, dtype=torch.long)
+        if ctx.structures.macs(committed) <= ctx.final_macs:
+            return torch.zeros(0, dtype=torch.long)
         picked = fill_to_budget(
             ctx,
             key,
@@ -254,6 +270,7 @@ class OTOv2(PruningMethod):
         if opt.tracking:
             opt.redundant[torch.as_tensor(ids, dtype=torch.long)] = False
         self._refill = True
+        self._released += len(ids)
 
     def on_compact(self, ctx: "PruneContext", param_map: dict[nn.Parameter, nn.Parameter]) -> None:
         # compact() already moved the per-parameter state (momentum, Adam moments) to the new
@@ -267,6 +284,7 @@ class OTOv2(PruningMethod):
         return {
             **super().state_dict(),
             "refill": self._refill,
+            "released": self._released,
             "handed_all": self._handed_all,
             "deadline": self.deadline,
         }
@@ -274,5 +292,6 @@ class OTOv2(PruningMethod):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._refill = bool(state.get("refill", False))
+        self._released = int(state.get("released", 0))
         self._handed_all = bool(state.get("handed_all", False))
         self.deadline = int(state.get("deadline", self.deadline))
