@@ -40,12 +40,14 @@ def _run(policy: str, target: float, tolerance: float) -> Pruner:
     return pruner
 
 
-@pytest.mark.parametrize("policy", ["oneshot", "sp+sr"])
-def test_group_sparsity_mode_reaches_its_target_within_tolerance(policy: str) -> None:
-    target, tolerance = 0.6, 0.1
+@pytest.mark.parametrize(
+    ("policy", "target", "tolerance"), [("oneshot", 0.6, 0.1), ("sp+sr", 0.6, 0.1), ("oneshot", 0.79, 0.21)]
+)
+def test_group_sparsity_mode_reaches_its_target_within_tolerance(policy: str, target: float, tolerance: float) -> None:
     pruner = _run(policy, target, tolerance)
     s = pruner.structures
     sparsity = float(s.pruned.float().mean())
     assert target <= sparsity <= target + tolerance + 1e-9, sparsity
+    assert sparsity <= target + 0.05, sparsity  # pruning stops once the target is reached (OTOv2's rule)
     if policy == "sp+sr":
         assert pruner.engine.releases > 0  # releases were replaced one for one: the group count held

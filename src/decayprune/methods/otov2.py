@@ -26,6 +26,7 @@ whatever the projection achieved.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -79,7 +80,13 @@ class OTOv2(PruningMethod):
         target_group_sparsity: float | None = Field(
             None, gt=0, lt=1, description="mark this fraction of groups redundant (None: chosen by the MACs target)"
         )
-        tolerance_group_sparsity: float = Field(0.0, ge=0, lt=1, description="added to target_group_sparsity for K")
+        tolerance_group_sparsity: float = Field(
+            0.0,
+            ge=0,
+            lt=1,
+            description="added to target_group_sparsity for the redundant set's size K (capped at 0.999 of the "
+            "groups, as OTOv2); pruning stops once target_group_sparsity of the groups are committed",
+        )
         group_divisible: int = Field(
             1, ge=1, description="groups kept per layer are a multiple of this (group sparsity)"
         )
@@ -94,9 +101,9 @@ class OTOv2(PruningMethod):
                 raise ValueError(f"half_space_project_steps ({h}) must be >= partition_step ({p})")
             if (
                 self.target_group_sparsity is not None
-                and self.target_group_sparsity + self.tolerance_group_sparsity >= 1
+                and self.target_group_sparsity + self.tolerance_group_sparsity > 1
             ):
-                raise ValueError("target_group_sparsity + tolerance_group_sparsity must be < 1")
+                raise ValueError("target_group_sparsity + tolerance_group_sparsity must be at most 1")
             return self
 
     options: Options  # type: ignore[assignment]
@@ -184,7 +191,27 @@ class OTOv2(PruningMethod):
         if out.numel() == 0:
             return None
         out = torch.unique(out)
-        return out[~ctx.decay.committed()[out]]
+        out = out[~ctx.decay.committed()[out]]
+        if self.options.target_group_sparsity is not None:
+            out = self._up_to_target(ctx, opt, out, pending=ids[0])
+        return out if out.numel() else None
+
+    def _up_to_target(self, ctx: "PruneContext", opt: DHSPG, out: torch.Tensor, pending: torch.Tensor) -> torch.Tensor:
+        """Group-sparsity mode: once ``target_group_sparsity`` of the groups are committed, stop (OTOv2's
+        ``reach_target_group_sparsity``): no more handovers beyond it, and the redundant set is emptied
+        so the lasso and the projection stop. Groups DHSPG already projected are always kept."""
+        s = ctx.structures
+        target = math.ceil(self.options.target_group_sparsity * s.num_structures)  # type: ignore[operator]
+        room = max(target - int(ctx.decay.committed().sum()), 0)
+        projected = torch.isin(out, pending)
+        handed = out[~projected]
+        room = max(room - int(projected.sum()), 0)
+        if handed.numel() > room:
+            handed = handed[torch.argsort(opt.scores[handed].cpu(), descending=True, stable=True)[:room]]
+        out = torch.cat([out[projected], handed])
+        if int(ctx.decay.committed().sum()) + out.numel() >= target:
+            opt.redundant.zero_()
+        return out
 
     def _scheduled_handover(self, ctx: "PruneContext", opt: DHSPG, leaving: torch.Tensor) -> torch.Tensor:
         """At each selection point after the partition, hand over redundant groups (highest score first)
