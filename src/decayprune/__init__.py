@@ -35,6 +35,7 @@ from .methods import (
     PruningMethod,
     SelectionSchedule,
     create_method,
+    depgraph_regularize,
     list_methods,
     register_method,
 )
@@ -61,6 +62,7 @@ from .train import Trainer, TrainHook, evaluate
 __version__ = "0.1.0"
 
 __all__ = [
+    "depgraph_regularize",
     "CheckReport",
     "ConfigError",
     "Criterion",

@@ -23,7 +23,7 @@ from .bn import BNScale, BNStatistics, expected_activation, norm_layer_slices
 from .catalog import criteria_table
 from .distributed import all_reduce_mean
 from .feature_maps import ChannelIndependence, FeatureMapRank, channel_independence, feature_map_ranks
-from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm
+from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm, group_magnitude
 from .passes import backward_passes, capture_outputs, forward_passes
 from .random import RandomScores
 from .reduce import is_weight_of, layer_normalize, module_of, sum_over_slices
@@ -32,6 +32,7 @@ from .taylor import Taylor, TaylorActivation, normalize_per_layer, structure_dot
 from .thinet import ThiNet, greedy_removal_order
 
 __all__ = [
+    "group_magnitude",
     "BNScale",
     "BNStatistics",
     "ChannelIndependence",
