@@ -70,6 +70,11 @@ def test_gated_norm_weight_is_frozen_while_gated_and_trainable_after_compaction(
     pruner.finish()
     pruner.compact()
     assert bn.weight.requires_grad
+    trained = bn.weight.detach().clone()  # ... and the optimizer trains it after compaction
+    optimizer.zero_grad()
+    F.cross_entropy(model(torch.randn(8, 1, 8, 8)), torch.arange(8)).backward()
+    optimizer.step()
+    assert not torch.equal(bn.weight.detach(), trained)
 
 
 def test_with_the_norm_weight_trainable_it_moves() -> None:

@@ -158,7 +158,8 @@ class GateDecorator(PruningMethod):
     def build_optimizer(self, ctx: "PruneContext", settings: TrainSettings) -> torch.optim.Optimizer:
         """The plain optimizer of ``settings`` with the gates in their own group (no weight decay)."""
         gate_ids = {id(g.param) for g in self.gates}
-        weights = [p for p in ctx.model.parameters() if p.requires_grad and id(p) not in gate_ids]
+        frozen = {id(p) for p in self._frozen}  # no gradient while gated; in the optimizer for after compaction
+        weights = [p for p in ctx.model.parameters() if (p.requires_grad or id(p) in frozen) and id(p) not in gate_ids]
         groups: list[dict[str, Any]] = [
             {"params": weights},
             {"params": [g.param for g in self.gates], "weight_decay": 0.0},
