@@ -27,6 +27,9 @@ GPU_TRAINING: dict[str, Any] = {"batch_size": 128, "weight_decay": 5e-4, "amp": 
 #: The standard CIFAR base-model schedule of the GPU presets (160 epochs, step decay at 80 and 120).
 CIFAR_PRETRAIN: dict[str, Any] = {**GPU_TRAINING, "epochs": 160, "lr": 0.1, "schedule": "step", "milestones": [80, 120]}
 
+#: The DPM table rows as shipped configs (``paper`` presets read them).
+PAPER_CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "paper"
+
 Record = dict[str, Any]
 #: (args, seed, policy) -> settings merged over the preset for that run (beyond name, seed, device, policy).
 ExtraSettings = Callable[[argparse.Namespace, int, str], dict[str, Any]]
@@ -38,6 +41,15 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+def paper_preset(name: str) -> dict[str, Any]:
+    """``configs/paper/NAME.yaml`` as a preset (its run name dropped): the DPM table row as published."""
+    import yaml
+
+    tree = yaml.safe_load((PAPER_CONFIGS / f"{name}.yaml").read_text())
+    tree.pop("name", None)
+    return tree
 
 
 def mean_std(values: list[float]) -> str:
@@ -53,17 +65,17 @@ def run_policies(preset: dict[str, Any], label: str, args: argparse.Namespace, e
     records = []
     for seed in args.seeds:
         base_weights = None
+        scratch = "pretrain" not in preset  # trained from scratch (OTOv2): same seeded init per policy
         for policy in args.policies:
-            tree = merge(
-                preset,
-                {
-                    "name": f"{label}-{policy.replace('+', '-')}-s{seed}",
-                    "output_dir": str(args.output_dir),
-                    "finetune": {"seed": seed, "device": args.device},
-                    "pretrain": {"seed": seed, "device": args.device},
-                    "prune": {"decay": {"policy": policy}},
-                },
-            )
+            per_run: dict[str, Any] = {
+                "name": f"{label}-{policy.replace('+', '-')}-s{seed}",
+                "output_dir": str(args.output_dir),
+                "finetune": {"seed": seed, "device": args.device},
+                "prune": {"decay": {"policy": policy}},
+            }
+            if not scratch:
+                per_run["pretrain"] = {"seed": seed, "device": args.device}
+            tree = merge(preset, per_run)
             tree = merge(tree, extra(args, seed, policy))
             if args.data_dir:
                 tree["data"]["data_dir"] = str(args.data_dir)
@@ -72,7 +84,8 @@ def run_policies(preset: dict[str, Any], label: str, args: argparse.Namespace, e
             cfg = load_config(None, values=tree)
             console.print(f"[bold]{cfg.name}[/]")
             records.append(run_prune_job(cfg, progress=not args.no_progress, console=console, resume="auto"))
-            base_weights = base_weights or cfg.run_dir / "base.safetensors"
+            if not scratch:
+                base_weights = base_weights or cfg.run_dir / "base.safetensors"
     return records
 
 

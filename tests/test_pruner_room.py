@@ -14,7 +14,7 @@ def test_constant_releases_never_start_a_decay_without_room_and_nothing_is_force
     torch.manual_seed(0)
     model = create("small_cnn", num_classes=10, in_channels=1)
     # Every decaying channel resists at once, so releases and backfills go on the whole run.
-    decay = DecaySettings(policy="sp+sr", steps=10, t_rate=-1e9, t_len=0.0, window=1, cooldown=0)
+    decay = DecaySettings(policy="sp+sr", steps=10, t_rate=-1.0, t_len=0.0, window=1, cooldown=0)
     settings = PruneSettings(method="l1", target_macs_fraction=0.5, iterative_steps=2, decay=decay)
     total = 60
     pruner = Pruner(model, torch.zeros(1, 1, 8, 8), settings, total_steps=total)

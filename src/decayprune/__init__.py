@@ -35,6 +35,7 @@ from .methods import (
     PruningMethod,
     SelectionSchedule,
     create_method,
+    depgraph_regularize,
     list_methods,
     register_method,
 )
@@ -73,6 +74,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "ChannelGroup",
+    "depgraph_regularize",
     "CheckReport",
     "ConfigError",
     "Criterion",

@@ -84,7 +84,7 @@ def test_prune_run_writes_result_and_loadable_model(pruned_run: Path) -> None:
     record = json.loads((pruned_run / "result.json").read_text())
     assert record["schema"] == 2 and record["method"] == "l1" and record["policy"] == "sp"
     assert record["decay"] == {"steps": 2}  # only the settings that apply to sp
-    assert record["epochs"] == {"pretrain": 1, "finetune": 2}
+    assert record["epochs"] == {"pretrain": 1, "sparse_learning": 0, "finetune": 2}
     assert record["latency_threads"] == 1 and record["final"]["latency_iqr_ms"] >= 0
     loaded = load_model_files(pruned_run)
     assert loaded.source.name == "pruned.safetensors"

@@ -30,7 +30,8 @@ def test_yaml_exponent_without_dot_loads_as_a_float(tmp_path: Path) -> None:
         (
             "{sparse_lamda: 0.1}",
             "sparse_lamda: got 0.1; unknown key, allowed keys here: ranking, max_layer_ratio, layer_caps, "
-            "sparse_lambda; did you mean 'sparse_lambda'?",
+            "backfill, sparse_lambda, regularizer, alpha, sparse_phase, progressive_steps; "
+            "did you mean 'sparse_lambda'?",
         ),
         ("{ranking: sideways}", "ranking: got 'sideways'; allowed: 'global', 'layer'"),
     ],
@@ -61,7 +62,17 @@ def test_default_criterion_comes_from_the_method() -> None:
 
 def test_option_defaults_are_filled_so_a_round_trip_is_equal() -> None:
     s = PruneSettings(method="depgraph", target_macs_fraction=0.5)
-    assert s.method_options == {"ranking": "global", "max_layer_ratio": 0.9, "layer_caps": {}, "sparse_lambda": 0.0}
+    assert s.method_options == {
+        "ranking": "global",
+        "max_layer_ratio": 0.9,
+        "layer_caps": {},
+        "backfill": "budget",
+        "sparse_lambda": 0.0,
+        "regularizer": "depgraph",
+        "alpha": 16.0,
+        "sparse_phase": "pruning",
+        "progressive_steps": 1,
+    }
     assert PruneSettings.model_validate_json(s.model_dump_json()) == s
 
 

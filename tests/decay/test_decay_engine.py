@@ -166,7 +166,7 @@ def _push_back(setup: Setup, sid_layer_name: str, channel: int, strength: float 
 
 def _rectify_setup(policy: str, window: int, cooldown: int = 7) -> tuple[Setup, int, int]:
     settings = DecaySettings(
-        policy=policy, steps=10, t_rate=1.0, t_len=2.0, window=window, cooldown=cooldown, sr_criterion="paper"
+        policy=policy, steps=10, t_rate=1.0, t_len=2.0, window=window, cooldown=cooldown, sr_criterion="pushback"
     )
     setup = Setup(settings, lambda p: torch.optim.SGD(p, lr=0.1))
     layer = setup.layer("0")

@@ -30,7 +30,7 @@ class Run:
         self.structures = StructureSet(self.model, torch.randn(1, 3, 32, 32))
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
         self.events: list[dict] = []
-        settings = DecaySettings(policy=policy, steps=steps, sync_every=sync_every, t_rate=-1e9, t_len=1e9)
+        settings = DecaySettings(policy=policy, steps=steps, sync_every=sync_every, t_rate=-1.0, t_len=1e9)
         self.engine = DecayEngine(self.structures, settings, sink=self.events.append)
         self.engine.optimizer = self.opt
         n = self.structures.num_structures
@@ -167,7 +167,7 @@ def test_skipped_step_does_not_advance_the_decay(as_tensor: bool) -> None:
     net, s, opt = _tiny()
     events: list[dict] = []
     # Release conditions always hold, but the window (4) needs more real steps than the run has (3).
-    settings = DecaySettings(policy="sp+sr", steps=3, t_rate=-1e9, t_len=0.0, window=4, sr_criterion="paper")
+    settings = DecaySettings(policy="sp+sr", steps=3, t_rate=-1e9, t_len=0.0, window=4, sr_criterion="pushback")
     engine = DecayEngine(s, settings, sink=events.append)
     engine.optimizer = opt
     l_init = s.producer_norms()[1].item()

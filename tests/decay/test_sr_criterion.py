@@ -41,7 +41,7 @@ def _release_step(
 
 
 RADIAL = DecaySettings(policy="sp+sr", steps=20, t_rate=0.5, t_len=2.0, window=3, sr_criterion="radial")
-PAPER = DecaySettings(policy="sp+sr", steps=20, t_rate=1.0, t_len=2.0, window=3, sr_criterion="paper")
+PAPER = DecaySettings(policy="sp+sr", steps=20, t_rate=1.0, t_len=2.0, window=3, sr_criterion="pushback")
 
 
 def _sgd(lr: float):

@@ -100,7 +100,7 @@ def test_resume_reuses_the_base_model_only_when_its_settings_match(tmp_path):
     second = run_prune_job(cfg, progress=False, resume=True, console=QUIET)
     assert base_file.stat().st_mtime_ns == stamp
     assert second["base"]["top1"] == first["base"]["top1"] and second["final"]["top1"] == first["final"]["top1"]
-    assert second["epochs"] == first["epochs"] == {"pretrain": 2, "finetune": 2}
+    assert second["epochs"] == first["epochs"] == {"pretrain": 2, "sparse_learning": 0, "finetune": 2}
     # Totals survive the resume: the earlier training time is counted, not reset to this invocation's.
     assert second["phase_time_s"]["pretrain"] == first["phase_time_s"]["pretrain"]
     # (counted up to the last checkpoint; a reset would leave only this invocation's milliseconds)

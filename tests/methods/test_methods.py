@@ -220,10 +220,12 @@ def test_depgraph_scores_are_mean_group_norms(pruner: Pruner) -> None:
     first = next(layer for layer in s.layers if layer.name == "features.0")
     conv, bn, nxt = model.features[0], model.features[1], model.features[3]
     with torch.no_grad():
-        hand = (
-            conv.weight.pow(2).sum((1, 2, 3)) + bn.weight.pow(2) + bn.bias.pow(2) + nxt.weight.pow(2).sum((0, 2, 3))
-        ) / 4  # four coupled slices per channel
+        hand = (conv.weight.pow(2).sum((1, 2, 3)) + bn.weight.pow(2) + nxt.weight.pow(2).sum((0, 2, 3))) / 3
     torch.testing.assert_close(raw[first.first : first.first + first.size], hand, rtol=1e-5, atol=0)
+    with_beta = create_criterion("group_norm", normalize=False, bias=True).score(pruner.context)
+    with torch.no_grad():
+        hand = (3 * hand + bn.bias.pow(2)) / 4  # BN beta is a fourth slice with bias=True
+    torch.testing.assert_close(with_beta[first.first : first.first + first.size], hand, rtol=1e-5, atol=0)
     normalized = create_criterion("group_norm", normalize=True).score(pruner.context)
     torch.testing.assert_close(normalized, layer_normalize(raw, s.layer_of, len(s.layers)))
 
@@ -246,7 +248,7 @@ def test_random_scores_follow_their_seed(pruner: Pruner) -> None:
 
 def test_depgraph_sparse_learning_adds_group_lasso_gradient() -> None:
     lam = 0.1
-    p = make_pruner("depgraph", sparse_lambda=lam)
+    p = make_pruner("depgraph", sparse_lambda=lam, regularizer="group_lasso")
     s, model = p.structures, p.structures.model
     first = next(layer for layer in s.layers if layer.name == "features.0")
     committed_id = first.first + 3

@@ -99,8 +99,10 @@ def _run(args: argparse.Namespace) -> int:
 COMMAND = Command(
     name="prune",
     help="prune a model with a base method and a zeroing policy (oneshot, sp, sp+sr)",
-    description="Prune as the config's 'prune' section says: optional pretraining ('pretrain'), then the pruning "
-    "run ('finetune': selections, DPM decay, fine-tuning), compaction, and a report. The run folder receives "
+    description="Prune as the config's 'prune' section says: optional pretraining ('pretrain'), optional sparse "
+    "learning with the method's regulariser ('sparse_learning', e.g. DepGraph's protocol), then the pruning "
+    "run ('finetune': selections, DPM decay, fine-tuning), compaction, and a report. The DPM paper's table rows "
+    "ship as configs/paper/*.yaml (run with --data-dir CIFAR_FOLDER). The run folder receives "
     "config.yaml, base.safetensors + base.json, prune/metrics.jsonl, prune/dpm_events.jsonl (every start, release "
     "and completed decay), pruned.safetensors + pruned.json (the compacted model, no pickle; use it with "
     "eval/measure/export --run), result.json and report/ (training curves, channels kept, report.html; "

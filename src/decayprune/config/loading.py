@@ -156,14 +156,14 @@ def config_to_dict(cfg: BaseModel) -> dict[str, Any]:
     """A plain (YAML/JSON-safe) dict of a config: paths as strings, tuples as lists.
 
     A run config keeps only the sections its kind of run reads (``train`` for a train run;
-    ``pretrain``, ``prune`` and ``finetune`` for a prune run).
+    ``pretrain``, ``sparse_learning``, ``prune`` and ``finetune`` for a prune run).
 
     Example:
         >>> config_to_dict(RunConfig())["model"]["name"]
         'small_cnn'
     """
     if isinstance(cfg, RunConfig):
-        unused = {"train"} if cfg.is_prune else {"pretrain", "prune", "finetune"}
+        unused = {"train"} if cfg.is_prune else {"pretrain", "sparse_learning", "prune", "finetune"}
         return cfg.model_dump(mode="json", exclude=unused)
     return cfg.model_dump(mode="json")
 

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -40,14 +41,17 @@ class DecaySettings(BaseModel):
     steps: int = Field(
         100, ge=1, description="N: optimizer steps a structure takes to decay from its norm to exactly zero"
     )
-    sr_criterion: Literal["radial", "paper"] = Field(
+    sr_criterion: Literal["radial", "pushback"] = Field(
         "radial",
         description="radial: C_rate is the radial share of the optimizer's update (cosine of update and weights), "
-        "C_rate and C_len averaged over the last W steps (independent of lr and weight scale); paper: C_rate is the "
-        "push-back in decay quanta of one step and both conditions must hold W consecutive steps",
+        "C_rate and C_len averaged over the last W steps (independent of lr and weight scale); pushback: C_rate is "
+        "the push-back in decay quanta of one step and both conditions must hold W consecutive steps (both are "
+        "decayprune's definitions; 'paper' is a deprecated name of pushback)",
     )
     t_rate: float = Field(
-        0.0, description="T_rate: release when C_rate exceeds this (radial: a cosine in -1..1; paper: decay quanta)"
+        0.0,
+        description="T_rate: release when C_rate exceeds this (radial: a cosine, -1 <= T_rate < 1; pushback: decay "
+        "quanta)",
     )
     t_len: float = Field(1.5, ge=0, description="T_len: release when C_len (gradient norm / layer mean) exceeds this")
     window: int = Field(
@@ -64,6 +68,30 @@ class DecaySettings(BaseModel):
         "(and whenever the pruned/decaying sets are queried, e.g. at selection points); the math is exact in "
         "between. None: 1 on the CPU, 32 on an accelerator",
     )
+
+    @field_validator("sr_criterion", mode="before")
+    @classmethod
+    def _deprecated_name(cls, value: Any) -> Any:
+        if value == "paper":
+            warnings.warn(
+                "decay.sr_criterion 'paper' is deprecated: the formula is decayprune's reconstruction, not the "
+                "DPM paper's; it is now called 'pushback'",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return "pushback"
+        return value
+
+    @model_validator(mode="after")
+    def _thresholds_can_release(self) -> "DecaySettings":
+        # A radial C_rate is a cosine: above -1 <= T_rate < 1 no structure could ever be released.
+        if self.sr_criterion == "radial" and not -1.0 <= self.t_rate < 1.0:
+            raise ValueError(
+                f"t_rate: got {self.t_rate!r}, but with sr_criterion 'radial' C_rate is a cosine in [-1, 1], so "
+                "T_rate must satisfy -1 <= t_rate < 1 (t_rate >= 1 would never release anything); use e.g. 0.0, or "
+                "sr_criterion 'pushback' for thresholds in decay quanta"
+            )
+        return self
 
     @property
     def smooth(self) -> bool:

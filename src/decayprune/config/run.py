@@ -1,8 +1,10 @@
 """The run config: one section per concern (``data``, ``model``, training, pruning).
 
 A ``train`` run reads ``train``. A ``prune`` run reads ``pretrain`` (the base model, when no
-``model.weights`` is given), ``prune`` (method, MACs budget, schedule, zeroing policy) and
-``finetune`` (the training run during and after pruning: selections, decay, recovery).
+``model.weights`` is given), ``sparse_learning`` (optional: training with the method's
+regulariser before pruning, e.g. DepGraph's protocol), ``prune`` (method, MACs budget, schedule,
+zeroing policy) and ``finetune`` (the training run during and after pruning: selections, decay,
+recovery).
 
 Example:
     >>> cfg = RunConfig.model_validate({"prune": {"target_macs_fraction": 0.5}, "finetune": {"epochs": 3}})
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..registry import DATASETS, MODELS
+from ..registry import DATASETS, METHODS, MODELS
 from .prune import PruneSettings
 from .train import TrainSettings
 
@@ -147,6 +149,12 @@ class RunConfig(BaseModel):
         default_factory=TrainSettings,
         description="`prune` runs: the training run during and after pruning (selections, decay, recovery).",
     )
+    sparse_learning: TrainSettings | None = Field(
+        None,
+        description="`prune` runs: train the base model with the method's regulariser (its own epochs and lr "
+        "schedule) before the pruning run; needs a method with sparse learning (depgraph) with sparse_lambda > 0 "
+        "and sparse_phase: own (DepGraph's three phases: sparse learning, pruning, fine-tuning).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -170,11 +178,36 @@ class RunConfig(BaseModel):
                 "and 'pretrain' (the base model); rename 'train' to 'finetune'"
             )
         if self.prune is None:
-            extra = [k for k in ("finetune", "pretrain") if k in self.model_fields_set]
+            extra = [k for k in ("finetune", "pretrain", "sparse_learning") if k in self.model_fields_set]
             if extra:
                 raise ValueError(
                     f"{' and '.join(extra)} only apply to prune runs; add a 'prune' section or remove them"
                 )
+            return self
+        method, options = self.prune.method, self.prune.method_options
+        phase = options.get("sparse_phase")
+        if self.sparse_learning is not None:
+            if not getattr(METHODS.get(method), "supports_sparse_learning", False):
+                takers = [n for n in METHODS.names() if getattr(METHODS.get(n), "supports_sparse_learning", False)]
+                raise ValueError(
+                    f"sparse_learning: method {method!r} has no sparse-learning regulariser; methods with one: "
+                    f"{', '.join(takers)}"
+                )
+            if not options.get("sparse_lambda", 0) > 0:
+                raise ValueError(
+                    "sparse_learning: prune.method_options.sparse_lambda is 0, so the phase would train without a "
+                    "regulariser; set sparse_lambda > 0 (DepGraph's reg, e.g. 5e-4) or remove the section"
+                )
+            if phase != "own":
+                raise ValueError(
+                    f"sparse_learning: prune.method_options.sparse_phase is {phase!r}; set it to 'own' (regularise in "
+                    "the sparse_learning phase, not during the pruning run) or remove the section"
+                )
+        elif phase == "own":
+            raise ValueError(
+                "prune.method_options.sparse_phase 'own' needs a 'sparse_learning' section (its epochs and lr "
+                "schedule); add one, or use sparse_phase 'pruning'"
+            )
         return self
 
     @property

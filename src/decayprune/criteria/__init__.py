@@ -23,7 +23,7 @@ from .bn import BNScale, BNStatistics, expected_activation
 from .catalog import criteria_table
 from .distributed import all_reduce_mean
 from .feature_maps import ChannelIndependence, FeatureMapRank, channel_independence, feature_map_ranks
-from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm
+from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm, group_magnitude
 from .passes import backward_passes, capture_outputs, forward_passes
 from .random import RandomScores
 from .reduce import (
@@ -42,6 +42,7 @@ from .thinet import ThiNet, greedy_removal_order
 from .view import ScoringView
 
 __all__ = [
+    "group_magnitude",
     "BNScale",
     "BNStatistics",
     "ChannelIndependence",

@@ -11,19 +11,54 @@ from .base import Criterion, register_criterion
 from .reduce import CONV_OR_LINEAR, PRODUCER, is_weight_of, layer_normalize, sum_over_slices
 
 if TYPE_CHECKING:
+    from ..structure import StructureSet
     from .view import ScoringView
 
-__all__ = ["GroupMagnitude", "L1FilterNorm", "L2FilterNorm"]
+__all__ = ["GroupMagnitude", "L1FilterNorm", "L2FilterNorm", "group_magnitude"]
+
+
+def _not_bias(_module: object, name: str) -> bool:
+    return name != "bias"
+
+
+def group_magnitude(
+    structures: "StructureSet", *, reduction: str = "mean", include_consumers: bool = True, bias: bool = False
+) -> torch.Tensor:
+    """DepGraph's group importance before normalisation: the squared L2 norm over a group's slices.
+
+    ``reduction="mean"`` divides by the number of slices counted. Biases (conv bias, BN beta) count
+    only with ``bias=True``, as in Torch-Pruning's ``GroupMagnitudeImportance(bias=False)`` default.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> from decayprune.structure import StructureSet
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+        >>> with torch.no_grad():
+        ...     _ = net[0].weight.copy_(torch.tensor([[1., 1.], [2., 0.]])); _ = net[0].bias.fill_(5.0)
+        ...     _ = net[2].weight.copy_(torch.tensor([[1., 2.]]))
+        >>> s = StructureSet(net, torch.randn(1, 2), ignore_classifier=False)
+        >>> group_magnitude(s).tolist()  # (|row|^2 + |column|^2) / 2 slices; the bias 5 is left out
+        [1.5, 4.0]
+    """
+    role = None if include_consumers else PRODUCER
+    keep = None if bias else _not_bias
+    imp = sum_over_slices(structures, lambda rows: rows.pow(2).sum(1), role=role, keep=keep)
+    if reduction == "mean":
+        count = sum_over_slices(structures, lambda rows: torch.ones(rows.shape[0]), role=role, keep=keep)
+        imp = imp / count.clamp_min(1)
+    return imp
 
 
 @register_criterion("group_norm")
 class GroupMagnitude(Criterion):
-    """Squared L2 norm of every coupled slice of a group (DepGraph, Fang et al. CVPR 2023).
+    """Squared L2 norm of the coupled weight slices of a group (DepGraph, Fang et al. CVPR 2023).
 
     Reduction over the coupled slices (producers, the norm layer after them and the next
     layers' input columns): ``mean`` divides the summed squares by the number of slices
     (DepGraph's default), ``sum`` keeps the total. With ``normalize`` each score is divided by
-    its layer group's mean, so one global ranking compares layers of different scales.
+    its layer group's mean, so one global ranking compares layers of different scales. Biases
+    and BN beta are left out unless ``bias=True`` (Torch-Pruning's default; with these defaults the
+    scores equal ``GroupMagnitudeImportance(p=2, group_reduction="mean", normalizer="mean")``, tested).
     """
 
     paper = "Fang et al., DepGraph: Towards Any Structural Pruning, CVPR 2023"
@@ -35,14 +70,13 @@ class GroupMagnitude(Criterion):
         reduction: Literal["mean", "sum"] = Field("mean", description="over the coupled slices of a group")
         normalize: bool = Field(True, description="divide by the layer group's mean score")
         include_consumers: bool = Field(True, description="count the next layers' input columns too")
+        bias: bool = Field(False, description="count biases and BN beta too (Torch-Pruning's default: no)")
 
     def score(self, ctx: "ScoringView") -> torch.Tensor:
         s = ctx.structures
-        role = None if self.options.include_consumers else PRODUCER
-        imp = sum_over_slices(s, lambda rows: rows.pow(2).sum(1), role=role)
-        if self.options.reduction == "mean":
-            imp = imp / sum_over_slices(s, lambda rows: torch.ones(rows.shape[0]), role=role).clamp_min(1)
-        return layer_normalize(imp, s.layer_of, len(s.layers)) if self.options.normalize else imp
+        o = self.options
+        imp = group_magnitude(s, reduction=o.reduction, include_consumers=o.include_consumers, bias=o.bias)
+        return layer_normalize(imp, s.layer_of, len(s.layers)) if o.normalize else imp
 
 
 @register_criterion("l1_filter")

@@ -28,8 +28,9 @@ quanta, so no fixed threshold fits. A cosine does not change when the lr (SGD, m
 the update is proportional to it) or the weight scale changes, and the window keeps one noisy
 step from releasing anything.
 
-``sr_criterion="paper"``: ``C_rate = (||x*|| - ||x||) / (L_init / N)`` (push-back in decay
-quanta of one step); both conditions must hold for ``W`` consecutive steps.
+``sr_criterion="pushback"`` (called ``"paper"`` before; a reconstruction, not the paper's formula):
+``C_rate = (||x*|| - ||x||) / (L_init / N)`` (push-back in decay quanta of one step); both conditions
+must hold for ``W`` consecutive steps.
 
 A released ``s`` keeps its current weights, trains normally, may not be selected again for
 ``cooldown`` steps, and the base method is asked to pick replacements so its budget still holds

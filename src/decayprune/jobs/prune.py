@@ -40,6 +40,7 @@ from .hooks import DivergenceGuard, ElapsedTime
 from .results import RESULT_FILE, applied_decay, common_fields, write_result
 from .rundir import config_hash, prepare_run_dir
 from .snapshot import LATENCY_THREADS, snapshot
+from .sparse_learning import run_sparse_learning
 
 __all__ = ["BASE_SECTIONS", "run_prune_job"]
 
@@ -156,6 +157,7 @@ def run_prune_job(
     )
     clock = ElapsedTime()
     pre: dict[str, Any] = {"epochs": 0, "time_s": 0.0}
+    sparse: dict[str, Any] = {"epochs": 0, "time_s": 0.0}
     try:
         model, pre = _base_model(cfg, splits, run_dir, progress=progress, console=console)
         measured = time.perf_counter()
@@ -163,6 +165,7 @@ def run_prune_job(
         device = process_device(cfg.finetune.device)
         base = snapshot(model.to(device), test_loader, example, device, time_latency=main)
         measure_s = time.perf_counter() - measured
+        sparse = run_sparse_learning(cfg, model, splits, run_dir, progress=progress, console=console)
         prune_dir = run_dir / "prune"
         pruner = Pruner(
             model.to("cpu"),
@@ -191,7 +194,7 @@ def run_prune_job(
         )
         trainer.fit(resume=_has_checkpoint(prune_dir))
     except TrainingDivergedError as exc:
-        record.update(status="failed", error=str(exc), wall_time_s=pre["time_s"] + clock.total_s)
+        record.update(status="failed", error=str(exc), wall_time_s=pre["time_s"] + sparse["time_s"] + clock.total_s)
         if main:
             write_result(run_dir / RESULT_FILE, record)
         raise
@@ -217,9 +220,14 @@ def run_prune_job(
         delta_top1=final["top1"] - base["top1"],
         releases=int(pruner.engine.releases),
         pruned_structures=int(pruner.structures.pruned.sum()),
-        epochs={"pretrain": pre["epochs"], "finetune": int(trainer.epoch)},
-        phase_time_s={"pretrain": pre["time_s"], "finetune": clock.total_s, "measure": measure_s},
-        wall_time_s=pre["time_s"] + clock.total_s + measure_s,
+        epochs={"pretrain": pre["epochs"], "sparse_learning": sparse["epochs"], "finetune": int(trainer.epoch)},
+        phase_time_s={
+            "pretrain": pre["time_s"],
+            "sparse_learning": sparse["time_s"],
+            "finetune": clock.total_s,
+            "measure": measure_s,
+        },
+        wall_time_s=pre["time_s"] + sparse["time_s"] + clock.total_s + measure_s,
     )
     if main:
         record = write_result(run_dir / RESULT_FILE, record)

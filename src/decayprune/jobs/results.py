@@ -23,8 +23,9 @@ Every job
     model before compaction, zeroed channels still in place; equal to ``final.top1`` when
     compaction is exact), ``macs_pct`` / ``params_pct`` (final as % of base), ``delta_top1``
     (final - base, points), ``releases`` (self-rectifying releases), ``pruned_structures``,
-    ``epochs`` (``{pretrain, finetune}``, epochs done in total; pretrain 0 when the base weights
-    were given), ``phase_time_s`` (``{pretrain, finetune, measure}``).
+    ``epochs`` (``{pretrain, sparse_learning, finetune}``, epochs done in total; pretrain 0 when the
+    base weights were given, sparse_learning 0 without that phase), ``phase_time_s``
+    (``{pretrain, sparse_learning, finetune, measure}``).
 
 ``prune/dpm_events.jsonl`` holds one line per DPM event, ``{kind, step, structure, layer}``:
 ``start`` (a selected structure begins to decay, sp / sp+sr), ``complete`` (it reached zero and is

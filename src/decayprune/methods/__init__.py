@@ -8,10 +8,11 @@ from .base import PruningMethod, create_method, list_methods, method_class, regi
 from .budget import check_layer_caps, fill_to_budget, layer_cap_ratios
 from .context import PruneContext
 from .depgraph import DepGraph
+from .depgraph_reg import depgraph_gammas, depgraph_regularize, group_lasso_regularize
 from .dhspg import DHSPG
 from .gate_decorator import GateDecorator, GateDecoratorOptions
 from .gated_norms import add_norm_gates, gate_taylor_scores
-from .global_threshold import tick_selection
+from .global_threshold import layer_floor, tick_selection
 from .iterative import IterativeMethod, RankingOptions
 from .magnitude import L1Pruning, RandomPruning
 from .otov2 import OTOv2
@@ -37,9 +38,13 @@ __all__ = [
     "add_norm_gates",
     "check_layer_caps",
     "create_method",
+    "depgraph_gammas",
+    "depgraph_regularize",
     "fill_to_budget",
     "gate_taylor_scores",
+    "group_lasso_regularize",
     "layer_cap_ratios",
+    "layer_floor",
     "list_methods",
     "method_class",
     "register_method",

@@ -6,9 +6,14 @@ last selection point of the Pruner's schedule the method runs Tick-Tock (:mod:`.
 * Tick (``tick_steps`` steps): only the gates train (other weights frozen), and the Taylor
   score ``|g * dL/dg|`` of every structure accumulates over the tick's batches; at its end the
   ``floor(prune_ratio * remaining)`` lowest-scored channels are handed to the zeroing policy
-  under one global threshold, each layer keeping ``min_channels`` (:mod:`.global_threshold`).
-* Tock (``tock_steps`` steps after every ``tock_every`` ticks): all weights train with an L1
-  penalty ``sparse_lambda * |g|`` on the gates.
+  under one global threshold, each layer keeping ``max(min_channels, int(min_ratio * C))``
+  channels (:mod:`.global_threshold`; the final fill and self-rectifying refills keep it too).
+* Tock (``tock_steps`` steps after every ``tock_every`` ticks, and ``initial_tock_steps`` before
+  the first tick): all weights train with an L1 penalty ``sparse_lambda * |g|`` on the gates.
+
+With ``freeze_norm_weight`` (default, as the reference's ``extract_from_bn``) the gated norm's
+own weight (``sign(gamma)`` once the gate holds ``|gamma|``) takes no gradient while gated, so the
+tock's L1 on ``g`` cannot be paid for by growing ``|gamma|``.
 
 Ticks stop once the MACs target is met; should the last selection point come first, the target
 is filled there from the latest scores. With ``lr_min``/``lr_max`` set the method also drives the
@@ -34,7 +39,7 @@ from ..train.optim import build_optimizer
 from .base import PruningMethod, register_method
 from .budget import fill_to_budget
 from .gated_norms import add_norm_gates, gate_taylor_scores
-from .global_threshold import channel_macs, tick_selection
+from .global_threshold import channel_macs, layer_floor, tick_selection
 from .tick_tock import Phase, TickTockSchedule, triangular_lr
 
 if TYPE_CHECKING:
@@ -58,6 +63,13 @@ class GateDecoratorOptions(BaseModel):
     tock_steps: int = Field(200, ge=0, description="optimizer steps of one tock (0: no tocks)")
     sparse_lambda: float = Field(1e-3, ge=0, description="L1 strength on the gates during tocks")
     min_channels: int = Field(1, ge=1, description="channels every layer keeps at least")
+    min_ratio: float = Field(
+        0.1, ge=0, lt=1, description="every layer keeps at least int(min_ratio * channels) (the reference: 0.1)"
+    )
+    freeze_norm_weight: bool = Field(
+        True, description="hold the gated norm's own weight fixed while the gate carries the scale (the reference)"
+    )
+    initial_tock_steps: int = Field(0, ge=0, description="a tock of this many steps before the first tick")
     eta: float = Field(0.0, ge=0, description="FLOPs-aware score: subtract eta * (channel MACs / base MACs)")
     lr_min: float | None = Field(None, gt=0, description="tick learning rate (None: leave the optimizer's)")
     lr_max: float | None = Field(None, gt=0, description="tock peak learning rate (None: leave the optimizer's)")
@@ -105,6 +117,8 @@ class GateDecorator(PruningMethod):
         self._refill = False
         self._target_macs: float | None = None
         self._saved_lrs: list[float] | None = None
+        self._frozen: list[torch.nn.Parameter] = []
+        self._floor_caps: dict[str, float] = {}
         self.ticks_done = 0
 
     @property
@@ -122,14 +136,30 @@ class GateDecorator(PruningMethod):
                 f"prune.iterative_steps >= 2 (got selection steps {list(steps)})"
             )
         o = self.opts
-        self.ticktock = TickTockSchedule(steps[0], o.tick_steps, o.tock_every, o.tock_steps)
+        self.ticktock = TickTockSchedule(
+            steps[0], o.tick_steps, o.tock_every, o.tock_steps, first_tock=o.initial_tock_steps
+        )
         self.gates = add_norm_gates(ctx, o.gate_init)
+        self._frozen = []
+        if o.freeze_norm_weight:
+            for gate in self.gates:
+                weight = ctx.model.get_submodule(gate.module_name).get_parameter("weight")
+                if weight.requires_grad:
+                    weight.requires_grad_(False)
+                    weight.grad = None
+                    self._frozen.append(weight)
+        s = ctx.structures
+        self._floor_caps = {
+            layer.name: (layer.size - layer_floor(layer.size, o.min_channels, o.min_ratio) + 0.5) / layer.size
+            for layer in s.layers
+        }
         self._scores = torch.zeros(ctx.structures.num_structures, dtype=torch.float64)
 
     def build_optimizer(self, ctx: "PruneContext", settings: TrainSettings) -> torch.optim.Optimizer:
         """The plain optimizer of ``settings`` with the gates in their own group (no weight decay)."""
         gate_ids = {id(g.param) for g in self.gates}
-        weights = [p for p in ctx.model.parameters() if p.requires_grad and id(p) not in gate_ids]
+        frozen = {id(p) for p in self._frozen}  # no gradient while gated; in the optimizer for after compaction
+        weights = [p for p in ctx.model.parameters() if (p.requires_grad or id(p) in frozen) and id(p) not in gate_ids]
         groups: list[dict[str, Any]] = [
             {"params": weights},
             {"params": [g.param for g in self.gates], "weight_decay": 0.0},
@@ -213,10 +243,18 @@ class GateDecorator(PruningMethod):
                 self._last_scores,
                 self.opts.prune_ratio,
                 min_channels=self.opts.min_channels,
+                min_ratio=self.opts.min_ratio,
                 macs_floor=ctx.final_macs,
             )
         elif self._refill and self._target_macs is not None and self._last_scores is not None:
-            picked = fill_to_budget(ctx, self._last_scores, self._target_macs, ctx.available(), max_layer_ratio=1.0)
+            picked = fill_to_budget(
+                ctx,
+                self._last_scores,
+                self._target_macs,
+                ctx.available(),
+                max_layer_ratio=1.0,
+                layer_caps=self._floor_caps,
+            )
         self._refill = False
         committed = ctx.committed()
         committed[picked] = True
@@ -230,6 +268,7 @@ class GateDecorator(PruningMethod):
                 ctx.available() & ~committed,
                 max_layer_ratio=1.0,
                 committed=committed,
+                layer_caps=self._floor_caps,
             )
             picked = torch.cat([picked, extra])
             committed[extra] = True
@@ -246,6 +285,9 @@ class GateDecorator(PruningMethod):
     # ------------------------------------------------------------------ compaction and state
     def before_compact(self, ctx: "PruneContext") -> None:
         self.gates = []  # the Pruner has folded them into their norm layers
+        for weight in self._frozen:  # gamma * g is the norm's weight again: trainable
+            weight.requires_grad_(True)
+        self._frozen = []
 
     def state_dict(self) -> dict[str, Any]:
         return {

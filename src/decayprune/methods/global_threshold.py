@@ -1,7 +1,8 @@
 """Gate Decorator's pruning step: one global threshold over gate scores, a per-layer minimum.
 
 A Tick prunes ``floor(p * remaining)`` channels: the lowest-scored candidates over all layers
-(one threshold), skipping any whose layer would keep fewer than ``min_channels`` live channels,
+(one threshold), skipping any whose layer would keep fewer than its floor, ``max(min_channels,
+int(min_ratio * channels))`` live channels (the reference keeps ``max(1, int(0.1 * C))``),
 and stopping early once the model's MACs reach the target. Optionally the score is made
 FLOPs-aware (the paper's ``eta``): ``score - eta * macs_share`` with ``macs_share`` the
 structure's share of the base MACs, so expensive channels go first at equal importance.
@@ -19,7 +20,17 @@ from ..structure.prefix import smallest_prefix
 if TYPE_CHECKING:
     from .context import PruneContext
 
-__all__ = ["channel_macs", "tick_selection"]
+__all__ = ["channel_macs", "layer_floor", "tick_selection"]
+
+
+def layer_floor(size: int, min_channels: int = 1, min_ratio: float = 0.0) -> int:
+    """Channels a layer of ``size`` keeps at least: ``max(min_channels, int(min_ratio * size))``.
+
+    Example:
+        >>> layer_floor(64, 1, 0.1), layer_floor(8, 1, 0.1), layer_floor(8, 2, 0.0)
+        (6, 1, 2)
+    """
+    return min(size, max(min_channels, int(min_ratio * size)))
 
 
 def channel_macs(structures: StructureSet) -> torch.Tensor:
@@ -48,6 +59,7 @@ def tick_selection(
     fraction: float,
     *,
     min_channels: int = 1,
+    min_ratio: float = 0.0,
     macs_floor: float | None = None,
     candidates: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -58,6 +70,7 @@ def tick_selection(
         scores: Score per structure (low = pruned first).
         fraction: ``p``: share of the remaining (uncommitted) channels to prune now.
         min_channels: Every layer keeps at least this many uncommitted channels.
+        min_ratio: ... and at least ``int(min_ratio * size)`` of them.
         macs_floor: Stop once the committed MACs would reach this (the target); None: no stop.
         candidates: Bool mask of structures that may be picked (default: ``ctx.available()``).
 
@@ -74,7 +87,10 @@ def tick_selection(
     wanted = int(fraction * int((~committed).sum()))
     ids = candidates.nonzero().flatten()
     ids = ids[torch.argsort(scores[ids].cpu(), stable=True)]
-    room = {layer.index: int((~committed[layer.span]).sum()) - min_channels for layer in s.layers}
+    room = {
+        layer.index: int((~committed[layer.span]).sum()) - layer_floor(layer.size, min_channels, min_ratio)
+        for layer in s.layers
+    }
     picked: list[int] = []
     for sid in ids.tolist():
         if len(picked) >= wanted:

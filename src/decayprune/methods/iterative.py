@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from .base import PruningMethod, register_method
-from .budget import check_layer_caps, fill_to_budget
+from .budget import check_layer_caps, fill_to_budget, layer_cap_ratios
 
 if TYPE_CHECKING:
     from .context import PruneContext
@@ -35,6 +35,11 @@ class RankingOptions(BaseModel):
     layer_caps: dict[str, float] = Field(
         default_factory=dict,
         description="per-layer max pruned fraction, {layer name or glob: fraction} (e.g. from sensitivity)",
+    )
+    backfill: Literal["budget", "count"] = Field(
+        "budget",
+        description="after a self-rectifying release: budget: refill to the MACs budget in force; count: replace "
+        "each released structure by one next-best structure (MACs may end below or above the target)",
     )
 
 
@@ -57,6 +62,7 @@ class IterativeMethod(PruningMethod):
         if self.criterion is None:
             raise ValueError(f"method {self.name!r} ranks by a criterion; pass one (see decayprune.list_criteria())")
         self._refill = False
+        self._released = 0
 
     def setup(self, ctx: "PruneContext") -> None:
         check_layer_caps(ctx.structures, self.options.layer_caps)
@@ -72,6 +78,9 @@ class IterativeMethod(PruningMethod):
         if not (scheduled or self._refill):
             return None
         self._refill = False
+        released, self._released = self._released, 0
+        if not scheduled and self.options.backfill == "count":
+            return self._replace(ctx, released)
         budget = ctx.macs_budget()
         if ctx.committed_macs() <= budget:
             return None
@@ -98,12 +107,36 @@ class IterativeMethod(PruningMethod):
             picked = torch.cat([picked, extra])
         return picked
 
+    def _replace(self, ctx: "PruneContext", count: int) -> torch.Tensor | None:
+        """``count`` next-best available structures, lowest score first, within the layer caps."""
+        if count <= 0:
+            return None
+        s = ctx.structures
+        scores = self.scores(ctx)
+        committed = ctx.committed().cpu()
+        candidates = ctx.available().cpu()
+        ratios = layer_cap_ratios(s, self.options.max_layer_ratio, self.options.layer_caps)
+        sizes = torch.bincount(s.layer_of, minlength=len(s.layers))
+        left = [int(sizes[i] * ratios[i]) for i in range(len(s.layers))]
+        taken = torch.bincount(s.layer_of[committed], minlength=len(s.layers)).tolist()
+        picked: list[int] = []
+        for i in torch.argsort(torch.where(candidates, scores, torch.full_like(scores, float("inf")))).tolist():
+            if len(picked) == count or not bool(candidates[i]):
+                break
+            layer = int(s.layer_of[i])
+            if taken[layer] < min(left[layer], int(sizes[layer]) - 1):
+                picked.append(i)
+                taken[layer] += 1
+        return torch.tensor(picked, dtype=torch.long) if picked else None
+
     def on_release(self, ctx: "PruneContext", ids: list[int]) -> None:
         self._refill = True
+        self._released += len(ids)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "refill": self._refill}
+        return {**super().state_dict(), "refill": self._refill, "released": self._released}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._refill = bool(state.get("refill", False))
+        self._released = int(state.get("released", 0))

@@ -12,8 +12,10 @@ redundant set and goes to the zeroing policy:
 - ``sp``: DHSPG does not project; the group is handed to the decay engine, whose norm falls
   linearly to zero over N steps while training continues;
 - ``sp+sr``: as ``sp``; a group that self-rectifying releases trains normally again, and
-  DHSPG backfills the budget from the next-highest-scoring groups (which take the lasso
-  half-step and are handed over in turn).
+  DHSPG backfills from the next-highest-scoring groups (which take the lasso half-step and are
+  handed over in turn): up to the MACs target, or, with ``target_group_sparsity`` (OTOv2's own
+  rule, a number of groups), one group per released group, so the MACs may end below the
+  target (the DPM paper's tables report lower FLOPs with SR for OTOv2).
 
 Ours, not the paper's: so that removals are spread over training as with every other method,
 at each later selection point the highest-scoring redundant groups are handed over until the
@@ -24,6 +26,7 @@ whatever the projection achieved.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -77,7 +80,13 @@ class OTOv2(PruningMethod):
         target_group_sparsity: float | None = Field(
             None, gt=0, lt=1, description="mark this fraction of groups redundant (None: chosen by the MACs target)"
         )
-        tolerance_group_sparsity: float = Field(0.0, ge=0, lt=1, description="added to target_group_sparsity for K")
+        tolerance_group_sparsity: float = Field(
+            0.0,
+            ge=0,
+            lt=1,
+            description="added to target_group_sparsity for the redundant set's size K (capped at 0.999 of the "
+            "groups, as OTOv2); pruning stops once target_group_sparsity of the groups are committed",
+        )
         group_divisible: int = Field(
             1, ge=1, description="groups kept per layer are a multiple of this (group sparsity)"
         )
@@ -92,9 +101,9 @@ class OTOv2(PruningMethod):
                 raise ValueError(f"half_space_project_steps ({h}) must be >= partition_step ({p})")
             if (
                 self.target_group_sparsity is not None
-                and self.target_group_sparsity + self.tolerance_group_sparsity >= 1
+                and self.target_group_sparsity + self.tolerance_group_sparsity > 1
             ):
-                raise ValueError("target_group_sparsity + tolerance_group_sparsity must be < 1")
+                raise ValueError("target_group_sparsity + tolerance_group_sparsity must be at most 1")
             return self
 
     options: Options  # type: ignore[assignment]
@@ -104,6 +113,7 @@ class OTOv2(PruningMethod):
         self.optimizer: DHSPG | None = None
         self.deadline = 0
         self._refill = False
+        self._released = 0
         self._handed_all = False
 
     # ------------------------------------------------------------------ optimizer
@@ -181,7 +191,27 @@ class OTOv2(PruningMethod):
         if out.numel() == 0:
             return None
         out = torch.unique(out)
-        return out[~ctx.committed()[out]]
+        out = out[~ctx.committed()[out]]
+        if self.options.target_group_sparsity is not None:
+            out = self._up_to_target(ctx, opt, out, pending=ids[0])
+        return out if out.numel() else None
+
+    def _up_to_target(self, ctx: "PruneContext", opt: DHSPG, out: torch.Tensor, pending: torch.Tensor) -> torch.Tensor:
+        """Group-sparsity mode: once ``target_group_sparsity`` of the groups are committed, stop (OTOv2's
+        ``reach_target_group_sparsity``): no more handovers beyond it, and the redundant set is emptied
+        so the lasso and the projection stop. Groups DHSPG already projected are always kept."""
+        s = ctx.structures
+        target = math.ceil(self.options.target_group_sparsity * s.num_structures)  # type: ignore[operator]
+        room = max(target - int(ctx.committed().sum()), 0)
+        projected = torch.isin(out, pending)
+        handed = out[~projected]
+        room = max(room - int(projected.sum()), 0)
+        if handed.numel() > room:
+            handed = handed[torch.argsort(opt.scores[handed].cpu(), descending=True, stable=True)[:room]]
+        out = torch.cat([out[projected], handed])
+        if int(ctx.committed().sum()) + out.numel() >= target:
+            opt.redundant.zero_()
+        return out
 
     def _scheduled_handover(self, ctx: "PruneContext", opt: DHSPG, leaving: torch.Tensor) -> torch.Tensor:
         """At each selection point after the partition, hand over redundant groups (highest score first)
@@ -215,13 +245,26 @@ class OTOv2(PruningMethod):
         after it they are returned to be handed over at once.
         """
         o = self.options
+        released, self._released = self._released, 0
         committed = ctx.committed() | opt.redundant
-        if ctx.structures.macs(committed) <= ctx.final_macs:
-            return torch.zeros(0, dtype=torch.long)
         free = ctx.available() & ~opt.redundant
         # Groups whose descent step already shrinks them (cos(-x, -d) > 0) come first: they will
         # not push back against the decay, so a release does not start a chain of releases.
         key = -opt.scores - 10.0 * (opt.cosines > 0).float()
+        if o.target_group_sparsity is not None:
+            # OTOv2's rule is a number of groups: one replacement per released group.
+            # Out of cool-down first; if too few, the count wins over the cool-down (as for the budget).
+            inf = torch.full_like(key, float("inf"))
+            fresh = torch.argsort(torch.where(free, key, inf).cpu(), stable=True)[: min(released, int(free.sum()))]
+            cooling = ~committed & ~free
+            rest = torch.argsort(torch.where(cooling, key, inf).cpu(), stable=True)
+            picked = torch.cat([fresh, rest[: min(released - fresh.numel(), int(cooling.sum()))]])
+            if ctx.step >= self.deadline:
+                return picked
+            opt.redundant[picked] = True
+            return torch.zeros(0, dtype=torch.long)
+        if ctx.structures.macs(committed) <= ctx.final_macs:
+            return torch.zeros(0, dtype=torch.long)
         picked = fill_to_budget(
             ctx,
             key,
@@ -254,6 +297,7 @@ class OTOv2(PruningMethod):
         if opt.tracking:
             opt.redundant[torch.as_tensor(ids, dtype=torch.long)] = False
         self._refill = True
+        self._released += len(ids)
 
     def on_compact(self, ctx: "PruneContext", param_map: dict[nn.Parameter, nn.Parameter]) -> None:
         # compact() already moved the per-parameter state (momentum, Adam moments) to the new
@@ -267,6 +311,7 @@ class OTOv2(PruningMethod):
         return {
             **super().state_dict(),
             "refill": self._refill,
+            "released": self._released,
             "handed_all": self._handed_all,
             "deadline": self.deadline,
         }
@@ -274,5 +319,6 @@ class OTOv2(PruningMethod):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self._refill = bool(state.get("refill", False))
+        self._released = int(state.get("released", 0))
         self._handed_all = bool(state.get("handed_all", False))
         self.deadline = int(state.get("deadline", self.deadline))

@@ -40,25 +40,30 @@ class Phase:
 
 @dataclass(frozen=True)
 class TickTockSchedule:
-    """The cycle ``tock_every`` ticks, then one tock (skipped when ``tock_steps == 0``), from ``start``.
+    """The cycle ``tock_every`` ticks, then one tock (skipped when ``tock_steps == 0``), from ``start``;
+    with ``first_tock > 0`` a tock of that many steps comes first (the reference starts with a Tock).
 
     Example:
         >>> s = TickTockSchedule(start=1, tick_steps=2, tock_every=2, tock_steps=3)
         >>> [s.phase(k).kind[1] + str(s.phase(k).index) for k in range(1, 10)]
         ['i0', 'i0', 'i1', 'i1', 'o0', 'o0', 'o0', 'i2', 'i2']
+        >>> first = TickTockSchedule(start=1, tick_steps=2, tock_every=2, tock_steps=3, first_tock=2)
+        >>> [first.phase(k).kind[1] + str(first.phase(k).index) for k in range(1, 8)]
+        ['o0', 'o0', 'i0', 'i0', 'i1', 'i1', 'o1']
     """
 
     start: int
     tick_steps: int
     tock_every: int
     tock_steps: int
+    first_tock: int = 0
 
     def __post_init__(self) -> None:
-        if self.start < 1 or self.tick_steps < 1 or self.tock_every < 1 or self.tock_steps < 0:
+        if self.start < 1 or self.tick_steps < 1 or self.tock_every < 1 or self.tock_steps < 0 or self.first_tock < 0:
             raise ValueError(
                 "Tick-Tock needs start >= 1, tick_steps >= 1, tock_every >= 1 and tock_steps >= 0, got "
                 f"start={self.start}, tick_steps={self.tick_steps}, tock_every={self.tock_every}, "
-                f"tock_steps={self.tock_steps}"
+                f"tock_steps={self.tock_steps}, first_tock={self.first_tock}"
             )
 
     @property
@@ -70,11 +75,14 @@ class TickTockSchedule:
         """The phase of optimizer step ``step`` (counted from 1); None before ``start``."""
         if step < self.start:
             return None
-        cycle, r = divmod(step - self.start, self.cycle)
+        r0 = step - self.start
+        if r0 < self.first_tock:
+            return Phase("tock", 0, r0, self.first_tock)
+        cycle, r = divmod(r0 - self.first_tock, self.cycle)
         ticks = self.tock_every * self.tick_steps
         if r < ticks:
             return Phase("tick", cycle * self.tock_every + r // self.tick_steps, r % self.tick_steps, self.tick_steps)
-        return Phase("tock", cycle, r - ticks, self.tock_steps)
+        return Phase("tock", cycle + (1 if self.first_tock else 0), r - ticks, self.tock_steps)
 
 
 def triangular_lr(position: int, length: int, lr_min: float, lr_max: float) -> float:
