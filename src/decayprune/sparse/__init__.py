@@ -1,0 +1,29 @@
+"""Unstructured sparsity: element masks as prunable units, and the methods that choose them.
+
+:class:`ElementMasks` (:mod:`.masks`) makes every Linear / Conv weight element a unit of the decay
+engine, so ``oneshot``, ``sp`` and ``sp+sr`` apply to single weights as they do to channels.
+Methods: :class:`MagnitudePruning` (Han et al. with one-shot / linear / cubic schedules,
+:mod:`.magnitude`), SNIP (:mod:`.snip`), RigL (:mod:`.rigl`). Files: :mod:`.files` (safetensors,
+dense weights + masks).
+"""
+
+from .files import load_masked, save_masked
+from .magnitude import MagnitudePruning
+from .masks import MASKABLE_TYPES, ElementMasks
+from .schedules import SCHEDULES, sparsity_at
+from .snip import snip_scores, snip_select
+from .targets import layer_targets, select_smallest
+
+__all__ = [
+    "ElementMasks",
+    "MASKABLE_TYPES",
+    "MagnitudePruning",
+    "SCHEDULES",
+    "sparsity_at",
+    "snip_scores",
+    "snip_select",
+    "layer_targets",
+    "select_smallest",
+    "save_masked",
+    "load_masked",
+]
