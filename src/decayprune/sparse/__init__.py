@@ -10,6 +10,7 @@ dense weights + masks).
 from .files import load_masked, save_masked
 from .magnitude import MagnitudePruning
 from .masks import MASKABLE_TYPES, ElementMasks
+from .rigl import RigL, erk_densities
 from .schedules import SCHEDULES, sparsity_at
 from .snip import snip_scores, snip_select
 from .targets import layer_targets, select_smallest
@@ -18,6 +19,8 @@ __all__ = [
     "ElementMasks",
     "MASKABLE_TYPES",
     "MagnitudePruning",
+    "RigL",
+    "erk_densities",
     "SCHEDULES",
     "sparsity_at",
     "snip_scores",
