@@ -3,7 +3,8 @@
 :class:`ElementMasks` (:mod:`.masks`) makes every Linear / Conv weight element a unit of the decay
 engine, so ``oneshot``, ``sp`` and ``sp+sr`` apply to single weights as they do to channels.
 Methods: :class:`MagnitudePruning` (Han et al. with one-shot / linear / cubic schedules,
-:mod:`.magnitude`), SNIP (:mod:`.snip`), RigL (:mod:`.rigl`). Files: :mod:`.files` (safetensors,
+:mod:`.magnitude`), SNIP (:mod:`.snip`), RigL (:mod:`.rigl`), SCL's trainable
+mask scores (:mod:`.scl`). Files: :mod:`.files` (safetensors,
 dense weights + masks).
 """
 
@@ -12,6 +13,7 @@ from .magnitude import MagnitudePruning
 from .masks import MASKABLE_TYPES, ElementMasks
 from .rigl import RigL, erk_densities
 from .schedules import SCHEDULES, sparsity_at
+from .scl import SCL, binary_step
 from .snip import snip_scores, snip_select
 from .targets import layer_targets, select_smallest
 
@@ -20,6 +22,8 @@ __all__ = [
     "MASKABLE_TYPES",
     "MagnitudePruning",
     "RigL",
+    "SCL",
+    "binary_step",
     "erk_densities",
     "SCHEDULES",
     "sparsity_at",
