@@ -127,3 +127,30 @@ def test_saved_masked_model_round_trips_without_pickle(tmp_path) -> None:
     save_safetensors_atomic(path, tensors, meta)
     with pytest.raises(ValueError, match="not zero"):
         load_masked(path, small_convnet())
+
+
+@pytest.mark.parametrize("policy", ["oneshot", "sp"])
+def test_two_of_four_keeps_the_two_largest_of_every_group(policy: str) -> None:
+    from decayprune.sparse import select_n_of_m
+
+    net = small_convnet()
+    units = ElementMasks(net)
+    norms = units.producer_norms()
+    ids = select_n_of_m(units, norms, 2, 4)
+    engine = DecayEngine(units, DecaySettings(policy=policy, steps=2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    engine.optimizer = opt
+    engine.start(ids, step=0)
+    train_steps(net, units, engine, opt, 3)
+    rows = {r["layer"]: r for r in units.layer_sparsity()}
+    assert rows["0"]["pruned"] == 0  # rows of 9 weights: not a multiple of 4, left dense
+    for i in (1, 2):  # 4*9 = 36 and 24 weights per row
+        groups = units.pruned[units.span(i)].view(-1, 4)
+        assert torch.all(groups.sum(1) == 2)
+        layer_norms = norms[units.span(i)].view(-1, 4)
+        kept_min = torch.where(groups, torch.inf, layer_norms).min(1).values
+        pruned_max = torch.where(groups, layer_norms, -torch.inf).max(1).values
+        assert torch.all(pruned_max <= kept_min)
+    assert torch.all(units.per_weight(units.weights)[units.pruned] == 0)
+    with pytest.raises(ValueError, match="0 < n < m"):
+        select_n_of_m(units, norms, 4, 4)

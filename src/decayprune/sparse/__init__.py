@@ -4,10 +4,11 @@
 engine, so ``oneshot``, ``sp`` and ``sp+sr`` apply to single weights as they do to channels.
 Methods: :class:`MagnitudePruning` (Han et al. with one-shot / linear / cubic schedules,
 :mod:`.magnitude`), SNIP (:mod:`.snip`), RigL (:mod:`.rigl`), SCL's trainable
-mask scores (:mod:`.scl`). Files: :mod:`.files` (safetensors,
+mask scores (:mod:`.scl`), iterative importance deactivation (:mod:`.deactivation`). Files: :mod:`.files` (safetensors,
 dense weights + masks).
 """
 
+from .deactivation import IterativeDeactivation
 from .files import load_masked, save_masked
 from .magnitude import MagnitudePruning
 from .masks import MASKABLE_TYPES, ElementMasks
@@ -15,13 +16,14 @@ from .rigl import RigL, erk_densities
 from .schedules import SCHEDULES, sparsity_at
 from .scl import SCL, binary_step
 from .snip import snip_scores, snip_select
-from .targets import layer_targets, select_smallest
+from .targets import layer_targets, select_n_of_m, select_smallest
 
 __all__ = [
     "ElementMasks",
     "MASKABLE_TYPES",
     "MagnitudePruning",
     "RigL",
+    "IterativeDeactivation",
     "SCL",
     "binary_step",
     "erk_densities",
@@ -31,6 +33,7 @@ __all__ = [
     "snip_select",
     "layer_targets",
     "select_smallest",
+    "select_n_of_m",
     "save_masked",
     "load_masked",
 ]

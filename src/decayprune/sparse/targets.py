@@ -14,7 +14,7 @@ import torch
 
 from .masks import ElementMasks
 
-__all__ = ["layer_targets", "select_smallest"]
+__all__ = ["layer_targets", "select_n_of_m", "select_smallest"]
 
 
 def layer_targets(units: ElementMasks, sparsity: float | Mapping[str, float]) -> list[float]:
@@ -88,3 +88,31 @@ def _smallest(scores: torch.Tensor, done: torch.Tensor, ids: torch.Tensor, targe
         return torch.zeros(0, dtype=torch.long)
     order = torch.argsort(scores[free], stable=True)[:need]
     return free[order].sort().values
+
+
+def select_n_of_m(units: ElementMasks, scores: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
+    """N:M semi-structured pattern: in every ``m`` consecutive weights of a row, keep the ``n`` best.
+
+    A row is one output's weights (``[out, in * kernel]``, flatten order); the ``m - n`` smallest
+    scores of each group are returned. Layers whose row length is not a multiple of ``m`` are
+    left dense (their weights are never returned).
+
+    Example:
+        >>> import torch.nn as nn
+        >>> m = ElementMasks(nn.Linear(4, 1, bias=False))
+        >>> select_n_of_m(m, torch.tensor([0.4, 0.1, 0.3, 0.2])).tolist()
+        [1, 3]
+    """
+    if not 0 < n < m:
+        raise ValueError(f"need 0 < n < m, got {n}:{m}")
+    picked = []
+    scores = scores.detach().float().cpu()
+    for i, w in enumerate(units.weights):
+        if (w.numel() // w.shape[0]) % m:
+            continue
+        span = units.span(i)
+        groups = scores[span].view(-1, m)
+        order = torch.argsort(groups, dim=1, stable=True)[:, : m - n]
+        base = torch.arange(groups.shape[0]).view(-1, 1) * m + span.start
+        picked.append((base + order).flatten())
+    return torch.cat(picked).sort().values if picked else torch.zeros(0, dtype=torch.long)
