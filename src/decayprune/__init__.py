@@ -26,6 +26,7 @@ from .errors import (
     UserError,
     WeightsError,
 )
+from .lowrank import LowRankProjector, factorize
 from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
 from .methods import (
     DHSPG,
@@ -44,6 +45,7 @@ from .pruner import Pruner
 from .report import build_report
 from .scratch import reinitialize, scratch_epochs, scratch_model
 from .sensitivity import caps_from_sensitivity, sensitivity_curves, write_sensitivity
+from .sparse import ElementMasks, MagnitudePruning, RigL, load_masked, save_masked
 from .structure import (
     ChannelGroup,
     FrozenGroup,
@@ -81,10 +83,13 @@ __all__ = [
     "DatasetSplits",
     "DecayEngine",
     "DecaySettings",
+    "ElementMasks",
     "ExportError",
     "FrozenGroup",
     "GateDecorator",
     "LatencyResult",
+    "LowRankProjector",
+    "MagnitudePruning",
     "ModelCost",
     "OTOv2",
     "PrunableUnits",
@@ -92,6 +97,7 @@ __all__ = [
     "PruneSettings",
     "Pruner",
     "PruningMethod",
+    "RigL",
     "RunConfig",
     "RunFolderError",
     "ScheduleError",
@@ -119,6 +125,7 @@ __all__ = [
     "load_sr_stats",
     "plot_sr_stats",
     "evaluate",
+    "factorize",
     "format_count",
     "format_report",
     "list_criteria",
@@ -127,12 +134,14 @@ __all__ = [
     "list_models",
     "load_config",
     "load_dataset",
+    "load_masked",
     "load_pruned",
     "measure_latency",
     "register_criterion",
     "register_method",
     "register_model",
     "reinitialize",
+    "save_masked",
     "save_pruned",
     "scratch_epochs",
     "scratch_model",
