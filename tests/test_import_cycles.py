@@ -91,6 +91,7 @@ FLOORS: list[set[str]] = [
     {"sensitivity", "scratch"},
     {"pruner"},
     {"methods"},
+    {"sparse", "lowrank"},  # element masks and ranks: units and methods on the decay engine
     {"criteria", "decay"},
     {"structure"},
     {"train"},

@@ -26,6 +26,7 @@ from .errors import (
     UserError,
     WeightsError,
 )
+from .lowrank import LowRankProjector, factorize
 from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
 from .methods import (
     DHSPG,
@@ -45,6 +46,7 @@ from .pruner import Pruner
 from .report import build_report
 from .scratch import reinitialize, scratch_epochs, scratch_model
 from .sensitivity import caps_from_sensitivity, sensitivity_curves, write_sensitivity
+from .sparse import ElementMasks, MagnitudePruning, RigL, load_masked, save_masked
 from .structure import (
     ChannelGroup,
     FrozenGroup,
@@ -83,10 +85,13 @@ __all__ = [
     "DatasetSplits",
     "DecayEngine",
     "DecaySettings",
+    "ElementMasks",
     "ExportError",
     "FrozenGroup",
     "GateDecorator",
     "LatencyResult",
+    "LowRankProjector",
+    "MagnitudePruning",
     "ModelCost",
     "OTOv2",
     "PrunableUnits",
@@ -94,6 +99,7 @@ __all__ = [
     "PruneSettings",
     "Pruner",
     "PruningMethod",
+    "RigL",
     "RunConfig",
     "RunFolderError",
     "ScheduleError",
@@ -121,6 +127,7 @@ __all__ = [
     "load_sr_stats",
     "plot_sr_stats",
     "evaluate",
+    "factorize",
     "format_count",
     "format_report",
     "list_criteria",
@@ -129,12 +136,14 @@ __all__ = [
     "list_models",
     "load_config",
     "load_dataset",
+    "load_masked",
     "load_pruned",
     "measure_latency",
     "register_criterion",
     "register_method",
     "register_model",
     "reinitialize",
+    "save_masked",
     "save_pruned",
     "scratch_epochs",
     "scratch_model",

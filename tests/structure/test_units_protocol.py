@@ -1,4 +1,4 @@
-"""The decay engine runs on any PrunableUnits: here an element-mask implementation written in the test.
+"""The decay engine runs on any PrunableUnits: here the element masks of decayprune.sparse.
 
 Each unit is one weight element (unstructured pruning's unit). The engine is the one the Pruner
 uses, unchanged: oneshot zeroes at once, sp decays each element's magnitude to exactly zero in N
@@ -8,94 +8,14 @@ zero in its weight, its gradient and the optimizer's momentum.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
 import pytest
 import torch
 from torch import nn
 
 from decayprune.config import DecaySettings
 from decayprune.decay import DecayEngine
-from decayprune.structure import PRODUCER, PrunableUnits, StructureSet
-from decayprune.structure.kernels import FlatPlan, SliceEntry, build_flat_plans, hold_at_zero_, pad
-
-
-class ElementMasks:
-    """Every element of ``params`` is a unit; unit ids run over the parameters in order."""
-
-    def __init__(self, params: Sequence[nn.Parameter], names: Sequence[str]) -> None:
-        self.params = list(params)
-        self.names = list(names)
-        sizes = [p.numel() for p in self.params]
-        self.num_structures = sum(sizes)
-        starts = torch.tensor([0] + sizes).cumsum(0)[:-1].tolist()
-        self.ids = [torch.arange(s, s + p.numel()).view(p.shape) for s, p in zip(starts, self.params)]
-        self.layer_of = torch.cat([torch.full((n,), i, dtype=torch.long) for i, n in enumerate(sizes)])
-        self.pruned = torch.zeros(self.num_structures, dtype=torch.bool)
-        self._version = 0
-        self._plans: dict[torch.device, list[FlatPlan]] = {}
-
-    @property
-    def num_groups(self) -> int:
-        return len(self.params)
-
-    @property
-    def device(self) -> torch.device:
-        return self.params[0].device
-
-    @property
-    def mask_version(self) -> int:
-        return self._version
-
-    def group_name(self, unit: int) -> str:
-        return self.names[int(self.layer_of[unit])]
-
-    def set_pruned(self, ids: torch.Tensor | Sequence[int], value: bool = True) -> None:
-        self.pruned[torch.as_tensor(ids, dtype=torch.long)] = value
-        self._version += 1
-
-    def set_mask(self, pruned: torch.Tensor) -> None:
-        self.pruned.copy_(pruned.bool())
-        self._version += 1
-
-    def keep_vector(self) -> torch.Tensor:
-        return pad((~self.pruned).float(), 1.0).to(self.device)
-
-    def flat_plans(self, role: str | None = PRODUCER) -> list[FlatPlan]:
-        if self.device not in self._plans:
-            entries = [SliceEntry(p, None, ids) for p, ids in zip(self.params, self.ids)]  # element entries
-            self._plans[self.device] = build_flat_plans(entries, self.num_structures, self.device)
-        return self._plans[self.device]
-
-    def _sumsq(self, source: str) -> torch.Tensor:
-        out = torch.zeros(self.num_structures + 1, device=self.device)
-        for plan in self.flat_plans():
-            plan.add_sumsq_(out, source)
-        return out[: self.num_structures]
-
-    def producer_norms(self, layers: Iterable[int] | None = None) -> torch.Tensor:
-        return self._sumsq("weight").sqrt()
-
-    def grad_norms(self, layers: Iterable[int] | None = None) -> torch.Tensor:
-        return self._sumsq("grad").sqrt()
-
-    @torch.no_grad()
-    def scale_(self, factors: torch.Tensor, *, role: str | None = PRODUCER) -> None:
-        padded = pad(factors.to(self.device, torch.float32), 1.0)
-        for plan in self.flat_plans():
-            plan.mul_(plan.params, plan.gather(padded))
-
-    def zero_pruned_(self, optimizer: torch.optim.Optimizer | None = None, grads: bool = True) -> None:
-        keep = self.keep_vector()
-        for plan in self.flat_plans():
-            hold_at_zero_(plan, factors=lambda p=plan: p.gather(keep, "keep"), grads=grads, optimizer=optimizer)
-
-    def macs(self, pruned: torch.Tensor | None = None) -> float:
-        return float((~(self.pruned if pruned is None else pruned)).sum())  # one MAC per kept weight
-
-    def params(self, pruned: torch.Tensor | None = None) -> float:  # type: ignore[override]
-        return self.macs(pruned)
-
+from decayprune.sparse import ElementMasks
+from decayprune.structure import PrunableUnits, StructureSet
 
 QUIET = torch.tensor([8, 9, 15, 22])
 """Elements whose optimum is 0: the loss pulls them the way the decay goes, so nothing resists."""
@@ -118,7 +38,7 @@ def _regression(seed: int = 0) -> tuple[nn.Linear, torch.Tensor, torch.Tensor]:
 
 def _run(policy: str, ids: torch.Tensor, steps: int, n: int = 8, **decay) -> tuple[ElementMasks, list, list]:
     model, x, y = _regression()
-    units = ElementMasks([model.weight], ["fc"])
+    units = ElementMasks(model)
     assert isinstance(units, PrunableUnits)
     events: list[dict] = []
     engine = DecayEngine(units, DecaySettings(policy=policy, steps=n, **decay), sink=events.append)
