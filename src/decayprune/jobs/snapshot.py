@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from ..measure import count_cost, measure_latency
 from ..train import evaluate
+from ..train.losses import Loss
 
 __all__ = ["LATENCY_REPEATS", "LATENCY_THREADS", "snapshot"]
 
@@ -18,16 +19,20 @@ LATENCY_REPEATS = 50
 LATENCY_THREADS = 1
 
 
-def snapshot(model: nn.Module, test_loader: Any, example: torch.Tensor, device: str | torch.device) -> dict[str, float]:
-    """Test accuracy, MACs, params and CPU latency (median and IQR, one thread) of ``model``.
+def snapshot(
+    model: nn.Module, test_loader: Any, example: torch.Tensor, device: str | torch.device, *, loss: Loss | None = None
+) -> dict[str, float]:
+    """Test accuracy (and loss), MACs, params and CPU latency (median and IQR, one thread) of ``model``.
+
+    ``loss`` decides how accuracy counts (tokens for ``causal_lm``); default: cross-entropy per sample.
 
     Example:
         >>> m = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
         >>> data = [(torch.randn(6, 1, 2, 2), torch.randint(0, 3, (6,)))]
         >>> sorted(snapshot(m, data, torch.zeros(1, 1, 2, 2), "cpu"))
-        ['latency_iqr_ms', 'latency_ms', 'macs', 'params', 'top1', 'top5']
+        ['latency_iqr_ms', 'latency_ms', 'macs', 'params', 'test_loss', 'top1', 'top5']
     """
-    metrics = evaluate(model, test_loader, device=device)
+    metrics = evaluate(model, test_loader, device=device, loss_fn=loss)
     model_cpu = model.to("cpu")
     cost = count_cost(model_cpu, example)
     latency = measure_latency(
@@ -37,6 +42,7 @@ def snapshot(model: nn.Module, test_loader: Any, example: torch.Tensor, device: 
     return {
         "top1": float(metrics["top1"]),
         "top5": float(metrics["top5"]),
+        "test_loss": float(metrics["loss"]),
         "macs": int(cost.macs),
         "params": int(cost.params),
         "latency_ms": float(latency.median_ms),
