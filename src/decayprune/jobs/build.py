@@ -105,7 +105,8 @@ def arch_spec(cfg: ModelConfig, splits: RunData) -> dict[str, Any]:
     the model passed to :func:`decayprune.load_pruned` (the registry does not know them).
     """
     if not cfg.registered or isinstance(splits, TokenSplits):
-        return {"name": cfg.name, "kwargs": dict(cfg.kwargs), "input_shape": input_shape(splits)}
+        spec = {"name": cfg.name, "kwargs": dict(cfg.kwargs), "input_shape": input_shape(splits)}
+        return {**spec, "input_dtype": "int64"} if isinstance(splits, TokenSplits) else spec
     kwargs: dict[str, Any] = {
         "num_classes": splits.num_classes,
         "in_channels": splits.in_channels,
