@@ -75,6 +75,26 @@ class DataConfig(BaseModel):
     test_subset: int | None = Field(
         None, ge=1, description="Use only this many test images (random, seeded); unset: all."
     )
+    image_size: tuple[int, int] | None = Field(
+        None,
+        description="imagefolder only: resize (antialiased) and centre-crop every image to [H, W], e.g. the "
+        "model's input size; unset: images are used as they are and must share one size.",
+    )
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and min(value) < 1:
+            raise ValueError(f"got {list(value)}; give [height, width] in pixels, both at least 1")
+        return value
+
+    @model_validator(mode="after")
+    def _size_only_for_folders(self) -> "DataConfig":
+        if self.image_size is not None and self.name != "imagefolder":
+            raise ValueError(
+                f"image_size resizes imagefolder images only; dataset {self.name!r} has a fixed size (remove it)"
+            )
+        return self
 
     @field_validator("name")
     @classmethod

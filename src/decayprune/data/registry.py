@@ -74,12 +74,14 @@ def load_dataset(
     seed: int = 0,
     train_subset: int | None = None,
     test_subset: int | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> DatasetSplits | TokenSplits:
     """Load a registered dataset, optionally subset it, and normalize it (images; token data is not normalized).
 
     The dataset's content never depends on ``seed``: it only picks which images a subset keeps
-    (the first ``n`` after a shuffle seeded by ``seed``). Normalization uses the per-channel mean
-    and std of the (subset) train split and is applied to both splits.
+    (the first ``n`` after a shuffle seeded by ``seed``). ``image_size`` resizes and centre-crops
+    the images of ``imagefolder`` (the other datasets have a fixed size and refuse it).
+    Normalization uses the per-channel mean and std of the (subset) train split and is applied to both splits.
 
     Raises:
         ValueError: for an unknown name (listing the allowed names and the closest match).
@@ -96,7 +98,12 @@ def load_dataset(
         raise ValueError(DATASETS.unknown_message(name))
     validate_subset_size(train_subset, "train_subset")
     validate_subset_size(test_subset, "test_subset")
-    raw = DATASETS.get(name)(data_dir)
+    if image_size is not None:
+        if DATASETS.key(name) != "imagefolder":
+            raise ValueError(f"image_size resizes imagefolder images only; dataset {name!r} has a fixed size")
+        raw = load_imagefolder(data_dir, image_size=image_size)
+    else:
+        raw = DATASETS.get(name)(data_dir)
     if isinstance(raw, TokenSplits):
         return raw.subset(train_subset, test_subset, seed=seed)
     return normalize_splits(subset_splits(raw, train_subset, test_subset, seed=seed))

@@ -78,6 +78,7 @@ def load_data(cfg: RunConfig) -> RunData:
             seed=cfg.data.seed,
             train_subset=cfg.data.train_subset,
             test_subset=cfg.data.test_subset,
+            image_size=cfg.data.image_size,
         )
     except UserError:
         raise
@@ -154,6 +155,13 @@ def model_for_data(cfg: ModelConfig, data: RunData, *, seed: int | None = None) 
         set_seed(seed)
     model = resolve_model(cfg.name, **cfg.kwargs)
     vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    wanted = getattr(getattr(model, "config", None), "image_size", None)  # e.g. a transformers ViT
+    if isinstance(data, DatasetSplits) and isinstance(wanted, int) and tuple(data.image_size) != (wanted, wanted):
+        raise UserError(
+            f"{cfg.name!r} takes {wanted}x{wanted} images, dataset {data.name!r} has "
+            f"{data.image_size[0]}x{data.image_size[1]}: set data.image_size: [{wanted}, {wanted}] (imagefolder) "
+            "or model.kwargs.image_size"
+        )
     if isinstance(data, TokenSplits) and isinstance(vocab, int) and vocab < data.vocab_size:
         raise UserError(
             f"model.kwargs: {cfg.name!r} has vocab_size {vocab}, but dataset {data.name!r} has tokens up to "
