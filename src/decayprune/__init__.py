@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainSettings, load_config
 from .criteria import Criterion, create_criterion, criteria_table, list_criteria, register_criterion
-from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
+from .data import DatasetSplits, TensorLoader, TokenSplits, list_datasets, load_dataset
 from .decay import DecayEngine, decay_norm, load_sr_stats, plot_sr_stats
 from .errors import (
     DataError,
@@ -39,7 +39,7 @@ from .methods import (
     register_method,
 )
 from .models import create as create_model
-from .models import list_models, register_model
+from .models import list_models, register_model, resolve_model
 from .pruner import Pruner
 from .report import build_report
 from .scratch import reinitialize, scratch_epochs, scratch_model
@@ -55,7 +55,7 @@ from .structure import (
     load_pruned,
     save_pruned,
 )
-from .train import Trainer, TrainHook, evaluate
+from .train import Loss, Trainer, TrainHook, evaluate, make_loss
 
 __version__ = "0.1.0"
 
@@ -85,6 +85,7 @@ __all__ = [
     "FrozenGroup",
     "GateDecorator",
     "LatencyResult",
+    "Loss",
     "ModelCost",
     "OTOv2",
     "PrunableUnits",
@@ -99,6 +100,7 @@ __all__ = [
     "SpecError",
     "StructureSet",
     "TensorLoader",
+    "TokenSplits",
     "TrainHook",
     "TrainSettings",
     "Trainer",
@@ -117,6 +119,7 @@ __all__ = [
     "criteria_table",
     "decay_norm",
     "load_sr_stats",
+    "make_loss",
     "plot_sr_stats",
     "evaluate",
     "format_count",
@@ -133,6 +136,7 @@ __all__ = [
     "register_method",
     "register_model",
     "reinitialize",
+    "resolve_model",
     "save_pruned",
     "scratch_epochs",
     "scratch_model",
