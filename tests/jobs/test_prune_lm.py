@@ -28,3 +28,43 @@ def test_prune_tiny_gpt2_with_a_causal_lm_loss(tmp_path: Path, capsys: pytest.Ca
     assert result["base"]["test_loss"] < 3.0
     spec = json.loads((run / "pruned.json").read_text())
     assert spec["arch"]["name"] == "transformers:GPT2LMHeadModel" and spec["arch"]["kwargs"]["n_embd"] == 32
+
+
+def test_train_a_tiny_llama_with_gqa_on_tokens(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from decayprune.config import load_config
+    from decayprune.jobs import run_train_job
+
+    kwargs = {
+        "vocab_size": 256, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64, "use_cache": False,
+    }  # fmt: skip
+    values = {
+        "output_dir": str(tmp_path), "data.name": "text-bytes", "data.test_subset": 64,
+        "model.name": "transformers:LlamaForCausalLM", "model.kwargs": kwargs, "loss.name": "causal_lm",
+        "train.epochs": 1, "train.optimizer": "adamw", "train.lr": 0.003, "train.batch_size": 32,
+    }  # fmt: skip
+    result = run_train_job(load_config(None, values=values), progress=False, console=Console(quiet=True))
+    assert result["status"] == "ok" and result["input_shape"] == [32] and result["test_samples"] == 64
+    assert result["test_loss"] < 3.5  # one epoch already far below a uniform guess's ln(256) = 5.55
+
+
+def test_models_that_do_not_fit_the_data_are_refused() -> None:
+    from decayprune.config import ModelConfig
+    from decayprune.data import load_dataset
+    from decayprune.errors import UserError
+    from decayprune.jobs import model_for_data
+
+    small_vocab = ModelConfig(
+        name="transformers:GPT2LMHeadModel", kwargs={"vocab_size": 100, "n_embd": 8, "n_layer": 1, "n_head": 2}
+    )
+    with pytest.raises(UserError, match="set model.kwargs.vocab_size to at least 256"):
+        model_for_data(small_vocab, load_dataset("text-bytes", test_subset=8))
+    vit = ModelConfig(
+        name="transformers:ViTConfig",
+        kwargs={"image_size": 16, "patch_size": 4, "hidden_size": 8, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "intermediate_size": 16, "num_channels": 1},
+    )  # fmt: skip
+    with pytest.raises(UserError, match=r"set data.image_size: \[16, 16\]"):
+        model_for_data(vit, load_dataset("digits", train_subset=10))
