@@ -112,3 +112,21 @@ def test_a_step_count_mismatch_is_warned_and_another_model_refused(tmp_path: Pat
     )
     with pytest.raises(ValueError, match="not the model the Pruner was built on"):
         other.train()
+
+
+def test_a_create_optimizer_override_hands_over_the_method_optimizer(tmp_path: Path) -> None:
+    model = _model()
+    pruner = Pruner(model, torch.zeros(1, 16, dtype=torch.long), _settings(method="otov2"), total_steps=STEPS)
+
+    class PrunerTrainer(transformers.Trainer):
+        def create_optimizer(self, model: object = None) -> torch.optim.Optimizer:
+            if self.optimizer is None:
+                self.optimizer = pruner.build_optimizer(TrainSettings(optimizer="sgd", lr=0.01))
+            return self.optimizer
+
+    trainer = PrunerTrainer(
+        model=model, args=_args(tmp_path), train_dataset=_data(), callbacks=[PrunerCallback(pruner)]
+    )
+    trainer.train()
+    assert type(pruner.optimizer).__name__ == "DHSPG" and trainer.optimizer.optimizer is pruner.optimizer
+    assert pruner.step == STEPS
