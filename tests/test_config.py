@@ -115,7 +115,7 @@ def test_list_item_location() -> None:
 
 def test_section_must_be_a_mapping() -> None:
     (problem,) = _problems(None, ["model=resnet20"])
-    assert problem.startswith("model: got 'resnet20'; must be a mapping with keys name, width, weights")
+    assert problem.startswith("model: got 'resnet20'; must be a mapping with keys name, kwargs, width, weights")
 
 
 def test_all_problems_reported_at_once() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainSettings, load_config
 from .criteria import Criterion, create_criterion, criteria_table, list_criteria, register_criterion
-from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
+from .data import DatasetSplits, TensorLoader, TokenSplits, list_datasets, load_dataset
 from .decay import DecayEngine, decay_norm, load_sr_stats, plot_sr_stats
 from .errors import (
     DataError,
@@ -41,7 +41,7 @@ from .methods import (
     register_method,
 )
 from .models import create as create_model
-from .models import list_models, register_model
+from .models import list_models, register_model, resolve_model
 from .pruner import Pruner
 from .report import build_report
 from .scratch import reinitialize, scratch_epochs, scratch_model
@@ -58,7 +58,7 @@ from .structure import (
     load_pruned,
     save_pruned,
 )
-from .train import Trainer, TrainHook, evaluate
+from .train import Loss, Trainer, TrainHook, evaluate, make_loss
 
 __version__ = "0.1.0"
 
@@ -92,6 +92,7 @@ __all__ = [
     "LatencyResult",
     "LowRankProjector",
     "MagnitudePruning",
+    "Loss",
     "ModelCost",
     "OTOv2",
     "PrunableUnits",
@@ -107,6 +108,7 @@ __all__ = [
     "SpecError",
     "StructureSet",
     "TensorLoader",
+    "TokenSplits",
     "TrainHook",
     "TrainSettings",
     "Trainer",
@@ -125,6 +127,7 @@ __all__ = [
     "criteria_table",
     "decay_norm",
     "load_sr_stats",
+    "make_loss",
     "plot_sr_stats",
     "evaluate",
     "factorize",
@@ -144,6 +147,7 @@ __all__ = [
     "register_model",
     "reinitialize",
     "save_masked",
+    "resolve_model",
     "save_pruned",
     "scratch_epochs",
     "scratch_model",

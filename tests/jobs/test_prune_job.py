@@ -112,17 +112,22 @@ def test_resume_reuses_the_base_model_only_when_its_settings_match(tmp_path):
 
 
 def test_nan_loss_writes_a_failed_result(tmp_path, monkeypatch):
-    import decayprune.train.trainer as trainer_module
+    import torch
 
-    class NanAfterPretraining(trainer_module.nn.CrossEntropyLoss):
+    import decayprune.jobs.prune as prune_module
+    from decayprune.train.losses import CrossEntropyLoss
+
+    class NanAfterPretraining(CrossEntropyLoss):
         calls = 0
 
-        def forward(self, logits, labels):
+        def __call__(self, outputs, labels):
+            loss = super().__call__(outputs, labels)
+            if not torch.is_grad_enabled():  # evaluation
+                return loss
             NanAfterPretraining.calls += 1
-            loss = super().forward(logits, labels)
             return loss * float("nan") if NanAfterPretraining.calls > 14 else loss  # 7 steps/epoch x 2 epochs
 
-    monkeypatch.setattr(trainer_module.nn, "CrossEntropyLoss", NanAfterPretraining)
+    monkeypatch.setattr(prune_module, "run_loss", lambda cfg: NanAfterPretraining())
     cfg = _cfg(tmp_path, "sp")
     with pytest.raises(TrainingDivergedError, match="training diverged: the loss became nan"):
         run_prune_job(cfg, progress=False, console=QUIET)

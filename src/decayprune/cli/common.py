@@ -96,7 +96,10 @@ def add_run_options(parser: argparse.ArgumentParser, *, run_folder: bool = True)
         type=Path,
         metavar="FILE",
         help=f"YAML run config (keys: {', '.join(RunConfig.model_fields)}). "
-        "Without it the defaults are used: the embedded 'digits' data and 'small_cnn'.",
+        "Without it the defaults are used: the embedded 'digits' data and 'small_cnn'. model.name may also be "
+        "package.module:factory, transformers:<Config, model class or folder>, timm:NAME or torchvision:NAME "
+        "(sizes in model.kwargs); loss.name: cross_entropy, causal_lm, token_classification "
+        "(see configs/prune_tiny_lm.yaml).",
     )
     parser.add_argument(
         "--set",

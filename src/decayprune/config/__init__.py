@@ -13,13 +13,14 @@ Example:
 from ..errors import ConfigError
 from .loading import config_to_dict, dump_config, load_config
 from .prune import DecaySettings, Policy, PruneSettings, validate_options
-from .run import DataConfig, ModelConfig, RunConfig
+from .run import DataConfig, LossConfig, ModelConfig, RunConfig
 from .train import TrainSettings, resolve_device
 
 __all__ = [
     "ConfigError",
     "DataConfig",
     "DecaySettings",
+    "LossConfig",
     "ModelConfig",
     "Policy",
     "PruneSettings",

@@ -14,8 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,9 +25,38 @@ from ..registry import DATASETS, METHODS, MODELS
 from .prune import PruneSettings
 from .train import TrainSettings
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig"]
+__all__ = ["DataConfig", "LossConfig", "ModelConfig", "RunConfig"]
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+#: ``model.name`` prefixes served by another library, and the package each needs.
+_LIBRARY_PREFIXES = {"transformers": "transformers", "timm": "timm", "torchvision": "torchvision"}
+#: Datasets whose samples are token sequences (the others are images with one class label each).
+TOKEN_DATASETS = ("text-bytes",)
+
+
+def _model_spec_error(value: str) -> str | None:
+    """Why ``value`` cannot name a model (None when it can); imports nothing but checks installs."""
+    prefix, sep, target = value.partition(":")
+    if not sep:
+        return (
+            None
+            if value in MODELS
+            else MODELS.allowed_message(value)
+            + (
+                "; or package.module:factory, transformers:<Config, model class or local folder>, "
+                "timm:<name>, torchvision:<name>"
+            )
+        )
+    if not target:
+        return f"got {value!r}; give a name after '{prefix}:'"
+    if prefix in _LIBRARY_PREFIXES:
+        package = _LIBRARY_PREFIXES[prefix]
+        if importlib.util.find_spec(package) is None:
+            return f"got {value!r}; it needs the {package} package, which is not installed (pip install {package})"
+        return None
+    if not all(part.isidentifier() for part in prefix.split(".")) or not target.isidentifier():
+        return f"got {value!r}; expected package.module:factory (dotted module path, a colon, a function name)"
+    return None
 
 
 class DataConfig(BaseModel):
@@ -46,6 +77,26 @@ class DataConfig(BaseModel):
     test_subset: int | None = Field(
         None, ge=1, description="Use only this many test images (random, seeded); unset: all."
     )
+    image_size: tuple[int, int] | None = Field(
+        None,
+        description="imagefolder only: resize (antialiased) and centre-crop every image to [H, W], e.g. the "
+        "model's input size; unset: images are used as they are and must share one size.",
+    )
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_size(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and min(value) < 1:
+            raise ValueError(f"got {list(value)}; give [height, width] in pixels, both at least 1")
+        return value
+
+    @model_validator(mode="after")
+    def _size_only_for_folders(self) -> "DataConfig":
+        if self.image_size is not None and self.name != "imagefolder":
+            raise ValueError(
+                f"image_size resizes imagefolder images only; dataset {self.name!r} has a fixed size (remove it)"
+            )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -72,8 +123,19 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
-    name: str = Field("small_cnn", description="Model name (see `decayprune.list_models()`).")
-    width: float = Field(1.0, gt=0, le=64, description="Multiplier on every hidden channel count (at most 64).")
+    name: str = Field(
+        "small_cnn",
+        description="A registered model (see `decayprune.list_models()`), package.module:factory, "
+        "transformers:<Config class, model class or local model folder>, timm:<name> or torchvision:<name>.",
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of a factory or library model (e.g. a transformers config's "
+        "hidden_size); registered models take their sizes from the data and `width` instead.",
+    )
+    width: float = Field(
+        1.0, gt=0, le=64, description="Multiplier on every hidden channel count of a registered model (at most 64)."
+    )
     weights: Path | None = Field(None, description="A .safetensors file of weights to start from; unset: random init.")
     scratch_from: Path | None = Field(
         None,
@@ -84,9 +146,15 @@ class ModelConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        if value not in MODELS:
-            raise ValueError(MODELS.allowed_message(value))
+        error = _model_spec_error(value)
+        if error is not None:
+            raise ValueError(error)
         return value
+
+    @property
+    def registered(self) -> bool:
+        """True when ``name`` is a model of decayprune's registry (sized from the data and ``width``)."""
+        return ":" not in self.name
 
     @field_validator("weights")
     @classmethod
@@ -121,7 +189,30 @@ class ModelConfig(BaseModel):
     def _one_start(self) -> "ModelConfig":
         if self.weights is not None and self.scratch_from is not None:
             raise ValueError("weights and scratch_from exclude each other: scratch training starts from random weights")
+        if self.registered and self.kwargs:
+            raise ValueError(
+                f"kwargs apply to factory and library models, not to the registered model {self.name!r} "
+                "(its sizes come from the data and width); remove model.kwargs"
+            )
+        if not self.registered and self.width != 1.0:
+            raise ValueError(f"width applies to registered models only; set the sizes of {self.name!r} in model.kwargs")
         return self
+
+
+class LossConfig(BaseModel):
+    """The training loss, which also decides how accuracy is counted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["cross_entropy", "causal_lm", "token_classification", "mse"] = Field(
+        "cross_entropy",
+        description="cross_entropy: one class per sample; causal_lm: next-token prediction on token sequences "
+        "(logits shifted by one against the inputs); token_classification: one class per token; "
+        "mse: mean squared error against float targets of the output's shape.",
+    )
+    ignore_index: int = Field(
+        -100, description="Label value that causal_lm and token_classification skip (padding, sub-words)."
+    )
 
 
 class RunConfig(BaseModel):
@@ -137,6 +228,7 @@ class RunConfig(BaseModel):
     output_dir: Path = Field(Path("runs"), description="Folder that holds run folders.")
     data: DataConfig = Field(default_factory=DataConfig, description="Dataset settings.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model settings.")
+    loss: LossConfig = Field(default_factory=LossConfig, description="The training loss (and accuracy count).")
     train: TrainSettings = Field(default_factory=TrainSettings, description="`train` runs: how the model is trained.")
     pretrain: TrainSettings | None = Field(
         None,
@@ -177,6 +269,7 @@ class RunConfig(BaseModel):
                 "a config with a 'prune' section trains with 'finetune' (the run during and after pruning) "
                 "and 'pretrain' (the base model); rename 'train' to 'finetune'"
             )
+        self._loss_fits()
         if self.prune is None:
             extra = [k for k in ("finetune", "pretrain", "sparse_learning") if k in self.model_fields_set]
             if extra:
@@ -209,6 +302,29 @@ class RunConfig(BaseModel):
                 "schedule); add one, or use sparse_phase 'pruning'"
             )
         return self
+
+    def _loss_fits(self) -> None:
+        loss, tokens = self.loss.name, self.data.name in TOKEN_DATASETS
+        if loss == "causal_lm" and not tokens:
+            raise ValueError(
+                f"loss.name: got 'causal_lm' with the image dataset {self.data.name!r}; causal_lm needs token "
+                f"sequences (data.name: {', '.join(TOKEN_DATASETS)})"
+            )
+        if loss in ("cross_entropy", "mse") and tokens:
+            raise ValueError(
+                f"loss.name: got {loss!r} with the token dataset {self.data.name!r}; use causal_lm "
+                "(or token_classification)"
+            )
+        if loss in ("causal_lm", "token_classification") and self.model.registered:
+            raise ValueError(
+                f"loss.name: got {loss!r} for the registered image classifier {self.model.name!r}, which has one "
+                "output per image; use a token model (e.g. model.name: transformers:GPT2LMHeadModel)"
+            )
+        if loss == "mse":
+            raise ValueError(
+                "loss.name: got 'mse'; the train and prune jobs rank runs by test accuracy, which mse has no "
+                "counterpart for. Use MSE from Python: Trainer(..., loss=make_loss('mse'))"
+            )
 
     @property
     def is_prune(self) -> bool:

@@ -18,16 +18,19 @@ from decayprune.data.loader import TensorLoader, augment_batch
 from decayprune.data.registry import list_datasets, load_dataset, register_dataset
 from decayprune.data.splits import DatasetSplits, normalize_splits, subset_splits
 from decayprune.data.synthetic import make_synthetic
+from decayprune.data.tokens import TokenSplits, load_text_bytes
 
 __all__ = [
     "DatasetSplits",
     "IdxFormatError",
     "RestrictedUnpickler",
     "TensorLoader",
+    "TokenSplits",
     "augment_batch",
     "list_datasets",
     "load_cifar_batch",
     "load_dataset",
+    "load_text_bytes",
     "make_synthetic",
     "normalize_splits",
     "read_idx",

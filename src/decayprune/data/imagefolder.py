@@ -1,23 +1,27 @@
 """Images in class folders: ``root/train/<class>/*`` and ``root/test/<class>/*`` (or ``root/val``).
 
 Classes are the sorted names of the folders under ``train/``; ``test/`` may hold a subset of them.
-Images are not resized: they must all share one size. Greyscale files give one channel; if any file
-is in colour, every image is read as RGB (alpha is dropped). Crop+flip augmentation is switched on
-for colour images at least 32 pixels on their short side (natural photographs); off otherwise.
+With ``image_size=(H, W)`` every image is resized (bilinear, antialiased) to cover ``H x W`` and
+centre-cropped to it; without, images are not resized and must all share one size. Greyscale
+files give one channel; if any file is in colour, every image is read as RGB (alpha is dropped).
+Crop+flip augmentation is switched on for colour images at least 32 pixels on their short side
+(natural photographs); off otherwise.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from decayprune.data.folders import candidate_dirs, locate
 from decayprune.data.splits import DatasetSplits
 
-__all__ = ["IMAGE_EXTENSIONS", "load_imagefolder", "read_image"]
+__all__ = ["IMAGE_EXTENSIONS", "fit_image", "load_imagefolder", "read_image"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _GREY_MODES = {"1", "L", "LA"}
@@ -87,28 +91,54 @@ def _check(folder: Path) -> str | None:
     return None
 
 
-def _read_split(files: list[tuple[Path, int]], size: tuple[int, int], rgb: bool) -> torch.Tensor:
+def fit_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a ``(C, h, w)`` image (bilinear, antialiased) to cover ``size`` and centre-crop it to ``size``.
+
+    Example:
+        >>> fit_image(torch.rand(3, 40, 80), (32, 32)).shape
+        torch.Size([3, 32, 32])
+    """
+    height, width = size
+    h, w = image.shape[1:]
+    if (h, w) != (height, width):
+        scale = max(height / h, width / w)
+        new = (max(height, math.ceil(h * scale - 1e-6)), max(width, math.ceil(w * scale - 1e-6)))
+        image = F.interpolate(image[None], size=new, mode="bilinear", antialias=True, align_corners=False)[0]
+        top, left = (new[0] - height) // 2, (new[1] - width) // 2
+        image = image[:, top : top + height, left : left + width]
+    return image
+
+
+def _read_split(files: list[tuple[Path, int]], size: tuple[int, int], rgb: bool, resize: bool = False) -> torch.Tensor:
     channels = 3 if rgb else 1
     out = torch.empty(len(files), channels, *size, dtype=torch.float32)
     for i, (path, _) in enumerate(files):
         array = read_image(path, rgb=rgb)
+        if resize:
+            out[i] = fit_image(torch.from_numpy(array), size)
+            continue
         if array.shape[1:] != size:
             raise ValueError(
                 f"{path}: image is {array.shape[1]}x{array.shape[2]} (HxW) but the first image is "
-                f"{size[0]}x{size[1]}; imagefolder does not resize, so every image must share one size"
+                f"{size[0]}x{size[1]}; set data.image_size (e.g. [224, 224]) to resize and centre-crop every image"
             )
         out[i] = torch.from_numpy(array)
     return out
 
 
-def load_imagefolder(data_dir: str | os.PathLike | None = None) -> DatasetSplits:
+def load_imagefolder(
+    data_dir: str | os.PathLike | None = None, image_size: tuple[int, int] | None = None
+) -> DatasetSplits:
     """Load ``data_dir/train/<class>/*`` and ``data_dir/test/<class>/*`` (or ``val/``) as raw splits.
+
+    ``image_size``: resize and centre-crop every image to ``(H, W)`` (see :func:`fit_image`).
 
     Also tried: ``data_dir/imagefolder``, ``$DECAYPRUNE_DATA`` and ``$DECAYPRUNE_DATA/imagefolder``.
 
     Raises:
         FileNotFoundError: when no folder has the layout.
-        ValueError: on an empty class, a test class unknown to train, or images of differing size.
+        ValueError: on an empty class, a test class unknown to train, or images of differing size
+            (without ``image_size``).
 
     Example:
         >>> splits = load_imagefolder("my_images")  # doctest: +SKIP
@@ -143,9 +173,10 @@ def load_imagefolder(data_dir: str | os.PathLike | None = None) -> DatasetSplits
 
     first = read_image(train_files[0][0])
     rgb = not all(_is_grey(p) for p, _ in train_files + test_files)
-    size = (int(first.shape[1]), int(first.shape[2]))
-    train_x = _read_split(train_files, size, rgb)
-    test_x = _read_split(test_files, size, rgb)
+    resize = image_size is not None
+    size = (int(image_size[0]), int(image_size[1])) if image_size else (int(first.shape[1]), int(first.shape[2]))
+    train_x = _read_split(train_files, size, rgb, resize)
+    test_x = _read_split(test_files, size, rgb, resize)
     return DatasetSplits(
         name="imagefolder",
         train_images=train_x,

@@ -11,12 +11,13 @@ from decayprune.data.imagefolder import load_imagefolder
 from decayprune.data.mnist import load_fashion_mnist, load_mnist
 from decayprune.data.splits import DatasetSplits, normalize_splits, subset_splits, validate_subset_size
 from decayprune.data.synthetic import load_synthetic
+from decayprune.data.tokens import TokenSplits, load_text_bytes
 from decayprune.registry import DATASETS
 
 __all__ = ["DatasetLoader", "DATASETS", "register_dataset", "list_datasets", "load_dataset", "canonical_name"]
 
 # A loader takes data_dir and returns splits with pixels on their natural scale, not normalized.
-DatasetLoader = Callable[["str | os.PathLike | None"], DatasetSplits]
+DatasetLoader = Callable[["str | os.PathLike | None"], "DatasetSplits | TokenSplits"]
 
 for _name, _loader in {
     "digits": load_digits,
@@ -26,6 +27,7 @@ for _name, _loader in {
     "cifar100": load_cifar100,
     "imagefolder": load_imagefolder,
     "synthetic": load_synthetic,
+    "text-bytes": load_text_bytes,
 }.items():
     DATASETS.add(_name, _loader)
 
@@ -72,12 +74,14 @@ def load_dataset(
     seed: int = 0,
     train_subset: int | None = None,
     test_subset: int | None = None,
-) -> DatasetSplits:
-    """Load a registered dataset, optionally subset it, and normalize it.
+    image_size: tuple[int, int] | None = None,
+) -> DatasetSplits | TokenSplits:
+    """Load a registered dataset, optionally subset it, and normalize it (images; token data is not normalized).
 
     The dataset's content never depends on ``seed``: it only picks which images a subset keeps
-    (the first ``n`` after a shuffle seeded by ``seed``). Normalization uses the per-channel mean
-    and std of the (subset) train split and is applied to both splits.
+    (the first ``n`` after a shuffle seeded by ``seed``). ``image_size`` resizes and centre-crops
+    the images of ``imagefolder`` (the other datasets have a fixed size and refuse it).
+    Normalization uses the per-channel mean and std of the (subset) train split and is applied to both splits.
 
     Raises:
         ValueError: for an unknown name (listing the allowed names and the closest match).
@@ -94,5 +98,12 @@ def load_dataset(
         raise ValueError(DATASETS.unknown_message(name))
     validate_subset_size(train_subset, "train_subset")
     validate_subset_size(test_subset, "test_subset")
-    raw = DATASETS.get(name)(data_dir)
+    if image_size is not None:
+        if DATASETS.key(name) != "imagefolder":
+            raise ValueError(f"image_size resizes imagefolder images only; dataset {name!r} has a fixed size")
+        raw = load_imagefolder(data_dir, image_size=image_size)
+    else:
+        raw = DATASETS.get(name)(data_dir)
+    if isinstance(raw, TokenSplits):
+        return raw.subset(train_subset, test_subset, seed=seed)
     return normalize_splits(subset_splits(raw, train_subset, test_subset, seed=seed))

@@ -21,17 +21,26 @@ import torch
 import torch.nn as nn
 
 from ..config import ModelConfig, RunConfig
-from ..data import DatasetSplits, TensorLoader, load_dataset
+from ..data import DatasetSplits, TensorLoader, TokenSplits, load_dataset
 from ..errors import DataError, UserError, WeightsError
 from ..files import save_safetensors_atomic
-from ..models import create, model_accepts
+from ..models import create, model_accepts, resolve_model
 from ..train import get_rank, get_world_size, set_seed
+from ..train.losses import Loss, make_loss
+
+#: What a train or prune job runs on: images with one label each, or token sequences.
+RunData = DatasetSplits | TokenSplits
 
 __all__ = [
+    "RunData",
     "arch_spec",
     "build_model",
     "example_input",
+    "input_shape",
+    "load_data",
     "load_splits",
+    "model_for_data",
+    "run_loss",
     "load_weights",
     "make_loaders",
     "model_kwargs",
@@ -41,7 +50,23 @@ __all__ = [
 
 
 def load_splits(cfg: RunConfig) -> DatasetSplits:
-    """Load the dataset a run config names (with its subsets).
+    """Load the image dataset a run config names (with its subsets).
+
+    Raises:
+        DataError: If the dataset's files are missing, truncated or malformed (one clear line).
+        UserError: The config names a token dataset (only train and prune jobs take one).
+    """
+    data = load_data(cfg)
+    if isinstance(data, TokenSplits):
+        raise UserError(
+            f"dataset {cfg.data.name!r} holds token sequences; this command takes image datasets "
+            "(train and prune runs take both)"
+        )
+    return data
+
+
+def load_data(cfg: RunConfig) -> RunData:
+    """Load the dataset a run config names (with its subsets): image splits or token splits.
 
     Raises:
         DataError: If the dataset's files are missing, truncated or malformed (one clear line).
@@ -53,6 +78,7 @@ def load_splits(cfg: RunConfig) -> DatasetSplits:
             seed=cfg.data.seed,
             train_subset=cfg.data.train_subset,
             test_subset=cfg.data.test_subset,
+            image_size=cfg.data.image_size,
         )
     except UserError:
         raise
@@ -68,8 +94,20 @@ def model_kwargs(name: str, image_size: Sequence[int]) -> dict[str, Any]:
     return {"image_size": tuple(int(v) for v in image_size)} if model_accepts(name, "image_size") else {}
 
 
-def arch_spec(cfg: ModelConfig, splits: DatasetSplits) -> dict[str, Any]:
-    """How to rebuild the unpruned model (stored in ``pruned.json``; read by :func:`decayprune.load_pruned`)."""
+def input_shape(data: RunData) -> list[int]:
+    """The shape of one sample: ``[C, H, W]`` of an image, ``[seq_len]`` of a token sequence."""
+    return list(data.input_shape)
+
+
+def arch_spec(cfg: ModelConfig, splits: RunData) -> dict[str, Any]:
+    """How to rebuild the unpruned model (stored in ``pruned.json``; read by :func:`decayprune.load_pruned`).
+
+    Factory and library models record their spec and ``model.kwargs``; rebuilding them needs
+    the model passed to :func:`decayprune.load_pruned` (the registry does not know them).
+    """
+    if not cfg.registered or isinstance(splits, TokenSplits):
+        spec = {"name": cfg.name, "kwargs": dict(cfg.kwargs), "input_shape": input_shape(splits)}
+        return {**spec, "input_dtype": "int64"} if isinstance(splits, TokenSplits) else spec
     kwargs: dict[str, Any] = {
         "num_classes": splits.num_classes,
         "in_channels": splits.in_channels,
@@ -101,6 +139,44 @@ def build_model(
     if cfg.weights is not None:
         load_weights(model, cfg.weights)
     return model
+
+
+def model_for_data(cfg: ModelConfig, data: RunData, *, seed: int | None = None) -> nn.Module:
+    """The model of a run: a registered one sized from the data, or a factory/library model from ``cfg.kwargs``.
+
+    Raises:
+        UserError: the spec cannot be built, or a language model's vocabulary is smaller than the data's.
+    """
+    if cfg.registered and isinstance(data, DatasetSplits):
+        return build_model(
+            cfg, num_classes=data.num_classes, in_channels=data.in_channels, image_size=data.image_size, seed=seed
+        )
+    if seed is not None:
+        set_seed(seed)
+    model = resolve_model(cfg.name, **cfg.kwargs)
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    wanted = getattr(getattr(model, "config", None), "image_size", None)  # e.g. a transformers ViT
+    if isinstance(data, DatasetSplits) and isinstance(wanted, int) and tuple(data.image_size) != (wanted, wanted):
+        raise UserError(
+            f"{cfg.name!r} takes {wanted}x{wanted} images, dataset {data.name!r} has "
+            f"{data.image_size[0]}x{data.image_size[1]}: set data.image_size: [{wanted}, {wanted}] (imagefolder) "
+            "or model.kwargs.image_size"
+        )
+    if isinstance(data, TokenSplits) and isinstance(vocab, int) and vocab < data.vocab_size:
+        raise UserError(
+            f"model.kwargs: {cfg.name!r} has vocab_size {vocab}, but dataset {data.name!r} has tokens up to "
+            f"{data.vocab_size - 1}; set model.kwargs.vocab_size to at least {data.vocab_size}"
+        )
+    if cfg.weights is not None:
+        load_weights(model, cfg.weights)
+    return model
+
+
+def run_loss(cfg: RunConfig) -> Loss:
+    """The loss a run config names (``loss`` section, label smoothing of the run's training settings)."""
+    return make_loss(
+        cfg.loss.name, ignore_index=cfg.loss.ignore_index, label_smoothing=cfg.run_settings.label_smoothing
+    )
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
@@ -145,27 +221,44 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | 
     return Path(path)
 
 
-def make_loaders(splits: DatasetSplits, cfg: RunConfig) -> tuple[TensorLoader, TensorLoader]:
+def make_loaders(splits: RunData, cfg: RunConfig) -> tuple[TensorLoader, TensorLoader]:
     """The shuffled (augmented where the data suits it) train loader and the test loader.
 
-    Under ``torch.distributed`` each rank gets its shard of both (``batch_size`` per process):
-    training shards padded to equal length, test shards disjoint (metrics are all-reduced).
+    Token data yields ``(tokens, tokens)`` batches (a causal-LM loss shifts them). Under
+    ``torch.distributed`` each rank gets its shard of both (``batch_size`` per process): training
+    shards padded to equal length, test shards disjoint (metrics are all-reduced).
     """
     settings = cfg.run_settings
     rank, world_size = get_rank(), get_world_size()
+    if isinstance(splits, TokenSplits):
+        train_x, train_y, test_x, test_y = (
+            splits.train_tokens,
+            splits.train_tokens,
+            splits.test_tokens,
+            splits.test_tokens,
+        )
+        augment = False
+    else:
+        train_x, train_y, test_x, test_y = (
+            splits.train_images,
+            splits.train_labels,
+            splits.test_images,
+            splits.test_labels,
+        )
+        augment = splits.augment
     train = TensorLoader(
-        splits.train_images,
-        splits.train_labels,
+        train_x,
+        train_y,
         settings.batch_size,
         shuffle=True,
-        augment=splits.augment,
+        augment=augment,
         seed=settings.seed,
         rank=rank,
         world_size=world_size,
     )
     test = TensorLoader(
-        splits.test_images,
-        splits.test_labels,
+        test_x,
+        test_y,
         settings.batch_size,
         shuffle=False,
         pad=False,
@@ -175,8 +268,10 @@ def make_loaders(splits: DatasetSplits, cfg: RunConfig) -> tuple[TensorLoader, T
     return train, test
 
 
-def example_input(splits: DatasetSplits, batch_size: int = 1) -> torch.Tensor:
-    """A zero batch shaped like the dataset's images, for cost counting."""
+def example_input(splits: RunData, batch_size: int = 1) -> torch.Tensor:
+    """A zero batch shaped like the dataset's images (or token sequences), for tracing and cost counting."""
+    if isinstance(splits, TokenSplits):
+        return torch.zeros(batch_size, splits.seq_len, dtype=torch.int64)
     return torch.zeros(batch_size, splits.in_channels, *splits.image_size)
 
 

@@ -27,14 +27,24 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..config import RunConfig
-from ..data import DatasetSplits
 from ..errors import ConfigError, RunFolderError, TrainingDivergedError
 from ..files import write_json_atomic
 from ..pruner import Pruner
 from ..structure import save_pruned
 from ..train import Trainer, evaluate, is_main_process, read_checkpoint_meta
 from ..train.distributed import barrier, broadcast_buffers, on_main_process, process_device, wrap_ddp
-from .build import arch_spec, build_model, example_input, load_splits, load_weights, make_loaders, save_weights
+from .build import (
+    RunData,
+    arch_spec,
+    example_input,
+    input_shape,
+    load_data,
+    load_weights,
+    make_loaders,
+    model_for_data,
+    run_loss,
+    save_weights,
+)
 from .checks import check_schedule
 from .hooks import DivergenceGuard, ElapsedTime
 from .results import RESULT_FILE, applied_decay, common_fields, write_result
@@ -57,17 +67,11 @@ def _has_checkpoint(folder: Path) -> bool:
 
 
 def _base_model(
-    cfg: RunConfig, splits: DatasetSplits, run_dir: Path, *, progress: bool, console: Console
+    cfg: RunConfig, splits: RunData, run_dir: Path, *, progress: bool, console: Console
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model to prune and ``{epochs, time_s}`` of its pretraining (over all invocations)."""
     seed = (cfg.pretrain or cfg.finetune).seed
-    model = build_model(
-        cfg.model,
-        num_classes=splits.num_classes,
-        in_channels=splits.in_channels,
-        image_size=splits.image_size,
-        seed=seed,
-    )
+    model = model_for_data(cfg.model, splits, seed=seed)
     if cfg.model.weights is not None:
         return model, {"epochs": 0, "time_s": 0.0}
     base_file, meta_file = run_dir / "base.safetensors", run_dir / "base.json"
@@ -96,6 +100,7 @@ def _base_model(
         cfg.pretrain,
         run_dir=pre_dir,
         hooks=[DivergenceGuard(), clock],
+        loss=run_loss(pre_cfg),
         progress=progress,
         console=console,
     )
@@ -141,13 +146,14 @@ def run_prune_job(
     if cfg.prune is None:
         raise ConfigError(["prune: the config has no 'prune' section; see configs/prune_digits.yaml for an example"])
     console = console or Console()
-    splits = load_splits(cfg)
+    splits = load_data(cfg)
     train_loader, test_loader = make_loaders(splits, cfg)
     schedule = check_schedule(cfg.prune, epochs=cfg.finetune.epochs, steps_per_epoch=len(train_loader))
     main = is_main_process()
     on_main_process(lambda: prepare_run_dir(cfg, resume=resume, overwrite=overwrite))
     run_dir = cfg.run_dir
-    record = common_fields(cfg, "prune", [splits.in_channels, *splits.image_size])
+    record = common_fields(cfg, "prune", input_shape(splits))
+    loss = run_loss(cfg)
     record.update(
         method=cfg.prune.method,
         criterion=cfg.prune.criterion,
@@ -163,7 +169,7 @@ def run_prune_job(
         measured = time.perf_counter()
         example = example_input(splits)
         device = process_device(cfg.finetune.device)
-        base = snapshot(model.to(device), test_loader, example, device, time_latency=main)
+        base = snapshot(model.to(device), test_loader, example, device, time_latency=main, loss=loss)
         measure_s = time.perf_counter() - measured
         sparse = run_sparse_learning(cfg, model, splits, run_dir, progress=progress, console=console)
         prune_dir = run_dir / "prune"
@@ -175,6 +181,7 @@ def run_prune_job(
             steps_per_epoch=len(train_loader),
             run_dir=prune_dir if main else None,  # events and SR statistics: rank 0 writes them
             calibration_data=train_loader,
+            loss_fn=loss,
             schedule=schedule,
         )
         console.print(
@@ -189,6 +196,7 @@ def run_prune_job(
             cfg.finetune,
             run_dir=prune_dir,
             hooks=[pruner, DivergenceGuard(), clock],
+            loss=loss,
             progress=progress,
             console=console,
         )
@@ -200,9 +208,9 @@ def run_prune_job(
         raise
     measured = time.perf_counter()
     broadcast_buffers(model)  # rank 0's batch-norm statistics everywhere: every rank compacts the same model
-    masked = evaluate(model, test_loader, device=device)
+    masked = evaluate(model, test_loader, device=device, loss_fn=loss)
     pruner.compact()
-    final = snapshot(model, test_loader, example, device, time_latency=main)
+    final = snapshot(model, test_loader, example, device, time_latency=main, loss=loss)
     if main:
         save_pruned(model.to("cpu"), run_dir / "pruned", arch=arch_spec(cfg.model, splits))
     measure_s += time.perf_counter() - measured

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from ..measure import count_cost, measure_latency
 from ..train import evaluate
+from ..train.losses import Loss
 
 __all__ = ["LATENCY_REPEATS", "LATENCY_THREADS", "snapshot"]
 
@@ -19,9 +20,17 @@ LATENCY_THREADS = 1
 
 
 def snapshot(
-    model: nn.Module, test_loader: Any, example: torch.Tensor, device: str | torch.device, *, time_latency: bool = True
+    model: nn.Module,
+    test_loader: Any,
+    example: torch.Tensor,
+    device: str | torch.device,
+    *,
+    time_latency: bool = True,
+    loss: Loss | None = None,
 ) -> dict[str, float]:
-    """Test accuracy, MACs, params and CPU latency (median and IQR, one thread) of ``model``.
+    """Test accuracy (and loss), MACs, params and CPU latency (median and IQR, one thread) of ``model``.
+
+    ``loss`` decides how accuracy counts (tokens for ``causal_lm``); default: cross-entropy per sample.
 
     Under ``torch.distributed`` every rank calls it (the accuracy is all-reduced); only the one with
     ``time_latency`` times the model (the others report NaN latencies).
@@ -30,9 +39,9 @@ def snapshot(
         >>> m = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
         >>> data = [(torch.randn(6, 1, 2, 2), torch.randint(0, 3, (6,)))]
         >>> sorted(snapshot(m, data, torch.zeros(1, 1, 2, 2), "cpu"))
-        ['latency_iqr_ms', 'latency_ms', 'macs', 'params', 'top1', 'top5']
+        ['latency_iqr_ms', 'latency_ms', 'macs', 'params', 'test_loss', 'top1', 'top5']
     """
-    metrics = evaluate(model, test_loader, device=device)
+    metrics = evaluate(model, test_loader, device=device, loss_fn=loss)
     model_cpu = model.to("cpu")
     cost = count_cost(model_cpu, example)
     median = iqr = float("nan")
@@ -45,6 +54,7 @@ def snapshot(
     return {
         "top1": float(metrics["top1"]),
         "top5": float(metrics["top5"]),
+        "test_loss": float(metrics["loss"]),
         "macs": int(cost.macs),
         "params": int(cost.params),
         "latency_ms": float(median),

@@ -19,7 +19,6 @@ import torch.nn as nn
 from rich.console import Console
 
 from ..config import RunConfig
-from ..data import DatasetSplits
 from ..errors import RunFolderError
 from ..files import write_json_atomic
 from ..methods import create_method
@@ -27,7 +26,7 @@ from ..structure import StructureSet
 from ..train import Trainer, read_checkpoint_meta
 from ..train.distributed import barrier, broadcast_buffers, is_main_process, process_device, wrap_ddp
 from ..train.hooks import TrainHook
-from .build import example_input, load_weights, make_loaders, save_weights
+from .build import RunData, example_input, load_weights, make_loaders, run_loss, save_weights
 from .hooks import DivergenceGuard, ElapsedTime
 from .rundir import config_hash
 
@@ -54,7 +53,7 @@ class SparseLearningHook(TrainHook):
         self._regularize()
 
 
-def _structures(cfg: RunConfig, model: nn.Module, splits: DatasetSplits) -> StructureSet:
+def _structures(cfg: RunConfig, model: nn.Module, splits: RunData) -> StructureSet:
     assert cfg.prune is not None
     settings = cfg.prune
     modules = dict(model.named_modules())
@@ -70,7 +69,7 @@ def _structures(cfg: RunConfig, model: nn.Module, splits: DatasetSplits) -> Stru
 
 
 def run_sparse_learning(
-    cfg: RunConfig, model: nn.Module, splits: DatasetSplits, run_dir: Path, *, progress: bool, console: Console
+    cfg: RunConfig, model: nn.Module, splits: RunData, run_dir: Path, *, progress: bool, console: Console
 ) -> dict[str, Any]:
     """Train ``model`` in place with the method's regulariser as ``cfg.sparse_learning`` says.
 
@@ -109,6 +108,7 @@ def run_sparse_learning(
         cfg.sparse_learning,
         run_dir=folder,
         hooks=[SparseLearningHook(regularize), DivergenceGuard(), clock],
+        loss=run_loss(cfg),
         progress=progress,
         console=console,
     )

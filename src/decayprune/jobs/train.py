@@ -20,7 +20,7 @@ from ..measure import count_cost
 from ..scratch import scratch_model
 from ..structure import save_pruned
 from ..train import Trainer, read_checkpoint_meta
-from .build import arch_spec, build_model, example_input, load_splits, make_loaders
+from .build import arch_spec, example_input, input_shape, load_data, make_loaders, model_for_data, run_loss
 from .hooks import DivergenceGuard, ElapsedTime
 from .results import RESULT_FILE, common_fields, write_result
 from .rundir import prepare_run_dir
@@ -58,14 +58,8 @@ def run_train_job(
         1
     """
     console = console or Console()
-    splits = load_splits(cfg)
-    model = build_model(
-        cfg.model,
-        num_classes=splits.num_classes,
-        in_channels=splits.in_channels,
-        image_size=splits.image_size,
-        seed=cfg.train.seed,
-    )
+    splits = load_data(cfg)
+    model = model_for_data(cfg.model, splits, seed=cfg.train.seed)
     if cfg.model.scratch_from is not None:  # the pruned architecture, re-initialised (scratch baseline)
         model = scratch_model(cfg.model.scratch_from, seed=cfg.train.seed, model=model)
     run_dir = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
@@ -75,7 +69,7 @@ def run_train_job(
     train_loader, test_loader = make_loaders(splits, cfg)
     console.print(
         f"[bold]train[/] {escape(cfg.model.name)} (width {cfg.model.width:g}) on {escape(cfg.data.name)}: "
-        f"{len(splits.train_labels)} train / {len(splits.test_labels)} test images -> {escape(str(run_dir))}",
+        f"{splits.num_train} train / {splits.num_test} test samples -> {escape(str(run_dir))}",
         soft_wrap=True,
     )
     clock = ElapsedTime()
@@ -86,11 +80,11 @@ def run_train_job(
         cfg.train,
         run_dir=run_dir,
         hooks=[DivergenceGuard(), clock],
+        loss=run_loss(cfg),
         progress=progress,
         console=console,
     )
-    input_shape = [splits.in_channels, *splits.image_size]
-    record = common_fields(cfg, "train", input_shape)
+    record = common_fields(cfg, "train", input_shape(splits))
     try:
         result = trainer.fit(resume=resuming)
     except TrainingDivergedError as exc:

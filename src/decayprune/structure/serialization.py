@@ -258,7 +258,8 @@ def load_pruned(
     Args:
         path: Path with or without extension.
         model: A freshly built, unpruned instance of the architecture. When ``None`` the spec's
-            ``arch`` entry is used with :func:`decayprune.models.create`.
+            ``arch`` entry is used with :func:`decayprune.models.resolve_model` (a registered name, a
+            factory path or a library spec such as ``transformers:GPT2LMHeadModel``).
         device: Where to load the tensors.
 
     Example:
@@ -274,11 +275,11 @@ def load_pruned(
         arch = spec.get("arch")
         if not arch:
             raise SpecError(f"'{base}.json' has no 'arch' entry; pass the unpruned model to load_pruned()")
-        from ..models import create
+        from ..models import resolve_model
 
         try:
-            model = create(arch["name"], **arch.get("kwargs", {}))
-        except (KeyError, TypeError, ValueError) as exc:
+            model = resolve_model(arch["name"], **arch.get("kwargs", {}))
+        except (KeyError, TypeError, ValueError) as exc:  # UserError is a ValueError
             raise WeightsError(f"'{base}.json': cannot rebuild its architecture {arch!r}: {exc}") from None
     apply_spec(model, spec)
     weights = base.with_suffix(".safetensors")

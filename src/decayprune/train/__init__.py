@@ -25,6 +25,7 @@ from decayprune.train.checkpoint import (
 from decayprune.train.distributed import get_rank, get_world_size, is_distributed, is_main_process, unwrap_model
 from decayprune.train.evaluate import evaluate, topk_correct
 from decayprune.train.hooks import TrainHook
+from decayprune.train.losses import Loss, make_loss
 from decayprune.train.metrics_log import read_jsonl
 from decayprune.train.optim import build_optimizer
 from decayprune.train.schedule import build_scheduler, lr_at, lr_factor
@@ -40,6 +41,8 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "evaluate",
+    "Loss",
+    "make_loss",
     "flatten_state",
     "get_rank",
     "get_rng_state",

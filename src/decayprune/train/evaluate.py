@@ -11,6 +11,7 @@ from torch import nn
 
 from decayprune.train.amp import autocast
 from decayprune.train.distributed import all_reduce_sum, is_distributed
+from decayprune.train.losses import Loss
 
 __all__ = ["evaluate", "model_device", "topk_correct"]
 
@@ -52,7 +53,7 @@ def evaluate(
     *,
     device: torch.device | str | None = None,
     topk: Sequence[int] = (1, 5),
-    loss_fn: LossFn | None = None,
+    loss_fn: LossFn | Loss | None = None,
     amp: str | bool = "off",
     distributed: bool | None = None,
 ) -> dict[str, float | int]:
@@ -66,7 +67,9 @@ def evaluate(
         device: Where to run; default: the model's device.
         topk: Which top-k accuracies to report; each k is clipped to the class count
             (``top5`` of a 3-class problem is top-3), the key keeps its name.
-        loss_fn: Batch-mean loss ``loss_fn(logits, labels)``; default plain cross-entropy.
+        loss_fn: Batch-mean loss ``loss_fn(logits, labels)``; default plain cross-entropy. A
+            :class:`~decayprune.train.losses.Loss` gets the raw outputs, and top-k counts over
+            what its ``scored`` returns (tokens for ``causal_lm``; none for ``mse``: top-k is nan).
         amp: Autocast mode, ``"off"``, ``"bf16"`` or ``"fp16"`` (``True``: ``"fp16"``), as in
             ``TrainSettings.amp``.
         distributed: Sum the counts over all processes; default: when a process group
@@ -91,27 +94,38 @@ def evaluate(
     correct = torch.zeros(len(topk), dtype=torch.float64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     count = torch.zeros((), dtype=torch.float64, device=device)
+    scored = torch.zeros((), dtype=torch.float64, device=device)
+    structured = isinstance(loss_fn, Loss)
     try:
         with torch.no_grad():
             for inputs, labels in loader:
                 inputs = inputs.to(device, non_blocking=True)
                 labels = labels.to(device, non_blocking=True)
                 with autocast(mode, device):
-                    logits = model(inputs)
-                logits = logits.float()
+                    outputs = model(inputs)
                 batch = labels.shape[0]
-                loss_sum += loss_fn(logits, labels).double() * batch
-                correct += topk_correct(logits, labels, topk).double()
                 count += batch
+                if not structured:
+                    logits = outputs.float()
+                    loss_sum += loss_fn(logits, labels).double() * batch
+                    correct += topk_correct(logits, labels, topk).double()
+                    scored += batch
+                    continue
+                loss_sum += loss_fn(outputs, labels).double() * batch
+                flat = loss_fn.scored(outputs, labels)  # type: ignore[union-attr]
+                if flat is not None and flat[1].numel():
+                    correct += topk_correct(flat[0], flat[1], topk).double()
+                    scored += flat[1].numel()
     finally:
         model.train(was_training)
     if distributed if distributed is not None else is_distributed():
-        totals = all_reduce_sum(torch.cat([correct, loss_sum.view(1), count.view(1)]))
-        correct, loss_sum, count = totals[: len(topk)], totals[-2], totals[-1]
+        totals = all_reduce_sum(torch.cat([correct, loss_sum.view(1), count.view(1), scored.view(1)]))
+        correct, loss_sum, count, scored = totals[: len(topk)], totals[-3], totals[-2], totals[-1]
     samples = int(count.item())
     if samples == 0:
         raise ValueError("evaluate: the loader yielded no samples")
-    result: dict[str, float | int] = {f"top{k}": 100.0 * c / samples for k, c in zip(topk, correct.tolist())}
+    denominator = float(scored.item()) or float("nan")
+    result: dict[str, float | int] = {f"top{k}": 100.0 * c / denominator for k, c in zip(topk, correct.tolist())}
     result["loss"] = float(loss_sum.item()) / samples
     result["samples"] = samples
     return result

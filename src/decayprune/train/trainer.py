@@ -27,6 +27,7 @@ from decayprune.train.distributed import (
 )
 from decayprune.train.evaluate import evaluate
 from decayprune.train.hooks import TrainHook
+from decayprune.train.losses import CrossEntropyLoss, Loss, output_tensor
 from decayprune.train.metrics_log import read_jsonl, write_jsonl
 from decayprune.train.optim import build_optimizer
 from decayprune.train.progress import TrainProgress
@@ -77,10 +78,10 @@ class Trainer:
     """Supervised classification training with hooks, checkpoints and exact resume.
 
     Per step: forward (under autocast when ``settings.amp`` is ``"bf16"`` or ``"fp16"``, on the CPU
-    or CUDA), cross-entropy with label smoothing, ``zero_grad(set_to_none=True)``, backward
-    (scaled by a GradScaler for ``"fp16"``), unscale,
-    ``hook.after_backward``, ``optimizer.step()``, ``scheduler.step()`` (per step),
-    ``hook.after_step``. After each epoch: evaluation (every ``eval_every`` epochs and
+    or CUDA), the loss (``loss``, a :class:`~decayprune.train.losses.Loss`; default cross-entropy
+    with label smoothing), ``zero_grad(set_to_none=True)``, backward (scaled by a GradScaler for
+    ``"fp16"``), unscale, ``hook.after_backward``, ``optimizer.step()``, ``scheduler.step()`` (per
+    step), ``hook.after_step``. After each epoch: evaluation (every ``eval_every`` epochs and
     at the end), ``hook.on_epoch_end``, a line in ``run_dir/metrics.jsonl`` and a
     checkpoint in ``run_dir/checkpoint/`` (every ``checkpoint_every`` epochs and at the end).
 
@@ -92,7 +93,8 @@ class Trainer:
     ``settings.batch_size`` is for whoever builds the loaders; the trainer uses the batches
     it gets. A given ``optimizer`` (e.g. a pruning method's own) replaces the one built from
     the settings; the schedule then scales each of its groups' initial lr. With
-    ``test_loader=None`` nothing is evaluated and ``TrainResult.final`` is empty.
+    ``test_loader=None`` nothing is evaluated and ``TrainResult.final`` is empty. Train and
+    test top-1 count what ``loss.scored`` returns (tokens for ``causal_lm``).
 
     Attributes hooks may use: ``model``, ``optimizer``, ``scheduler``, ``scaler``,
     ``settings``, ``epoch`` (0-based index of the running epoch; after ``fit`` the number
@@ -121,6 +123,7 @@ class Trainer:
         run_dir: str | os.PathLike[str] | None = None,
         hooks: Sequence[TrainHook] = (),
         optimizer: torch.optim.Optimizer | None = None,
+        loss: Loss | None = None,
         progress: bool = True,
         console: Console | None = None,
     ) -> None:
@@ -154,7 +157,7 @@ class Trainer:
         self.steps_per_epoch = _steps_per_epoch(train_loader)
         self.scheduler = build_scheduler(self.optimizer, settings, self.steps_per_epoch)
         self.scaler = make_scaler(settings.amp, self.device)
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+        self.loss_fn: Loss = loss or CrossEntropyLoss(settings.label_smoothing)
         self.epoch = 0
         self.global_step = 0
         self.stop_training = False
@@ -197,7 +200,9 @@ class Trainer:
         # The plain module: DDP's forward may run collectives, which evaluation does not need. Its
         # buffers (batch-norm statistics) are rank 0's, as DDP would copy at the next forward.
         broadcast_buffers(unwrap_model(self.model))
-        return evaluate(unwrap_model(self.model), self.test_loader, device=self.device, amp=self.amp)
+        return evaluate(
+            unwrap_model(self.model), self.test_loader, device=self.device, amp=self.amp, loss_fn=self.loss_fn
+        )
 
     def fit(self, *, resume: bool | Literal["auto"] = False) -> TrainResult:
         """Train until ``settings.epochs`` epochs are done.
@@ -313,30 +318,34 @@ class Trainer:
         view.start_epoch(epoch, self.steps_per_epoch)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        scored = torch.zeros((), dtype=torch.float64, device=self.device)  # samples (or tokens) top-1 counts over
         seen = 0
         lr = self.optimizer.param_groups[0]["lr"]
         started = time.perf_counter()
         for index, (inputs, labels) in enumerate(self.train_loader):
             inputs, labels = self._to_device(inputs, labels)
             lr = self.optimizer.param_groups[0]["lr"]  # the lr this step uses
-            logits, loss = self._step(inputs, labels)
+            outputs, loss = self._step(inputs, labels)
             loss_sum += loss.double() * labels.shape[0]
-            correct += (logits.argmax(dim=-1) == labels).sum()
+            flat = self.loss_fn.scored(outputs, labels)
+            if flat is not None:
+                correct += (flat[0].argmax(dim=-1) == flat[1]).sum()
+                scored += flat[1].numel()
             seen += labels.shape[0]
             if view.enabled and ((index + 1) % self.settings.log_every == 0 or index + 1 == self.steps_per_epoch):
                 rate = seen * get_world_size() / max(time.perf_counter() - started, 1e-9)
-                view.update(
-                    index + 1, loss=loss_sum.item() / seen, top1=100.0 * correct.item() / seen, images_per_s=rate
-                )
+                top1 = 100.0 * correct.item() / max(scored.item(), 1.0)
+                view.update(index + 1, loss=loss_sum.item() / seen, top1=top1, images_per_s=rate)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = max(time.perf_counter() - started, 1e-9)
         seen_t = torch.tensor(float(seen), dtype=torch.float64, device=self.device)
-        loss_total, correct_total, count = all_reduce_sum(torch.stack([loss_sum, correct, seen_t])).tolist()
+        totals = all_reduce_sum(torch.stack([loss_sum, correct, seen_t, scored])).tolist()
+        loss_total, correct_total, count, scored_total = totals
         denominator = max(count, 1.0)
         return {
             "train_loss": loss_total / denominator,
-            "train_top1": 100.0 * correct_total / denominator,
+            "train_top1": 100.0 * correct_total / max(scored_total, 1.0),
             "lr": lr,
             "epoch_time_s": elapsed,
             "images_per_s": count / elapsed,
@@ -349,11 +358,11 @@ class Trainer:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs, labels
 
-    def _step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on a batch already on the device; returns the detached logits and loss."""
+    def _step(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """One optimizer step on a batch already on the device; returns the model's outputs and the detached loss."""
         with autocast(self.amp, self.device):
-            logits = self.model(inputs)
-            loss = self.loss_fn(logits.float(), labels)
+            outputs = self.model(inputs)
+            loss = self.loss_fn(outputs, labels)
         self.optimizer.zero_grad(set_to_none=True)
         scaled = self.scaler.is_enabled()
         if scaled:
@@ -379,7 +388,7 @@ class Trainer:
         self._last_loss = loss.detach()
         for hook in self.hooks:
             hook.after_step(self)
-        return logits.detach(), self._last_loss
+        return _detached(outputs), self._last_loss
 
     def _final_metrics(self) -> dict[str, Any]:
         if self.test_loader is None:
@@ -412,3 +421,10 @@ class Trainer:
                 f"pruned {m['pruned_structures']}  releases {m['releases']}"
             )
         return line
+
+
+def _detached(outputs: Any) -> Any:
+    """The outputs with their logits tensor detached (a plain tensor, or the logits of a ModelOutput/tuple)."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.detach()
+    return output_tensor(outputs).detach()
