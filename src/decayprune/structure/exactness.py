@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .graph import OPTYPE, Group, trace
+from .graph import OPTYPE, DependencyGraph, Group, trace  # noqa: F401 (DependencyGraph: the examples)
 from .heads import HeadGroup
 from .hf_layers import customized_pruners
 from .outputs import OutputRecorder, output_tensors
