@@ -108,3 +108,39 @@ def test_dpm_sp_sr_run_prunes_heads_and_compacts_exactly() -> None:
     report = check_model(model, x, steps=6, target_macs_fraction=0.6)
     assert report.passed and report.error is not None and report.error < 1e-5, report.message
     assert any(n.endswith("self_attn.q_proj") for n, _size in report.prunable)
+
+
+@pytest.mark.parametrize("name", ["llama-gqa", "qwen2-gqa"])
+def test_query_head_units_keep_kv_heads_and_compact_exactly(name: str) -> None:
+    model, x = _build(name)
+    s = StructureSet(model, x, head_units="query")
+    heads = [g for g in s.layers if isinstance(g, HeadGroup)]
+    assert [(g.units, g.size, g.channel_groups) for g in heads] == [("query", 2, 2)] * 2  # 2 slots per KV group
+    q_ids = next(ids for sl, ids in heads[0].slices_of() if sl.name.endswith("q_proj.weight")) - heads[0].first
+    assert q_ids.view(4, 8)[:, 0].tolist() == [0, 1, 0, 1]  # query heads 0, 2 share slot 0 (KV heads 0, 1)
+    s.set_pruned([g.first for g in heads] + [g.first for g in s.layers if not isinstance(g, HeadGroup)])
+    s.zero_pruned_()
+    other = _longer(x)
+    with torch.no_grad():
+        masked, masked_other = model(x), model(other)
+    compact(s)
+    with torch.no_grad():
+        assert output_error(masked, model(x)) < 1e-5
+        assert output_error(masked_other, model(other)) < 1e-5
+    assert [(q, kv) for _a, q, kv in head_counts(model)] == [(2, 2), (2, 2)]
+    attn = model.get_submodule(find_attention(model)[0].attention)
+    assert attn.num_key_value_groups == 1
+
+
+def test_head_units_are_validated() -> None:
+    from pydantic import ValidationError
+
+    from decayprune import PruneSettings
+
+    with pytest.raises(ValidationError, match="head_units"):
+        PruneSettings(head_units="heads")
+    model, x = _build("bert")
+    with pytest.raises(ValueError, match="head_units"):
+        StructureSet(model, x, head_units="both")
+    same = StructureSet(model, x, head_units="query")  # no GQA: one head per unit either way
+    assert [g.size for g in same.layers if isinstance(g, HeadGroup)] == [4, 4]

@@ -19,7 +19,7 @@ from torch import nn
 from .exactness import find_inexact, gn_block, risk_reason, static_reason
 from .graph import OPTYPE, DependencyGraph, Group, out_channels, trace
 from .groups import ChannelGroup, FrozenGroup
-from .heads import HeadGroup, find_attention, head_group
+from .heads import HEAD_UNITS, HeadGroup, find_attention, head_group
 from .hf_layers import customized_pruners
 from .outputs import OutputRecorder, output_reason, resolve_ignored
 from .slices import PRODUCER, UnsupportedModelError, group_slices, grouped_conv_inputs, supported_types
@@ -95,6 +95,7 @@ def discover(
     protect_outputs: bool = True,
     verify: bool | str = "auto",
     tolerance: float = 1e-6,
+    head_units: str = "kv",
 ) -> Discovery:
     """Trace ``model`` and return its prunable channel groups and the frozen ones.
 
@@ -106,6 +107,7 @@ def discover(
         protect_outputs: Freeze every group whose channels reach a model output.
         verify: ``True``: check every group empirically; ``"auto"``: the risky ones; ``False``: none.
         tolerance: Relative output error the empirical check accepts (float64).
+        head_units: What one attention-head unit is, ``"kv"`` or ``"query"`` (see ``heads.HEAD_UNITS``).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -115,7 +117,11 @@ def discover(
     """
     if verify not in (True, False, "auto"):
         raise ValueError(f"verify must be True, False or 'auto', got {verify!r}")
-    run = _Discoverer(model, example_inputs, ignored_layers, ignored_types, protect_outputs, verify, tolerance)
+    if head_units not in HEAD_UNITS:
+        raise ValueError(f"head_units must be one of {HEAD_UNITS}, got {head_units!r}")
+    run = _Discoverer(
+        model, example_inputs, ignored_layers, ignored_types, protect_outputs, verify, tolerance, head_units
+    )
     return Discovery(run.graph, run.layers, run.frozen, run.names, run.ignored_layers)
 
 
@@ -131,8 +137,10 @@ class _Discoverer:
         protect_outputs: bool,
         verify: bool | str,
         tolerance: float,
+        head_units: str = "kv",
     ) -> None:
         self.model = model
+        self.head_units = head_units
         self.example_inputs = example_inputs
         self.protect_outputs = protect_outputs
         ignored = resolve_ignored(model, ignored_layers, ignored_types)
@@ -304,7 +312,7 @@ class _Discoverer:
             self.layers.append(layer)
             first += size
         for layout in layouts:
-            heads = head_group(layout, self.model, self.names, len(self.layers), first)
+            heads = head_group(layout, self.model, self.names, len(self.layers), first, self.head_units)
             if heads is None:
                 continue
             touched = next((whole[id(s.param)] for s in heads.slices if id(s.param) in whole), None)

@@ -15,7 +15,7 @@ projections and keeps the module's head counts (``num_heads``, ``num_key_value_h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -24,9 +24,20 @@ from .groups import ChannelGroup
 from .hf_layers import conv1d_type
 from .slices import CONSUMER, PRODUCER, ParamSlice
 
-__all__ = ["HEAD_ATTRS", "HeadGroup", "HeadLayout", "find_attention", "head_counts"]
+__all__ = ["HEAD_ATTRS", "HEAD_UNITS", "HeadGroup", "HeadLayout", "find_attention", "head_counts"]
 
-HEAD_ATTRS = ("num_heads", "num_attention_heads", "num_key_value_heads", "all_head_size", "split_size")
+HEAD_ATTRS = (
+    "num_heads",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "num_key_value_groups",
+    "all_head_size",
+    "split_size",
+)
+HEAD_UNITS = ("kv", "query")
+"""What one head unit is: ``"kv"`` a KV head with the query heads sharing it; ``"query"`` one query
+head of every KV group (the same slot in each, so every group keeps the same number; the KV heads
+stay). Without grouped-query attention both are one head."""
 """Attributes of an attention module that count its heads (updated by :meth:`HeadGroup.remove`)."""
 
 
@@ -145,14 +156,21 @@ def find_attention(model: nn.Module) -> list[HeadLayout]:
 class HeadGroup(ChannelGroup):
     """A channel group whose units are attention heads (a KV head with its query heads).
 
-    The root is the query projection and its channels are the query channels, so
-    ``block = heads_per_unit * head_dim`` root channels make one unit; key / value rows map
-    to the unit of their KV head.
+    The root is the query projection and its channels are the query channels. With
+    ``units="kv"``, ``block = heads_per_unit * head_dim`` root channels make one unit and key /
+    value rows map to the unit of their KV head. With ``units="query"`` a unit is query-head slot
+    ``j`` of every KV group (``block = head_dim``, one channel group per KV head); its producers
+    are the query rows and the output projection's columns (the head's contribution is zero even
+    though its shared values are not), and the KV heads stay.
     """
 
     layout: HeadLayout | None = None
     heads_per_unit: int = 1
-    module_names: dict[str, str] = field(default_factory=dict)
+    units: str = "kv"
+
+    def activation_sites(self) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
+        """The query projection's rows (the root), never the output projection's columns."""
+        return [site for site in super().activation_sites() if site[0] is self.root]
 
     @torch.no_grad()
     def remove(self, model: nn.Module, local: torch.Tensor) -> dict[str, list[tuple[int, torch.Tensor]]]:
@@ -181,7 +199,7 @@ class HeadGroup(ChannelGroup):
             _sync_features(model.get_submodule(name))
         _sync_features(model.get_submodule(layout.output))
         heads = self.num_channels // layout.head_dim - removed * self.heads_per_unit
-        kv_heads = self.size - removed
+        kv_heads = self.size - removed if self.units == "kv" else layout.num_kv_heads
         _set_counts(model.get_submodule(layout.attention), heads, kv_heads, layout.head_dim)
         return cut
 
@@ -201,6 +219,7 @@ def _set_counts(module: nn.Module, heads: int, kv_heads: int, head_dim: int) -> 
         "num_heads": heads,
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
+        "num_key_value_groups": heads // kv_heads,
         "all_head_size": heads * head_dim,
         "split_size": heads * head_dim,
     }
@@ -214,9 +233,15 @@ def head_counts(model: nn.Module) -> list[tuple[str, int, int]]:
     return [(h.attention, h.num_heads, h.num_kv_heads) for h in find_attention(model)]
 
 
-def head_group(layout: HeadLayout, model: nn.Module, names: dict[int, str], index: int, first: int) -> HeadGroup | None:
-    """The :class:`HeadGroup` of ``layout`` (None with fewer than two units)."""
+def head_group(
+    layout: HeadLayout, model: nn.Module, names: dict[int, str], index: int, first: int, units: str = "kv"
+) -> HeadGroup | None:
+    """The :class:`HeadGroup` of ``layout`` (None with fewer than two units); ``units``: see :data:`HEAD_UNITS`."""
+    if units not in HEAD_UNITS:
+        raise ValueError(f"head units must be one of {HEAD_UNITS}, got {units!r}")
     d, n_rep = layout.head_dim, layout.num_heads // layout.num_kv_heads
+    if units == "query" and n_rep > 1:
+        return _query_group(layout, model, names, index, first)
     if layout.num_kv_heads < 2:
         return None
     block = n_rep * d
@@ -254,4 +279,36 @@ def head_group(layout: HeadLayout, model: nn.Module, names: dict[int, str], inde
     group.add_slice(
         ParamSlice(names[id(out.weight)], _weight(out), in_dim, cols, cols, CONSUMER, out), group.unit_ids(cols)
     )
+    return group
+
+
+def _query_group(layout: HeadLayout, model: nn.Module, names: dict[int, str], index: int, first: int) -> HeadGroup:
+    """Units = query-head slots of every KV group: query rows and output columns, KV heads kept."""
+    d = layout.head_dim
+    q_name, _kind, offset = layout.parts[0]
+    q = model.get_submodule(q_name)
+    group = HeadGroup(
+        index=index,
+        name=q_name,
+        root=q,
+        num_channels=layout.num_heads * d,
+        channel_groups=layout.num_kv_heads,
+        first=first,
+        size=layout.num_heads // layout.num_kv_heads,
+        block=d,
+        layout=layout,
+        heads_per_unit=layout.num_kv_heads,
+        units="query",
+    )
+    channel = torch.arange(layout.num_heads * d)
+    ids = group.unit_ids(channel)
+    group.add_slice(
+        ParamSlice(names[id(q.weight)], _weight(q), _out_dim(q), channel + offset, channel, PRODUCER, q), ids
+    )
+    bias = getattr(q, "bias", None)
+    if isinstance(bias, torch.Tensor):
+        group.add_slice(ParamSlice(names[id(bias)], bias, 0, channel + offset, channel, PRODUCER, q), ids)
+    out = model.get_submodule(layout.output)
+    in_dim = 0 if _is_conv1d(out) else 1
+    group.add_slice(ParamSlice(names[id(out.weight)], _weight(out), in_dim, channel, channel, PRODUCER, out), ids)
     return group
