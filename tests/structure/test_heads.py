@@ -144,3 +144,24 @@ def test_head_units_are_validated() -> None:
         StructureSet(model, x, head_units="both")
     same = StructureSet(model, x, head_units="query")  # no GQA: one head per unit either way
     assert [g.size for g in same.layers if isinstance(g, HeadGroup)] == [4, 4]
+
+
+def test_multi_query_attention_prunes_query_heads_in_query_mode() -> None:
+    import transformers
+    from transformers_zoo import GQA
+
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**{**GQA, "num_key_value_heads": 1})).eval()
+    x = torch.randint(1, 99, (1, 8))
+    assert not [g for g in StructureSet(model, x).layers if isinstance(g, HeadGroup)]  # one KV head: no kv unit
+    s = StructureSet(model, x, head_units="query")
+    heads = [g for g in s.layers if isinstance(g, HeadGroup)]
+    assert [g.size for g in heads] == [4, 4]
+    s.set_pruned([g.first + 1 for g in heads] + [g.first + 3 for g in heads])
+    s.zero_pruned_()
+    with torch.no_grad():
+        masked = model(x)
+    compact(s)
+    with torch.no_grad():
+        assert output_error(masked, model(x)) < 1e-5
+    assert [(q, kv) for _a, q, kv in head_counts(model)] == [(2, 1), (2, 1)]
