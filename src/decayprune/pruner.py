@@ -121,6 +121,7 @@ class Pruner(TrainHook):
                 round_to=settings.round_to,
                 verify=settings.verify,
                 tolerance=settings.verify_tolerance,
+                head_units=settings.head_units,
             )
         )
         self.events: list[dict] = []

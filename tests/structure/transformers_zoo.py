@@ -119,3 +119,31 @@ def zoo() -> dict[str, Callable[[], tuple[torch.nn.Module, torch.Tensor]]]:
         ),
     }
     return out
+
+
+GQA = dict(
+    vocab_size=99,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=32,
+    use_cache=False,
+)
+GPT2 = dict(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=32, use_cache=False, pad_token_id=0)
+
+
+def head_zoo() -> dict[str, Callable[[], tuple[torch.nn.Module, torch.Tensor]]]:
+    """name -> builder of the models whose attention heads are pruned (the README's heads column)."""
+    import transformers as T
+
+    return {
+        "bert": lambda: (T.BertModel(T.BertConfig(**TEXT)).eval(), _ids()),
+        "vit": lambda: (T.ViTModel(T.ViTConfig(**VISION)).eval(), _pixels()),
+        "gpt2-lm": lambda: (T.GPT2LMHeadModel(T.GPT2Config(**GPT2)).eval(), _ids()),
+        "gpt2": lambda: (T.GPT2Model(T.GPT2Config(**GPT2)).eval(), _ids()),
+        "gpt2-cls": lambda: (T.GPT2ForSequenceClassification(T.GPT2Config(**GPT2)).eval(), _ids()),
+        "llama-gqa": lambda: (T.LlamaForCausalLM(T.LlamaConfig(**GQA)).eval(), _ids()),
+        "qwen2-gqa": lambda: (T.Qwen2ForCausalLM(T.Qwen2Config(**GQA)).eval(), _ids()),
+    }

@@ -178,6 +178,11 @@ class PruneSettings(BaseModel):
         "true: all; false: none",
     )
     verify_tolerance: float = Field(1e-6, gt=0, lt=1, description="relative output error the exactness check accepts")
+    head_units: Literal["kv", "query"] = Field(
+        "kv",
+        description="what one attention-head unit is: kv = a KV head with the query heads sharing it (GQA); "
+        "query = one query head of every KV group (KV heads kept); the same without GQA",
+    )
 
     @field_validator("method")
     @classmethod

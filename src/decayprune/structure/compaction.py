@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from .graph import DependencyGraph, Group, graph_of, is_out_channel_handler
 from .groups import ChannelGroup
+from .heads import HeadGroup
 from .slices import CONV_TYPES, group_slices
 from .units import StructureSet
 
@@ -72,6 +73,12 @@ def compact(structures: StructureSet, optimizer: torch.optim.Optimizer | None = 
     for layer in structures.layers:
         local = structures.pruned[layer.span].nonzero().flatten()
         if local.numel() == 0:
+            continue
+        if isinstance(layer, HeadGroup):
+            all_old = {n: p for n, p in model.named_parameters()}
+            removed_heads = layer.remove(model, local)
+            if optimizer is not None:
+                _remap_optimizer(optimizer, model, all_old, removed_heads)
             continue
         group = _pruning_group(graph, layer.root, layer, local)
         names = _names_by_param(model)

@@ -19,6 +19,7 @@ from torch import nn
 from .exactness import find_inexact, gn_block, risk_reason, static_reason
 from .graph import OPTYPE, DependencyGraph, Group, out_channels, trace
 from .groups import ChannelGroup, FrozenGroup
+from .heads import HEAD_UNITS, HeadGroup, find_attention, head_group
 from .hf_layers import customized_pruners
 from .outputs import OutputRecorder, output_reason, resolve_ignored
 from .slices import PRODUCER, UnsupportedModelError, group_slices, grouped_conv_inputs, supported_types
@@ -94,6 +95,7 @@ def discover(
     protect_outputs: bool = True,
     verify: bool | str = "auto",
     tolerance: float = 1e-6,
+    head_units: str = "kv",
 ) -> Discovery:
     """Trace ``model`` and return its prunable channel groups and the frozen ones.
 
@@ -105,6 +107,7 @@ def discover(
         protect_outputs: Freeze every group whose channels reach a model output.
         verify: ``True``: check every group empirically; ``"auto"``: the risky ones; ``False``: none.
         tolerance: Relative output error the empirical check accepts (float64).
+        head_units: What one attention-head unit is, ``"kv"`` or ``"query"`` (see ``heads.HEAD_UNITS``).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -114,7 +117,11 @@ def discover(
     """
     if verify not in (True, False, "auto"):
         raise ValueError(f"verify must be True, False or 'auto', got {verify!r}")
-    run = _Discoverer(model, example_inputs, ignored_layers, ignored_types, protect_outputs, verify, tolerance)
+    if head_units not in HEAD_UNITS:
+        raise ValueError(f"head_units must be one of {HEAD_UNITS}, got {head_units!r}")
+    run = _Discoverer(
+        model, example_inputs, ignored_layers, ignored_types, protect_outputs, verify, tolerance, head_units
+    )
     return Discovery(run.graph, run.layers, run.frozen, run.names, run.ignored_layers)
 
 
@@ -130,8 +137,10 @@ class _Discoverer:
         protect_outputs: bool,
         verify: bool | str,
         tolerance: float,
+        head_units: str = "kv",
     ) -> None:
         self.model = model
+        self.head_units = head_units
         self.example_inputs = example_inputs
         self.protect_outputs = protect_outputs
         ignored = resolve_ignored(model, ignored_layers, ignored_types)
@@ -165,7 +174,7 @@ class _Discoverer:
             for i in sorted(bad):
                 layer = self.layers[i]
                 reason = bad[i]
-                if any(_ATTENTION.search(s.name) for s in layer.producers):
+                if _ATTENTION.search(layer.name) and not isinstance(layer, HeadGroup):
                     reason = (
                         "attention projection: its channels are reshaped into heads, and decayprune does not "
                         f"prune whole heads yet; {reason}"
@@ -235,8 +244,14 @@ class _Discoverer:
         self._risky: set[int] = set()
         ignored_ids = {id(m) for m in self.ignored_layers}
         roots = tuple(t for t in supported_types() if t.__name__ in ("Conv1d", "Conv2d", "Conv3d", "Linear", "Conv1D"))
+        layouts = [h for h in find_attention(self.model) if self._heads_allowed(h.modules)]
+        # q/k/v projections are pruned as whole heads: as torch-pruning roots their channels would only
+        # be refused (reshaped into heads), and rotary embeddings make their index propagation explode
+        projections = {m for h in layouts for m, _kind, _offset in h.parts}
+        heads_only = [m for n, m in self.model.named_modules() if n in projections]
         groups = self.graph.get_all_groups(
-            ignored_layers=[m for m in self.ignored_layers if isinstance(m, roots)], root_module_types=roots
+            ignored_layers=[m for m in self.ignored_layers if isinstance(m, roots)] + heads_only,
+            root_module_types=roots,
         )
         for group in groups:
             root = group[0].dep.target.module
@@ -296,6 +311,23 @@ class _Discoverer:
             layer.grouped_inputs = [(w, layer.unit_ids(r)) for w, r in grouped_conv_inputs(group)]
             self.layers.append(layer)
             first += size
+        for layout in layouts:
+            heads = head_group(layout, self.model, self.names, len(self.layers), first, self.head_units)
+            if heads is None:
+                continue
+            touched = next((whole[id(s.param)] for s in heads.slices if id(s.param) in whole), None)
+            if touched is not None:
+                self._freeze(heads.root, heads.num_channels, "unsupported", f"its heads reach {touched}")
+                continue
+            self._risky.add(heads.index)
+            self.layers.append(heads)
+            first += heads.size
+
+    def _heads_allowed(self, names: Iterable[str]) -> bool:
+        """False when one of an attention layer's projections is kept whole (ignored)."""
+        ignored = {id(m) for m in self.ignored_layers}
+        modules = dict(self.model.named_modules())
+        return not any(id(modules[n]) in ignored for n in names)
 
     def _renumber(self, layers: list[ChannelGroup]) -> None:
         """Keep only ``layers``, with indices and structure ids renumbered from zero."""

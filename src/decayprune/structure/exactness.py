@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .graph import OPTYPE, DependencyGraph, Group
+from .graph import OPTYPE, DependencyGraph, Group, trace  # noqa: F401 (DependencyGraph: the examples)
+from .heads import HeadGroup
 from .hf_layers import customized_pruners
-from .outputs import output_tensors
+from .outputs import OutputRecorder, output_tensors
 
 if TYPE_CHECKING:
     from .groups import ChannelGroup
@@ -209,9 +210,7 @@ def _trial(
     _randomise_(dup, torch.Generator().manual_seed(0))
     inputs = _cast_inputs(example_inputs)
     try:
-        graph = DependencyGraph().build_dependency(
-            dup, example_inputs=inputs, customized_pruners=customized_pruners(dup), verbose=False
-        )
+        graph = trace(dup, inputs, output_transform=OutputRecorder(), customized_pruners=customized_pruners(dup))
         modules = dict(dup.named_modules())
         plan = []
         with torch.no_grad():
@@ -229,7 +228,10 @@ def _trial(
                     dup.get_parameter(s.name).index_fill_(s.dim, s.positions[rows], 0.0)
             masked = dup(*inputs)
         for root, layer, local in plan:
-            prune_layer_channels(graph, root, layer, local)
+            if isinstance(layer, HeadGroup):
+                layer.remove(dup, local)
+            else:
+                prune_layer_channels(graph, root, layer, local)
         with torch.no_grad():
             compacted = dup(*inputs)
     except Exception as exc:  # a compaction or forward that fails is a refusal, with its message

@@ -44,8 +44,16 @@ def trace(
     output_transform: Callable[[Any], Any] | None = None,
     customized_pruners: dict | None = None,
 ) -> DependencyGraph:
-    """torch-pruning's dependency graph of ``model`` (its tracer leaves the train/eval mode as it was)."""
+    """torch-pruning's dependency graph of ``model`` (its tracer leaves the train/eval mode as it was).
+
+    A transformers model is traced with its key/value cache off (``config.use_cache``): the cache
+    concatenates head-shaped tensors the graph cannot count channels of, and is no output to prune.
+    """
     was_training = model.training
+    config: Any = getattr(model, "config", None)
+    use_cache = getattr(config, "use_cache", None)
+    if use_cache:
+        config.use_cache = False
     try:
         return DependencyGraph().build_dependency(
             model,
@@ -56,6 +64,8 @@ def trace(
         )
     finally:
         model.train(was_training)  # torch-pruning's tracer calls model.eval() and leaves it so
+        if use_cache:
+            config.use_cache = use_cache
 
 
 def graph_of(group: Group) -> DependencyGraph:

@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from ..errors import WeightsError
 from ..files import save_safetensors_atomic, write_json_atomic
+from .heads import HEAD_ATTRS
 
 SPEC_VERSION = 1
 _SHAPE_ATTRS = (
@@ -68,6 +69,8 @@ def allowed_attrs(module: nn.Module) -> tuple[str, ...]:
         return ("num_parameters",)
     if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
         return ("nf", "nx")
+    if isinstance(getattr(module, "head_dim", getattr(module, "attention_head_size", None)), int):
+        return tuple(a for a in HEAD_ATTRS if isinstance(getattr(module, a, None), int))  # attention heads
     return ()
 
 

@@ -124,6 +124,8 @@ class StructureSet:
         verify: Run the empirical exactness check (:func:`~decayprune.structure.exactness.find_inexact`)
             and refuse groups whose compaction would change the outputs.
         tolerance: Relative output error the check accepts (float64).
+        head_units: One attention-head unit: ``"kv"`` (a KV head with its query heads) or
+            ``"query"`` (one query head of every KV group; see :mod:`~decayprune.structure.heads`).
 
     Groups that are not offered are listed in :attr:`frozen` with the reason.
 
@@ -146,6 +148,7 @@ class StructureSet:
         ignored_types: Sequence[type[nn.Module] | str] = (),
         verify: bool | str = "auto",
         tolerance: float = 1e-6,
+        head_units: str = "kv",
     ) -> None:
         if round_to is not None and round_to < 1:
             raise ValueError(f"round_to must be a positive integer or None, got {round_to!r}")
@@ -165,6 +168,7 @@ class StructureSet:
             protect_outputs=ignore_classifier,
             verify=verify,
             tolerance=tolerance,
+            head_units=head_units,
         )
         self.graph = found.graph
         self.ignored_layers = found.ignored_layers
