@@ -15,6 +15,8 @@ hrank          mean matrix rank of the channel's feature maps          data
 chip           nuclear-norm drop without the channel (CHIP)            data
 thinet         greedy next-layer reconstruction order (ThiNet)         data
 snip           sum |g*w| over the group's slices (SNIP, per group)     grads
+nisp           FRL Inf-FS importance propagated by |W|^T (NISP)        data
+sosp_h         |theta_s.g + theta_s.(H theta)/2|, one HVP (SOSP-H)    hvp
 =============  ======================================================  =========
 """
 
@@ -24,6 +26,7 @@ from .catalog import criteria_table
 from .distributed import all_reduce_mean
 from .feature_maps import ChannelIndependence, FeatureMapRank, channel_independence, feature_map_ranks
 from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm
+from .nisp import NISP, inf_fs_scores, nisp_propagate
 from .passes import backward_passes, capture_outputs, forward_passes
 from .random import RandomScores
 from .reduce import (
@@ -37,6 +40,7 @@ from .reduce import (
     sum_over_slices,
 )
 from .snip import Snip, structure_abs_sum
+from .sosp import SOSPH, bottleneck_layers, sosp_terms
 from .taylor import Taylor, TaylorActivation
 from .thinet import ThiNet, greedy_removal_order
 from .view import ScoringView
@@ -52,7 +56,13 @@ __all__ = [
     "L2FilterNorm",
     "Need",
     "RandomScores",
+    "NISP",
+    "SOSPH",
     "Snip",
+    "bottleneck_layers",
+    "inf_fs_scores",
+    "nisp_propagate",
+    "sosp_terms",
     "all_reduce_mean",
     "backward_passes",
     "capture_outputs",
