@@ -39,6 +39,7 @@ from .reduce import (
     structure_dot,
     sum_over_slices,
 )
+from .redundancy import caps_from_gradient_rank, effective_rank
 from .snip import Snip, structure_abs_sum
 from .sosp import SOSPH, bottleneck_layers, sosp_terms
 from .taylor import Taylor, TaylorActivation
@@ -60,6 +61,8 @@ __all__ = [
     "SOSPH",
     "Snip",
     "bottleneck_layers",
+    "caps_from_gradient_rank",
+    "effective_rank",
     "inf_fs_scores",
     "nisp_propagate",
     "sosp_terms",
