@@ -43,7 +43,7 @@ from .redundancy import caps_from_gradient_rank, effective_rank
 from .snip import Snip, structure_abs_sum
 from .sosp import SOSPH, bottleneck_layers, sosp_terms
 from .taylor import Taylor, TaylorActivation
-from .thinet import ThiNet, greedy_removal_order
+from .thinet import ThiNet, greedy_removal_order, thinet_reconstruct
 from .view import ScoringView
 
 __all__ = [
@@ -86,6 +86,7 @@ __all__ = [
     "Taylor",
     "TaylorActivation",
     "ThiNet",
+    "thinet_reconstruct",
     "criteria_table",
     "expected_activation",
     "feature_map_ranks",

@@ -17,6 +17,7 @@ from .magnitude import L1Pruning, RandomPruning
 from .otov2 import OTOv2
 from .schedule import SelectionSchedule
 from .slimming import NetworkSlimming
+from .thinet import ThiNetMethod
 from .tick_tock import TickTockSchedule, triangular_lr
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "RandomPruning",
     "RankingOptions",
     "SelectionSchedule",
+    "ThiNetMethod",
     "TickTockSchedule",
     "add_norm_gates",
     "check_layer_caps",
