@@ -67,7 +67,12 @@ def capture(model: torch.nn.Module, name: str) -> torch.Tensor:
 
 
 def test_reconstruction_is_refused_outside_oneshot() -> None:
-    settings = PruneSettings(method="thinet", target_macs_fraction=0.5, decay=DecaySettings(policy="sp", steps=2))
+    settings = PruneSettings(
+        method="thinet",
+        target_macs_fraction=0.5,
+        decay=DecaySettings(policy="sp", steps=2),
+        method_options={"reconstruct": True},
+    )
     with pytest.raises(UserError, match="oneshot"):
         Pruner(create_model("small_cnn", num_classes=4, in_channels=1), X[:1], settings, total_steps=4,
                calibration_data=[(X, Y)])  # fmt: skip
