@@ -9,7 +9,8 @@ l2_filter      L2 norm of the producing filters (Li et al. 2017)       weights
 random         seeded uniform random (the control)                     weights
 bn_scale       |gamma| of the channel's BN (Network Slimming)          weights
 bn_statistics  E[ReLU(BN output)] from gamma, beta, running var        weights
-taylor         (sum g*w)^2 over the group; order 2 adds w'Hw/2         grads
+taylor         (sum g*w)^2 over the group; order 2 adds w'Hw/2;        grads
+               form='bn': BN gate (gamma g_gamma + beta g_beta)^2
 taylor_act...  |activation x gradient| per channel (Molchanov 2017)    grads
 hrank          mean matrix rank of the channel's feature maps          data
 chip           nuclear-norm drop without the channel (CHIP)            data
