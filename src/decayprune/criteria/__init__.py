@@ -26,6 +26,7 @@ from .bn import BNScale, BNStatistics, expected_activation
 from .catalog import criteria_table
 from .distributed import all_reduce_mean
 from .feature_maps import ChannelIndependence, FeatureMapRank, channel_independence, feature_map_ranks
+from .hessian import spectral_penalty_grads, top_eigenvalue
 from .magnitude import GroupMagnitude, L1FilterNorm, L2FilterNorm
 from .nisp import NISP, inf_fs_scores, nisp_propagate
 from .passes import backward_passes, capture_outputs, forward_passes
@@ -67,6 +68,8 @@ __all__ = [
     "inf_fs_scores",
     "nisp_propagate",
     "sosp_terms",
+    "spectral_penalty_grads",
+    "top_eigenvalue",
     "all_reduce_mean",
     "backward_passes",
     "capture_outputs",
