@@ -36,7 +36,7 @@ def test_every_new_criterion_scores_every_structure_of_mobilenet(name: str) -> N
     assert bool(torch.isfinite(scores).all()) and bool((scores >= 0).all())
 
 
-LITERATURE = {"nisp": {"batches": 1}, "sosp_h": {"batches": 1}}
+LITERATURE = {"nisp": {"batches": 1}, "sosp_h": {"batches": 1}, "taylor": {"form": "bn", "batches": 1}}
 
 
 @pytest.mark.parametrize("policy", ["oneshot", "sp", "sp+sr"])
