@@ -4,6 +4,10 @@ Usage:
     python benchmarks/criteria.py                                  # digits / small_cnn, 20% MACs, 3 seeds
     python benchmarks/criteria.py --seeds 0 --policies oneshot     # quicker
     python benchmarks/criteria.py --rows taylor bn_scale --ranking layer
+    python benchmarks/criteria.py --data fashion-mnist --train-subset 20000 --epochs 2 1   # 28x28 task
+
+``thinet + reconstruction`` is the ``thinet`` method: least-squares rescaling of the next layers
+under ``oneshot`` (under ``sp+sr`` it ranks like ``iterative`` with the ``thinet`` criterion).
 
 Every seed trains one base model that every row prunes (same weights, same data order), so rows
 differ only by the criterion (and the policy). Data-pass criteria score on a fixed set of
@@ -52,6 +56,11 @@ ROWS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     "chip": ("iterative", "chip", {}, {}),
     "thinet": ("iterative", "thinet", {}, {}),
     "snip": ("iterative", "snip", {}, {}),
+    "nisp": ("iterative", "nisp", {}, {}),
+    "nisp (uniform FRL)": ("iterative", "nisp", {"feature_ranking": "uniform"}, {}),
+    "sosp_h": ("iterative", "sosp_h", {}, {}),
+    "taylor gate (paper)": ("iterative", "taylor", {"form": "bn", "normalize": "none", "momentum": 0.9}, {}),
+    "thinet + reconstruction": ("thinet", "thinet", {}, {}),
     # The paper trains with the penalty from scratch (1e-4); a 6-epoch fine-tune needs a stronger one to move gammas.
     "slimming": ("slimming", None, {}, {"sparsity": 1e-2}),
 }
@@ -87,6 +96,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for seed in args.seeds:
         tree = copy.deepcopy(PRESET)
         tree.update(name=f"criteria-s{seed}", output_dir=str(args.output_dir))
+        tree["data"] = {"name": args.data, **({"train_subset": args.train_subset} if args.train_subset else {})}
+        if args.epochs:
+            tree["pretrain"]["epochs"], tree["finetune"]["epochs"] = args.epochs
         tree["pretrain"]["seed"] = tree["finetune"]["seed"] = seed
         tree["pretrain"]["device"] = tree["finetune"]["device"] = "cpu"
         cfg = load_config(None, values=tree)
@@ -184,11 +196,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--ranking", choices=["global", "layer"], default="global")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--data", default="digits", help="a registered dataset, e.g. digits or fashion-mnist")
+    parser.add_argument("--train-subset", type=int, default=0, help="training images used (0: all)")
+    parser.add_argument("--epochs", nargs=2, type=int, metavar=("PRETRAIN", "FINETUNE"), help="default 12 6")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     records = run(args)
     title = (
-        f"criteria on small_cnn / digits, {args.ranking} ranking, target 20% MACs, "
+        f"criteria on small_cnn / {args.data}, {args.ranking} ranking, target 20% MACs, "
         f"{len(args.seeds)} seed(s), {time.perf_counter() - start:.0f} s"
     )
     Console(width=160).print(table(records, title))

@@ -14,7 +14,14 @@ The one-object API for your own training loop::
 from __future__ import annotations
 
 from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainSettings, load_config
-from .criteria import Criterion, create_criterion, criteria_table, list_criteria, register_criterion
+from .criteria import (
+    Criterion,
+    caps_from_gradient_rank,
+    create_criterion,
+    criteria_table,
+    list_criteria,
+    register_criterion,
+)
 from .data import DatasetSplits, TensorLoader, TokenSplits, list_datasets, load_dataset
 from .decay import DecayEngine, decay_norm, load_sr_stats, plot_sr_stats
 from .errors import (
@@ -122,6 +129,7 @@ __all__ = [
     "UserError",
     "WeightsError",
     "build_report",
+    "caps_from_gradient_rank",
     "caps_from_sensitivity",
     "check_model",
     "compact",

@@ -106,3 +106,9 @@ def test_the_cli_answers_bad_overrides_with_exit_2(
     messages = [line for line in lines if not line.startswith("warning: ")]
     assert messages[0].startswith("error: ") and not any(line.startswith("error") for line in messages[1:])
     assert "\x1b" not in err  # control characters of a value are shown escaped, never sent to the terminal
+
+
+def test_a_tilde_for_an_unknown_user_is_a_config_error() -> None:
+    # Found by the fuzz test above: Path.expanduser raises RuntimeError for "~name" of no known user.
+    with pytest.raises(ConfigError, match="cannot expand '~'"):
+        load_config(None, ["output_dir=~no-such-user-here"])

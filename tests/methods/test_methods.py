@@ -37,7 +37,10 @@ def make_pruner(
         round_to=round_to,
         iterative_steps=iterative_steps,
     )
-    return Pruner(model, X1, settings, total_steps=total_steps, steps_per_epoch=10)
+    data = (
+        [(X1.repeat(8, 1, 1, 1), torch.arange(8))] if method in {"thinet", "spectral_radius"} else None
+    )  # they read data
+    return Pruner(model, X1, settings, total_steps=total_steps, steps_per_epoch=10, calibration_data=data)
 
 
 def regularize(p: Pruner, step: int) -> None:

@@ -59,6 +59,19 @@ def _model_spec_error(value: str) -> str | None:
     return None
 
 
+def expand_user(path: Path) -> Path:
+    """``path`` with a leading ``~`` / ``~user`` expanded; ValueError (a config error) if it cannot be.
+
+    Example:
+        >>> expand_user(Path("runs")).as_posix()
+        'runs'
+    """
+    try:
+        return path.expanduser()
+    except RuntimeError as exc:  # "~name" for a user this machine does not know, or no home directory
+        raise ValueError(f"cannot expand '~' in '{path}' ({exc}); give an absolute or relative path") from None
+
+
 class DataConfig(BaseModel):
     """Which dataset to train and test on."""
 
@@ -110,7 +123,7 @@ class DataConfig(BaseModel):
     def _existing_folder(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
-        value = value.expanduser()
+        value = expand_user(value)
         if not value.exists():
             raise ValueError(f"folder '{value}' does not exist; give an existing folder or leave it unset")
         if not value.is_dir():
@@ -161,7 +174,7 @@ class ModelConfig(BaseModel):
     def _existing_file(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
-        value = value.expanduser()
+        value = expand_user(value)
         if not value.exists():
             raise ValueError(f"file '{value}' does not exist; give a .safetensors file or leave it unset")
         if not value.is_file():
@@ -173,7 +186,7 @@ class ModelConfig(BaseModel):
     def _existing_pruned_model(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
-        value = value.expanduser()
+        value = expand_user(value)
         spec = (
             value.with_suffix(".json")
             if value.suffix in (".safetensors", ".json")
@@ -260,7 +273,7 @@ class RunConfig(BaseModel):
     @field_validator("output_dir")
     @classmethod
     def _expand_user(cls, value: Path) -> Path:
-        return value.expanduser()
+        return expand_user(value)
 
     @model_validator(mode="after")
     def _sections_fit_the_job(self) -> "RunConfig":

@@ -116,6 +116,10 @@ class BNStatistics(Criterion):
     input follows the running statistics; the score is ``E[ReLU(z)]`` (``activation="relu"``,
     ``statistic="mean"``), or ``E|z|``, or the RMS of either. A channel whose BN output is almost
     always negative (dead after ReLU) or near zero scores low. Coupled BNs reduce by ``reduction``.
+    This is the seed's data-free BN-statistics row (Oh et al., WACV 2022: a filter's importance from the
+    pretrained BN parameters' model of its activation distribution); the closed form used here is the
+    expectation of the ReLU of that Gaussian (Kang & Han, ICML 2020), not checked against Oh et al.'s
+    own equations.
 
     Example:
         >>> BNStatistics().options.activation
@@ -123,8 +127,8 @@ class BNStatistics(Criterion):
     """
 
     paper = (
-        "the post-BN+ReLU Gaussian model of Kang & Han, Operation-Aware Soft Channel Pruning using "
-        "Differentiable Masks, ICML 2020 (data-free)"
+        "Oh et al., Batch Normalization Tells You Which Filter is Important, WACV 2022 (data-free; the "
+        "E[ReLU(z)] form of the Gaussian model is Kang & Han's, ICML 2020)"
     )
 
     class Options(_NormOptions):

@@ -4,22 +4,34 @@
   output channel, averaged over calibration samples, normalised per layer.
 * ``taylor`` (CVPR 2019): over every coupled slice of a group, ``(sum of g * w)^2`` (first order) or
   ``(-sum of g * w + 1/2 w_S^T H w_S)^2`` (second order, the quadratic term from a Hutchinson
-  estimate with Hessian-vector products), averaged over calibration batches.
+  estimate with Hessian-vector products), averaged over calibration batches. ``form="bn"`` is the
+  paper's best variant: a gate after each BN, ``(gamma * g_gamma + beta * g_beta)^2``, in train mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..errors import UserError
 from .base import Criterion, register_criterion
 from .distributed import all_reduce_mean
 from .passes import backward_passes, eval_mode
-from .reduce import PRODUCER, Normalize, activation_sites, channel_dim, normalize_per_layer, structure_dot
+from .reduce import (
+    PRODUCER,
+    Normalize,
+    activation_sites,
+    channel_dim,
+    norm_layer_slices,
+    normalize_per_layer,
+    structure_dot,
+)
 
 if TYPE_CHECKING:
     from .view import ScoringView
@@ -45,6 +57,36 @@ class _Running:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._running = state.get("running")
+
+
+def _gate_grad(bn: _BatchNorm) -> torch.Tensor:
+    """``gamma * g_gamma + beta * g_beta`` per channel (zero where a gradient is missing)."""
+    value = torch.zeros_like(bn.weight.detach())
+    if bn.weight.grad is not None:
+        value += bn.weight.detach() * bn.weight.grad
+    if bn.bias is not None and bn.bias.grad is not None:
+        value += bn.bias.detach() * bn.bias.grad
+    return value
+
+
+@contextmanager
+def _train_mode_keeping_statistics(model: nn.Module) -> Iterator[None]:
+    """Train mode (batch statistics, as during training) with every norm layer's running buffers restored."""
+    saved = {
+        m: {k: v.clone() for k, v in m.named_buffers(recurse=False)}
+        for m in model.modules()
+        if isinstance(m, _BatchNorm)
+    }
+    was_training = model.training
+    model.train()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+        with torch.no_grad():
+            for module, buffers in saved.items():
+                for name, value in buffers.items():
+                    getattr(module, name).copy_(value)
 
 
 @register_criterion("taylor_activation")
@@ -125,7 +167,11 @@ class Taylor(_Running, Criterion):
     estimated by Hutchinson's method with one random sign per structure (``v = sum_S eps_S w_S``,
     ``eps_S * <w_S, H v>``; unbiased, and exact in expectation for the whole within-group block,
     the diagonal included). ``form="element"``: ``sum of (g * w)^2`` over the slices (first order
-    only). Norm layers (BN gamma and beta) count as slices, so a BN-heavy group is not undervalued.
+    only). ``form="bn"`` (the paper's best variant, its method 22): a gate after each BatchNorm, scored
+    ``(gamma * g_gamma + beta * g_beta)^2`` per batch (the gate's gradient, summed over the coupled
+    BNs of a structure) with the model in train mode as during training (the running statistics
+    are restored); the paper accumulates it with ``momentum=0.9``. Norm layers (BN gamma and beta)
+    count as slices, so a BN-heavy group is not undervalued.
     Scores are averaged over ``batches`` calibration batches. The paper ranks raw scores globally
     (``normalize="none"``); the default divides by the layer mean, because raw Taylor scores differ
     by orders of magnitude across layers and a global ranking then starves some layers.
@@ -143,7 +189,10 @@ class Taylor(_Running, Criterion):
 
         model_config = ConfigDict(extra="forbid")
         order: Literal[1, 2] = Field(1, description="1: first order; 2: adds the Hutchinson quadratic term")
-        form: Literal["group", "element"] = Field("group", description="(sum g*w)^2 or sum (g*w)^2")
+        form: Literal["group", "element", "bn"] = Field(
+            "group",
+            description="(sum g*w)^2, sum (g*w)^2, or bn: a gate after BN, (gamma g_gamma + beta g_beta)^2, train mode",
+        )
         include_consumers: bool = Field(True, description="count the next layers' input columns too")
         batches: int = Field(8, ge=1, description="calibration batches per scoring")
         hutchinson_samples: int = Field(1, ge=1, description="random probes per batch (order 2)")
@@ -153,8 +202,8 @@ class Taylor(_Running, Criterion):
 
         @model_validator(mode="after")
         def _check(self) -> "Taylor.Options":
-            if self.order == 2 and self.form == "element":
-                raise ValueError("order 2 needs form='group' (the quadratic term is per group)")
+            if self.order == 2 and self.form != "group":
+                raise ValueError(f"order 2 needs form='group' (the quadratic term is per group), got {self.form!r}")
             return self
 
     def __init__(self, **options: Any) -> None:
@@ -167,7 +216,9 @@ class Taylor(_Running, Criterion):
         s = ctx.structures
         role = None if self.options.include_consumers else PRODUCER
         total = torch.zeros(s.num_structures, dtype=torch.float64)
-        if self.options.order == 1:
+        if self.options.form == "bn":
+            count = self._gate_passes(ctx, total)
+        elif self.options.order == 1:
 
             def accumulate() -> None:
                 nonlocal total
@@ -186,6 +237,34 @@ class Taylor(_Running, Criterion):
             ctx.model.zero_grad(set_to_none=True)
         scores = all_reduce_mean(total / max(count, 1)).float()
         return self._blend(normalize_per_layer(scores, s, self.options.normalize))
+
+    def _gate_passes(self, ctx: "ScoringView", total: torch.Tensor) -> int:
+        """Add ``(sum over the structure's BNs of gamma * g_gamma + beta * g_beta)^2`` per batch; train mode.
+
+        That sum is the gradient of a gate multiplying the BN outputs (at 1): the paper's method 22.
+        The BN running statistics are restored afterwards, so scoring leaves the model as found.
+        """
+        s = ctx.structures
+        sites = list(norm_layer_slices(s))
+        covered = torch.zeros(s.num_structures, dtype=torch.bool)
+        for _bn, _pos, ids in sites:
+            covered[ids] = True
+        if not bool(covered.all()):
+            lost = sorted({s.layers[int(i)].name for i in s.layer_of[~covered].tolist()})
+            raise UserError(f"taylor form='bn' scores a gate after each BatchNorm, but layer group(s) {lost} have none")
+        count = 0
+        with _train_mode_keeping_statistics(ctx.model):
+            for inputs, labels in ctx.calibration_batches(self.options.batches):
+                ctx.model.zero_grad(set_to_none=True)
+                ctx.loss_fn(ctx.model(inputs), labels).backward()
+                gate = torch.zeros(s.num_structures, dtype=torch.float64)
+                for bn, positions, ids in sites:
+                    value = _gate_grad(bn)
+                    gate.index_add_(0, ids, value.double().cpu()[positions])
+                total += gate**2
+                count += 1
+        ctx.model.zero_grad(set_to_none=True)
+        return count
 
     def _second_order(self, ctx: "ScoringView", inputs: Any, labels: torch.Tensor, role: str | None) -> torch.Tensor:
         """``(-g.w + 1/2 q)^2`` per structure for one batch, ``q`` a Hutchinson estimate of ``w_S^T H w_S``."""

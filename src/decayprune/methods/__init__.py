@@ -18,6 +18,8 @@ from .magnitude import L1Pruning, RandomPruning
 from .otov2 import OTOv2
 from .schedule import SelectionSchedule
 from .slimming import NetworkSlimming
+from .spectral import SpectralRadius
+from .thinet import ThiNetMethod
 from .tick_tock import TickTockSchedule, triangular_lr
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "RandomPruning",
     "RankingOptions",
     "SelectionSchedule",
+    "SpectralRadius",
+    "ThiNetMethod",
     "TickTockSchedule",
     "add_norm_gates",
     "check_layer_caps",
