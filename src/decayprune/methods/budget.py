@@ -1,13 +1,16 @@
-"""Budget filling: pick the lowest-scored structures until the committed set meets a MACs budget.
+"""Budget filling: pick the lowest-scored structures until the committed set meets a budget.
 
-Shared by every method that ranks structures (criterion + schedule). Two rankings: ``global``
-(one order over all layers, scores must be comparable) and ``layer`` (every layer pruned by
-about the same fraction). A per-layer cap keeps any layer from being starved, and
-``round_to`` keeps per-layer counts multiples of a hardware-friendly number.
+Shared by every method that ranks structures (criterion + schedule). The budget is in the unit
+of ``ctx.cost`` (MACs, or a measured latency; see :mod:`decayprune.structure.cost`). Two
+rankings: ``global`` (one order over all layers, scores must be comparable) and ``layer``
+(every layer pruned by about the same fraction). A per-layer cap keeps any layer from being
+starved, and ``ctx.width_multiple`` keeps the channels *kept* per layer a multiple of a
+hardware-friendly number (a layer narrower than it is not pruned).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
@@ -19,7 +22,7 @@ from ..errors import UserError
 if TYPE_CHECKING:
     from .context import PruneContext
 
-__all__ = ["check_layer_caps", "fill_to_budget", "layer_cap_ratios"]
+__all__ = ["allowed_kept", "check_layer_caps", "fill_to_budget", "layer_cap_ratios", "snap_to_widths"]
 
 
 def fill_to_budget(
@@ -33,13 +36,16 @@ def fill_to_budget(
     committed: torch.Tensor | None = None,
     layer_caps: Mapping[str, float] | None = None,
 ) -> torch.Tensor:
-    """Pick the lowest-scored candidates so that the committed set's MACs reach ``macs_budget``.
+    """Pick the lowest-scored candidates so that the committed set's cost reaches ``macs_budget``.
+
+    Per layer, the picks stop where the channels kept would be a multiple of ``ctx.width_multiple``.
 
     Args:
-        ctx: Gives the structures and what is already committed.
+        ctx: Gives the structures, the cost (``ctx.cost_of``) and what is already committed.
         scores: Importance per structure (low = prune first); comparable across layers
             when ``ranking == "global"``.
-        macs_budget: MACs the model may still have once every committed structure is gone.
+        macs_budget: Cost (unit of ``ctx.cost``: MACs or ms) the model may still have once every
+            committed structure is gone.
         candidates: Bool mask of structures that may be picked.
         ranking: ``"global"`` (one ranking over all layers) or ``"layer"`` (the same fraction
             of every layer, lowest-scored first within each).
@@ -55,7 +61,7 @@ def fill_to_budget(
     """
     structures = ctx.structures
     committed = ctx.decay.committed() if committed is None else committed
-    if structures.macs(committed) <= macs_budget:
+    if ctx.cost_of(committed) <= macs_budget:
         return torch.zeros(0, dtype=torch.long)
     caps = _layer_caps(ctx, committed, layer_cap_ratios(structures, max_layer_ratio, layer_caps))
     if ranking == "global":
@@ -64,7 +70,7 @@ def fill_to_budget(
         order = _layer_order(ctx, scores, candidates, caps, committed)
     else:
         raise ValueError(f"ranking must be 'global' or 'layer', got {ranking!r}")
-    pick = lambda k: _round_per_layer(order[:k], structures)  # noqa: E731
+    pick = lambda k: snap_to_widths(order[:k], structures, committed, ctx.width_multiple)  # noqa: E731
     return _smallest_sufficient(ctx, committed, pick, order.numel(), macs_budget)
 
 
@@ -96,13 +102,69 @@ def check_layer_caps(structures, layer_caps: Mapping[str, float] | None) -> None
             raise UserError(f"layer_caps names {key!r}, which matches no prunable layer; layers: {', '.join(names)}")
 
 
+def allowed_kept(layer, width_multiple: int) -> int:
+    """The step, in structures, of the kept counts allowed in ``layer`` (0: the layer may not be pruned).
+
+    A layer may keep ``k`` structures when ``k`` is a positive multiple of the step (so its kept
+    channels are a multiple of ``width_multiple``) or all of them. A layer with fewer channels
+    than ``width_multiple`` is left whole.
+
+    Example:
+        >>> from types import SimpleNamespace as L
+        >>> allowed_kept(L(num_channels=64, size=64), 8), allowed_kept(L(num_channels=6, size=6), 8)
+        (8, 0)
+        >>> allowed_kept(L(num_channels=64, size=16), 8)   # 4 channels per structure: steps of 2
+        2
+    """
+    if width_multiple <= 1:
+        return 1
+    if layer.num_channels < width_multiple:
+        return 0
+    per = max(layer.num_channels // layer.size, 1)
+    return width_multiple // math.gcd(width_multiple, per)
+
+
+def _on_grid(kept: int, size: int, step: int) -> bool:
+    return kept == size or (step > 0 and kept >= step and kept % step == 0)
+
+
+def snap_to_widths(ids: torch.Tensor, structures, committed: torch.Tensor, width_multiple: int) -> torch.Tensor:
+    """The ``ids`` (in pick order) that keep, per layer, a width allowed by ``width_multiple``.
+
+    In each layer, the longest prefix of its picks is kept after which the layer's kept
+    channels (``committed`` ones counted as gone) are a multiple of ``width_multiple``; none of
+    its picks when no prefix gets there.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> from decayprune.structure import StructureSet
+        >>> s = StructureSet(nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), torch.zeros(1, 4))
+        >>> none = torch.zeros(s.num_structures, dtype=torch.bool)
+        >>> snap_to_widths(torch.arange(11), s, none, 4).tolist()    # 16 - 8 = 8 kept, a multiple of 4
+        [0, 1, 2, 3, 4, 5, 6, 7]
+    """
+    if ids.numel() == 0 or width_multiple <= 1:
+        return ids
+    layer_of = structures.layer_of[ids]
+    keep = torch.zeros(ids.numel(), dtype=torch.bool)
+    for lid in torch.unique(layer_of).tolist():
+        layer = structures.layers[lid]
+        where = (layer_of == lid).nonzero().flatten()
+        step = allowed_kept(layer, width_multiple)
+        kept_now = layer.size - int(committed[layer.first : layer.first + layer.size].sum())
+        j = next((j for j in range(where.numel(), 0, -1) if _on_grid(kept_now - j, layer.size, step)), 0)
+        keep[where[:j]] = True
+    return ids[keep]
+
+
 def _layer_caps(ctx: "PruneContext", committed: torch.Tensor, ratios: list[float]) -> torch.Tensor:
     s = ctx.structures
     caps = []
     for layer, ratio in zip(s.layers, ratios, strict=True):
         limit = min(int(layer.size * ratio), layer.size - 1)
-        rt = s.round_to or 1
-        limit = (limit // rt) * rt
+        step = allowed_kept(layer, ctx.width_multiple)
+        # The most that may go so that what stays is on the width grid (nothing for a layer left whole).
+        limit = next((p for p in range(limit, -1, -1) if _on_grid(layer.size - p, layer.size, step)), 0)
         caps.append(max(limit - int(committed[layer.first : layer.first + layer.size].sum()), 0))
     return torch.tensor(caps, dtype=torch.long)
 
@@ -119,19 +181,6 @@ def _global_order(
         where = (layer == lid).nonzero().flatten()
         rank_in_layer[where] = torch.arange(where.numel())
     return ids[rank_in_layer < caps[layer]]
-
-
-def _round_per_layer(ids: torch.Tensor, structures) -> torch.Tensor:
-    """Keep, per layer, a multiple of ``round_to`` of the picked ids (in pick order)."""
-    rt = structures.round_to or 1
-    if rt == 1 or ids.numel() == 0:
-        return ids
-    layer = structures.layer_of[ids]
-    keep = torch.zeros(ids.numel(), dtype=torch.bool)
-    for lid in torch.unique(layer).tolist():
-        where = (layer == lid).nonzero().flatten()
-        keep[where[: (where.numel() // rt) * rt]] = True
-    return ids[keep]
 
 
 def _layer_order(
@@ -160,12 +209,11 @@ def _smallest_sufficient(
     ctx: "PruneContext", committed: torch.Tensor, pick, upper: int, macs_budget: float
 ) -> torch.Tensor:
     """Binary search for the smallest k whose pick meets the target (or the largest allowed)."""
-    s = ctx.structures
 
     def macs_with(k: int) -> float:
         mask = committed.clone()
         mask[pick(k)] = True
-        return s.macs(mask)
+        return ctx.cost_of(mask)
 
     lo, hi = 0, upper
     if macs_with(hi) > macs_budget:

@@ -1,12 +1,14 @@
 """What a pruning method sees: a narrow context instead of the whole Pruner.
 
-A method reads the structures, the MACs budget in force, the selection schedule, the model,
-the optimizer and calibration data from here, and acts through the decay engine's verbs
+A method reads the structures, the budget in force (MACs or latency: :meth:`PruneContext.budget`
+and :meth:`PruneContext.cost_of` speak the unit of ``ctx.cost``), the selection schedule, the
+model, the optimizer and calibration data from here, and acts through the decay engine's verbs
 (``start``, ``committed``, ``available``, ``releases``) and :meth:`PruneContext.add_channel_multiplier`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +19,7 @@ import torch.nn as nn
 from ..decay import DecayEngine
 from ..structure import StructureSet
 from ..structure.channel_params import ChannelMultiplier, add_channel_multiplier, remove_channel_multiplier
+from ..structure.cost import BudgetCost, MacsCost
 from .schedule import SelectionSchedule
 
 __all__ = ["PruneContext"]
@@ -40,6 +43,10 @@ class PruneContext:
         calibration_data: Batches ``(inputs, labels)`` for data-pass criteria (None: none).
         optimizer: The training optimizer, once bound.
         step: Optimizer steps taken so far.
+        cost: What the budget counts (default: MACs, :class:`~decayprune.structure.cost.MacsCost`).
+        base_cost: ``cost`` of the unpruned model (default: ``base_macs`` when the cost is MACs).
+        final_cost: ``cost`` the pruned model may keep at the end (default: ``final_macs`` likewise).
+        width_multiple: Channels kept per pruned layer are a multiple of this (1: any width).
     """
 
     model: nn.Module
@@ -53,6 +60,19 @@ class PruneContext:
     optimizer: torch.optim.Optimizer | None = None
     step: int = 0
     multipliers: list[ChannelMultiplier] = field(default_factory=list)
+    cost: BudgetCost = None  # type: ignore[assignment]  # None: MACs, set in __post_init__
+    base_cost: float = math.nan
+    final_cost: float = math.nan
+    width_multiple: int = 1
+
+    def __post_init__(self) -> None:
+        if self.cost is None:
+            self.cost = MacsCost(self.structures)
+        if math.isnan(self.base_cost) or math.isnan(self.final_cost):
+            if self.cost.kind != "macs":
+                raise ValueError(f"a {self.cost.kind} cost needs base_cost and final_cost")
+            self.base_cost = self.base_macs if math.isnan(self.base_cost) else self.base_cost
+            self.final_cost = self.final_macs if math.isnan(self.final_cost) else self.final_cost
 
     # ------------------------------------------------------------------ budget
     def macs_budget(self, step: int | None = None) -> float:
@@ -62,6 +82,18 @@ class PruneContext:
     def committed_macs(self) -> float:
         """MACs once every committed structure (pruned or decaying) is gone."""
         return self.structures.macs(self.decay.committed())
+
+    def budget(self, step: int | None = None) -> float:
+        """The cost (unit of ``ctx.cost``: MACs or ms) the model may keep at ``step`` (default: now)."""
+        return self.schedule.macs_budget(self.step if step is None else step, self.base_cost, self.final_cost)
+
+    def cost_of(self, pruned: torch.Tensor) -> float:
+        """The budget's cost of the model with the bool mask ``pruned`` of structures removed."""
+        return self.cost(pruned)
+
+    def committed_cost(self) -> float:
+        """The budget's cost once every committed structure (pruned or decaying) is gone."""
+        return self.cost_of(self.decay.committed())
 
     # ------------------------------------------------------------------ data
     @property

@@ -146,7 +146,7 @@ class OTOv2(PruningMethod):
         picked = fill_to_budget(
             ctx,
             -scores,
-            ctx.final_macs,
+            ctx.final_cost,
             ctx.decay.available(ctx.step),
             ranking=self.options.ranking,
             max_layer_ratio=self.options.max_layer_ratio,
@@ -191,10 +191,10 @@ class OTOv2(PruningMethod):
         if ctx.step not in points:
             return torch.zeros(0, dtype=torch.long)
         done = sum(1 for p in points if p <= ctx.step) / len(points)
-        budget = ctx.base_macs - (ctx.base_macs - ctx.final_macs) * done
+        budget = ctx.base_cost - (ctx.base_cost - ctx.final_cost) * done
         committed = ctx.decay.committed()
         committed[leaving] = True
-        if ctx.structures.macs(committed) <= budget:
+        if ctx.cost_of(committed) <= budget:
             return torch.zeros(0, dtype=torch.long)
         picked = fill_to_budget(
             ctx,
@@ -216,7 +216,7 @@ class OTOv2(PruningMethod):
         """
         o = self.options
         committed = ctx.decay.committed() | opt.redundant
-        if ctx.structures.macs(committed) <= ctx.final_macs:
+        if ctx.cost_of(committed) <= ctx.final_cost:
             return torch.zeros(0, dtype=torch.long)
         free = ctx.decay.available(ctx.step) & ~opt.redundant
         # Groups whose descent step already shrinks them (cos(-x, -d) > 0) come first: they will
@@ -225,19 +225,19 @@ class OTOv2(PruningMethod):
         picked = fill_to_budget(
             ctx,
             key,
-            ctx.final_macs,
+            ctx.final_cost,
             free,
             ranking=o.ranking,
             max_layer_ratio=o.max_layer_ratio,
             committed=committed,
         )
         committed[picked] = True
-        if ctx.structures.macs(committed) > ctx.final_macs:
+        if ctx.cost_of(committed) > ctx.final_cost:
             # Not enough groups out of their cool-down: the budget wins, released ones may return.
             extra = fill_to_budget(
                 ctx,
                 key,
-                ctx.final_macs,
+                ctx.final_cost,
                 ~committed,
                 ranking=o.ranking,
                 max_layer_ratio=o.max_layer_ratio,
