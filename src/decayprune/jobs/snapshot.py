@@ -18,14 +18,15 @@ LATENCY_REPEATS = 50
 LATENCY_THREADS = 1
 
 
-def snapshot(model: nn.Module, test_loader: Any, example: torch.Tensor, device: str | torch.device) -> dict[str, float]:
-    """Test accuracy, MACs, params and CPU latency (median and IQR, one thread) of ``model``.
+def snapshot(model: nn.Module, test_loader: Any, example: torch.Tensor, device: str | torch.device) -> dict[str, Any]:
+    """Test accuracy, MACs (and the counter that counted them), params and CPU latency (median and IQR,
+    one thread) of ``model``.
 
     Example:
         >>> m = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
         >>> data = [(torch.randn(6, 1, 2, 2), torch.randint(0, 3, (6,)))]
         >>> sorted(snapshot(m, data, torch.zeros(1, 1, 2, 2), "cpu"))
-        ['latency_iqr_ms', 'latency_ms', 'macs', 'params', 'top1', 'top5']
+        ['latency_iqr_ms', 'latency_ms', 'macs', 'macs_counter', 'params', 'top1', 'top5']
     """
     metrics = evaluate(model, test_loader, device=device)
     model_cpu = model.to("cpu")
@@ -38,6 +39,7 @@ def snapshot(model: nn.Module, test_loader: Any, example: torch.Tensor, device: 
         "top1": float(metrics["top1"]),
         "top5": float(metrics["top5"]),
         "macs": int(cost.macs),
+        "macs_counter": cost.counter,
         "params": int(cost.params),
         "latency_ms": float(latency.median_ms),
         "latency_iqr_ms": float(latency.iqr_ms),

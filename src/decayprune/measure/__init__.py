@@ -12,8 +12,17 @@ Example:
 
 from __future__ import annotations
 
-from decayprune.measure.cost import ModelCost, count_cost
+from decayprune.measure.cost import COUNTERS, DEFAULT_COUNTER, ModelCost, count_cost, flop_counter_macs
 from decayprune.measure.format import format_count
 from decayprune.measure.latency import LatencyResult, measure_latency
 
-__all__ = ["LatencyResult", "ModelCost", "count_cost", "format_count", "measure_latency"]
+__all__ = [
+    "COUNTERS",
+    "DEFAULT_COUNTER",
+    "LatencyResult",
+    "ModelCost",
+    "count_cost",
+    "flop_counter_macs",
+    "format_count",
+    "measure_latency",
+]

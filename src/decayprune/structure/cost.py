@@ -12,7 +12,8 @@ and which parameter dimensions carry its input/output channels; the cost of any 
 then a sum over layers of (alive inputs x alive outputs x per-position work). It counts the
 same terms as torch-pruning's op counter for conv, linear and norm layers. Activations and
 pooling are measured once on the full model (the real counter) and scaled with the square
-root of the analytic ratio; after compaction the estimate was within 0.1% of the real count
+root of the analytic ratio; functional matmuls (attention scores, counted by flop_counter) are
+taken as constant; after compaction the estimate was within 0.1% of the real count
 on resnet56, vgg16, mobilenetv2_cifar and concat_cnn.
 """
 
@@ -109,8 +110,12 @@ class CostModel:
         )
         self._analytic_full = float(self._analytic_macs(torch.zeros(structures.num_structures, dtype=torch.bool)))
         # Terms the analytic sum leaves out (activations, pooling) measured once on the full model;
-        # they shrink with the channels, modelled as the square root of the analytic ratio.
-        self._untracked = max(0.0, float(count_cost(model, tuple(example_inputs)).macs) - self._analytic_full)
+        # they shrink with the channels, modelled as the square root of the analytic ratio. Matmuls
+        # outside counted modules (attention scores; added by flop_counter) are kept constant: the
+        # layers decayprune prunes do not feed them (attention projections are refused).
+        counted = count_cost(model, tuple(example_inputs))
+        self._functional = float(counted.uncounted_macs)
+        self._untracked = max(0.0, float(counted.macs) - self._functional - self._analytic_full)
         self.full_macs = self.macs(torch.zeros(structures.num_structures, dtype=torch.bool))
 
     @staticmethod
@@ -190,7 +195,7 @@ class CostModel:
         """Estimated MACs per input with ``pruned`` structures removed (calibrated on the full model)."""
         analytic = self._analytic_macs(pruned)
         ratio = analytic / self._analytic_full if self._analytic_full > 0 else 1.0
-        return analytic + self._untracked * ratio**0.5
+        return analytic + self._untracked * ratio**0.5 + self._functional
 
     def params(self, pruned: torch.Tensor) -> float:
         """Parameters with ``pruned`` structures removed."""
