@@ -30,7 +30,8 @@ def given_table(run_dir: Path, settings: PruneSettings) -> LatencyTable:
         matmul = lc.kind in ("conv", "linear")
         table.add(sig, outs, ins, [[0.05 + work * -(-o // 16) * 16 * (i if matmul else 1) for i in ins] for o in outs])
     table.layers_ms = sum(LatencyCost(s, table).layer_ms(torch.zeros(s.num_structures, dtype=torch.bool)))
-    table.full_ms = table.layers_ms * 1.25  # a quarter more for elementwise work and overhead
+    table.rest_fixed_ms, table.rest_volume_ms = 0.1 * table.layers_ms, 0.15 * table.layers_ms  # overhead, elementwise
+    table.full_ms = table.layers_ms * 1.25
     table.save(run_dir / LATENCY_TABLE_FILE, layer_signatures(s))
     return table
 

@@ -196,15 +196,19 @@ class LatencyTable:
     Attributes:
         setup: The timing setup (device, threads, batch, dtype, memory format).
         entries: Per layer signature, the grid and its times in ms.
-        full_ms: Median latency of the whole model at full width.
-        layers_ms: Sum of the table's layer times at full width (the rest, ``full_ms - layers_ms``,
-            is elementwise work and framework overhead).
+        full_ms: Latency of the whole model at full width.
+        layers_ms: Sum of the table's layer times at full width.
+        rest_fixed_ms: Of the rest (``full_ms`` minus the layers), what does not shrink with the
+            widths (framework overhead per op).
+        rest_volume_ms: Of the rest, what shrinks with the activations left (elementwise work).
     """
 
     setup: TimingSetup
     entries: dict[str, _Entry] = field(default_factory=dict)
     full_ms: float = 0.0
     layers_ms: float = 0.0
+    rest_fixed_ms: float = 0.0
+    rest_volume_ms: float = 0.0
 
     def lookup(self, signature: str, out_w: float, in_w: float) -> float:
         """Interpolated ms of the layer ``signature`` at ``out_w`` output and ``in_w`` input channels."""
@@ -227,6 +231,8 @@ class LatencyTable:
             "setup": {k: getattr(self.setup, k) for k in TimingSetup.__dataclass_fields__},
             "full_ms": self.full_ms,
             "layers_ms": self.layers_ms,
+            "rest_fixed_ms": self.rest_fixed_ms,
+            "rest_volume_ms": self.rest_volume_ms,
             "entries": {k: {"out": e.out_grid, "in": e.in_grid, "ms": e.ms} for k, e in self.entries.items()},
         }
 
@@ -243,7 +249,15 @@ class LatencyTable:
             return None
         if data.get("schema") != TABLE_SCHEMA or data.get("key") != {**setup.key(), "layers": signatures}:
             return None
-        table = cls(setup, full_ms=float(data["full_ms"]), layers_ms=float(data["layers_ms"]))
+        if not {"full_ms", "layers_ms", "rest_fixed_ms", "rest_volume_ms", "entries"} <= set(data):
+            return None
+        table = cls(
+            setup,
+            full_ms=float(data["full_ms"]),
+            layers_ms=float(data["layers_ms"]),
+            rest_fixed_ms=float(data["rest_fixed_ms"]),
+            rest_volume_ms=float(data["rest_volume_ms"]),
+        )
         for name, e in data["entries"].items():
             table.entries[name] = _Entry(list(e["out"]), list(e["in"]), [list(map(float, r)) for r in e["ms"]])
         return table

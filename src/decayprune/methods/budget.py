@@ -10,7 +10,6 @@ hardware-friendly number (a layer narrower than it is not pruned).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import UserError
+from ..structure.cost import allowed_kept
 
 if TYPE_CHECKING:
     from .context import PruneContext
@@ -100,28 +100,6 @@ def check_layer_caps(structures, layer_caps: Mapping[str, float] | None) -> None
             raise UserError(f"layer_caps[{key!r}] is {value}; a cap is the largest pruned fraction, in [0, 1]")
         if not any(fnmatchcase(name, key) for name in names):
             raise UserError(f"layer_caps names {key!r}, which matches no prunable layer; layers: {', '.join(names)}")
-
-
-def allowed_kept(layer, width_multiple: int) -> int:
-    """The step, in structures, of the kept counts allowed in ``layer`` (0: the layer may not be pruned).
-
-    A layer may keep ``k`` structures when ``k`` is a positive multiple of the step (so its kept
-    channels are a multiple of ``width_multiple``) or all of them. A layer with fewer channels
-    than ``width_multiple`` is left whole.
-
-    Example:
-        >>> from types import SimpleNamespace as L
-        >>> allowed_kept(L(num_channels=64, size=64), 8), allowed_kept(L(num_channels=6, size=6), 8)
-        (8, 0)
-        >>> allowed_kept(L(num_channels=64, size=16), 8)   # 4 channels per structure: steps of 2
-        2
-    """
-    if width_multiple <= 1:
-        return 1
-    if layer.num_channels < width_multiple:
-        return 0
-    per = max(layer.num_channels // layer.size, 1)
-    return width_multiple // math.gcd(width_multiple, per)
 
 
 def _on_grid(kept: int, size: int, step: int) -> bool:

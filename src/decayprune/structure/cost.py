@@ -203,6 +203,28 @@ class CostModel:
         return float(self._other_params + sum(self._params_of(lc, *self._counts(lc, pruned)) for lc in self.layers))
 
 
+def allowed_kept(layer, width_multiple: int) -> int:
+    """The step, in structures, of the kept counts allowed in ``layer`` (0: the layer may not be pruned).
+
+    A layer may keep ``k`` structures when ``k`` is a positive multiple of the step (so its kept
+    channels are a multiple of ``width_multiple``) or all of them. A layer with fewer channels
+    than ``width_multiple`` is left whole.
+
+    Example:
+        >>> from types import SimpleNamespace as L
+        >>> allowed_kept(L(num_channels=64, size=64), 8), allowed_kept(L(num_channels=6, size=6), 8)
+        (8, 0)
+        >>> allowed_kept(L(num_channels=64, size=16), 8)   # 4 channels per structure: steps of 2
+        2
+    """
+    if width_multiple <= 1:
+        return 1
+    if layer.num_channels < width_multiple:
+        return 0
+    per = max(layer.num_channels // layer.size, 1)
+    return width_multiple // math.gcd(width_multiple, per)
+
+
 def _conv1d() -> tuple[type[nn.Module], ...]:
     conv1d = conv1d_type()
     return (conv1d,) if conv1d is not None else ()

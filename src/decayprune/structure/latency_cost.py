@@ -3,15 +3,17 @@
 :func:`latency_cost` times every distinct conv / linear / norm layer of a
 :class:`~decayprune.structure.StructureSet` over candidate kept widths on the target device (or
 reads the table cached next to the run), and returns a :class:`LatencyCost`: for a mask, the sum
-of each layer's interpolated time at its alive widths, plus the rest of the measured full-model
-time (elementwise work, framework overhead) scaled with the share of activations left.
+of each layer's interpolated time at its alive widths, plus the rest of the measured model time:
+a fixed part (framework overhead per op) and a part that shrinks with the activations left
+(elementwise work). The two are told apart by timing the model twice, at full width and
+compacted to about half of every layer's width (a two-point calibration).
 
 Example (a given table, no timing):
     >>> import torch, torch.nn as nn
     >>> from decayprune.measure.latency_table import LatencyTable, TimingSetup
     >>> from decayprune.structure import StructureSet
     >>> s = StructureSet(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), torch.zeros(1, 4))
-    >>> table = LatencyTable(TimingSetup(), full_ms=3.0, layers_ms=3.0)
+    >>> table = LatencyTable(TimingSetup(), full_ms=3.0, layers_ms=3.0)   # no time outside the layers
     >>> sig = layer_signatures(s)
     >>> table.add(sig[0], [1, 8], [4], [[0.5], [2.0]]); table.add(sig[1], [2], [1, 8], [[0.2, 1.0]])
     >>> cost = LatencyCost(s, table)
@@ -32,7 +34,8 @@ import torch
 import torch.nn as nn
 
 from ..measure.latency_table import LatencyTable, TimingSetup, probe_widths, replica, time_call
-from .cost import _LayerCost
+from .compaction import compact
+from .cost import _LayerCost, allowed_kept
 
 if TYPE_CHECKING:
     from .structure_set import StructureSet
@@ -41,6 +44,9 @@ __all__ = ["LATENCY_TABLE_FILE", "LatencyCost", "latency_cost", "layer_signature
 
 #: File name of the cached table in a run's pruning folder.
 LATENCY_TABLE_FILE = "latency_table.json"
+#: Bytes of distinct inputs a layer's timing loop cycles through (beyond a CPU's last-level cache share).
+_SPILL_BYTES = 32 * 2**20
+_POOL_MAX = 64
 #: Layers keep at least this fraction of their width in the table's grid (no method prunes more).
 _SMALLEST_FRACTION = 0.05
 
@@ -76,10 +82,7 @@ class LatencyCost:
         self.signatures = layer_signatures(structures)
         layers = structures.cost.layers
         self._volume_full = float(sum(lc.out_channels * lc.positions for lc in layers)) or 1.0
-        # Rest of the model's time; when the layers alone take longer (caches warm differently in
-        # isolation) the layer sum is scaled down to the measured total instead.
-        self._rest = max(table.full_ms - table.layers_ms, 0.0)
-        self._scale = min(1.0, table.full_ms / table.layers_ms) if table.layers_ms > 0 else 1.0
+        self._scale = _layer_scale(table)
 
     def layer_ms(self, pruned: torch.Tensor) -> list[float]:
         """Predicted ms of every recorded layer under ``pruned`` (order of ``structures.cost.layers``)."""
@@ -91,7 +94,12 @@ class LatencyCost:
         layers = self.structures.cost.layers
         total = sum(self.table.lookup(sig, out, inp) for sig, (out, inp) in zip(self.signatures, widths, strict=True))
         volume = sum(lc.positions * out for lc, (out, _inp) in zip(layers, widths, strict=True))
-        return total * self._scale + self._rest * volume / self._volume_full
+        return total * self._scale + self.table.rest_fixed_ms + self.table.rest_volume_ms * volume / self._volume_full
+
+
+def _layer_scale(table: LatencyTable) -> float:
+    """1, or less when the layers timed alone add up to more than the whole model (warmer caches)."""
+    return min(1.0, table.full_ms / table.layers_ms) if table.layers_ms > 0 else 1.0
 
 
 def measure_table(
@@ -119,18 +127,77 @@ def measure_table(
         for lc, sig, inp in zip(cost_model.layers, layer_signatures(structures), full, strict=True)
     )
     table.full_ms = time_model(structures.model, structures.example_inputs, setup)
+    _calibrate_rest(structures, table, width_multiple)
     return table
+
+
+def _calibrate_rest(structures: "StructureSet", table: LatencyTable, width_multiple: int) -> None:
+    """Split the time outside the layers into a fixed and an activation-proportional part.
+
+    Times a compacted copy at about half of every layer's width: with ``L`` the layer sum and ``v``
+    the share of activations left, ``T = L + fixed + volume * v`` at both points.
+    """
+    half = _half_mask(structures, width_multiple)
+    rest_full = max(table.full_ms - _layer_scale(table) * table.layers_ms, 0.0)
+    table.rest_volume_ms, table.rest_fixed_ms = rest_full, 0.0  # without a twin: all of it shrinks
+    twin = _twin(structures)
+    if twin is None:
+        return
+    twin.set_pruned(half.nonzero().flatten())
+    twin.zero_pruned_()
+    compact(twin)
+    half_ms = time_model(twin.model, twin.example_inputs, table.setup)
+    table.rest_volume_ms = 0.0
+    probe = LatencyCost(structures, table)  # layers only, with the scale in force
+    layers = structures.cost.layers
+    rest_half = half_ms - probe(half)
+    widths = structures.cost.widths(half)
+    share = sum(lc.positions * out for lc, (out, _i) in zip(layers, widths, strict=True)) / probe._volume_full
+    volume = (rest_full - rest_half) / (1 - share) if share < 1 else 0.0
+    table.rest_volume_ms = min(max(volume, 0.0), rest_full)
+    table.rest_fixed_ms = rest_full - table.rest_volume_ms
+
+
+def _twin(structures: "StructureSet") -> "StructureSet | None":
+    """The same structures on a copy of the model (None when the copy traces differently)."""
+    from .structure_set import StructureSet
+
+    model = copy.deepcopy(structures.model)
+    modules = dict(model.named_modules())
+    ignored = [modules[structures.module_names[m]] for m in structures.ignored_layers if m in structures.module_names]
+    twin = StructureSet(
+        model,
+        structures.example_inputs,
+        ignored_layers=ignored,
+        ignore_classifier=structures.protect_outputs,
+        verify=structures.verify,
+        tolerance=structures.tolerance,
+    )
+    same = [(g.name, g.size) for g in twin.layers] == [(g.name, g.size) for g in structures.layers]
+    return twin if same else None
+
+
+def _half_mask(structures: "StructureSet", width_multiple: int) -> torch.Tensor:
+    """Every layer pruned to about half its width (a kept width the multiple allows)."""
+    mask = torch.zeros(structures.num_structures, dtype=torch.bool)
+    for layer in structures.layers:
+        step = allowed_kept(layer, width_multiple)
+        if step == 0:
+            continue
+        kept = max(step, round(layer.size / 2 / step) * step)
+        mask[layer.first + kept : layer.first + layer.size] = True
+    return mask
 
 
 def time_model(model: nn.Module, example_inputs: tuple, setup: TimingSetup) -> float:
     """Ms of a forward pass of a copy of ``model`` on the setup's device, dtype, format and batch
-    (:func:`~decayprune.measure.latency_table.time_call` with three times the table's repeats)."""
+    (:func:`~decayprune.measure.latency_table.time_call` with six times the table's repeats)."""
     device, dtype = torch.device(setup.device), setup.torch_dtype
     runner = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     inputs = [_prepare(x, setup, device, dtype) for x in example_inputs]
     if setup.channels_last and any(x.dim() == 4 for x in inputs):
         runner = runner.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return time_call(lambda: runner(*inputs), setup, repeats=3 * setup.repeats)
+    return time_call(lambda: runner(*inputs), setup, repeats=6 * setup.repeats)
 
 
 def latency_cost(
@@ -171,4 +238,12 @@ def _time_layer(
     x = _prepare(torch.randn(shape), setup, device, dtype)
     if setup.channels_last and x.dim() == 4:
         layer = layer.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return time_call(lambda: layer(x), setup)
+    # Inside the model a layer reads activations another layer just wrote, not an input that stays
+    # in cache over a timing loop: cycle through enough distinct inputs to spill the caches.
+    pool = [x] + [x.clone() for _ in range(min(_POOL_MAX, math.ceil(_SPILL_BYTES / max(_nbytes(x), 1))) - 1)]
+    turn = iter(range(1 << 62))
+    return time_call(lambda: layer(pool[next(turn) % len(pool)]), setup)
+
+
+def _nbytes(x: torch.Tensor) -> int:
+    return x.numel() * x.element_size()
