@@ -72,7 +72,7 @@ def models(image_size: int) -> dict[str, tuple[Callable[[], nn.Module], tuple[in
 
 
 def prune(
-    build: Callable[[], nn.Module], x: torch.Tensor, budget: dict, threads: int
+    build: Callable[[], nn.Module], x: torch.Tensor, budget: dict, threads: int, width_multiple: int = 1
 ) -> tuple[nn.Module, float | None, float]:
     """A compacted copy pruned under ``budget``; the table's predicted latency fraction; seconds spent."""
     torch.manual_seed(0)
@@ -83,6 +83,7 @@ def prune(
         iterative_steps=1,
         decay={"policy": "oneshot"},
         latency={"device": "cpu", "threads": threads},
+        width_multiple=width_multiple,
         **budget,
     )
     pruner = Pruner(model, x, settings, total_steps=4)
@@ -118,13 +119,18 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.5)
     parser.add_argument("--image-size", type=int, default=64, help="input size of resnet50")
     parser.add_argument("--sweep", action="store_true", help="first time one conv over widths 56..72")
+    parser.add_argument("--width-multiple", type=int, default=1, help="kept widths a multiple of this (default 1)")
+    parser.add_argument("--macs-only", action="store_true", help="only the MACs target (width-multiple comparisons)")
     args = parser.parse_args()
     console = Console(width=150)
     if args.sweep:
         sweep(console)
     threads = [int(t) for t in args.threads.split(",")]
     catalog = models(args.image_size)
-    table = Table(title=f"pruned to {args.target:.0%} by DepGraph, compacted; CPU, batch 1 (torch {torch.__version__})")
+    table = Table(
+        title=f"pruned to {args.target:.0%} by DepGraph, compacted, width_multiple {args.width_multiple}; CPU, batch 1 "
+        f"(torch {torch.__version__})"
+    )
     for col in (
         "model",
         "target",
@@ -144,10 +150,13 @@ def main() -> None:
         torch.manual_seed(0)
         base = build().eval()
         base_macs = count_cost(base, x).macs
-        by_macs = prune(build, x, {"target_macs_fraction": args.target}, threads[0])
+        wm = args.width_multiple
+        by_macs = prune(build, x, {"target_macs_fraction": args.target}, threads[0], wm)
         for t in threads:
-            by_latency = prune(build, x, {"target_latency_fraction": args.target}, t)
-            for label, (pruned, predicted, seconds) in (("MACs", by_macs), ("latency", by_latency)):
+            runs = [("MACs", by_macs)]
+            if not args.macs_only:
+                runs.append(("latency", prune(build, x, {"target_latency_fraction": args.target}, t, wm)))
+            for label, (pruned, predicted, seconds) in runs:
                 macs_ratio = base_macs / count_cost(pruned, x).macs
                 s = compare_latency(base, pruned, x, rounds=args.rounds, repeats=args.repeats, threads=t)
                 table.add_row(
