@@ -13,7 +13,7 @@ The one-object API for your own training loop::
 
 from __future__ import annotations
 
-from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainSettings, load_config
+from .config import ConfigError, DecaySettings, LatencySettings, PruneSettings, RunConfig, TrainSettings, load_config
 from .criteria import Criterion, create_criterion, criteria_table, list_criteria, register_criterion
 from .data import DatasetSplits, TensorLoader, list_datasets, load_dataset
 from .decay import DecayEngine, decay_norm, load_sr_stats, plot_sr_stats
@@ -26,7 +26,8 @@ from .errors import (
     UserError,
     WeightsError,
 )
-from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
+from .measure import LatencyResult, ModelCost, SpeedUp, compare_latency, count_cost, format_count, measure_latency
+from .measure.latency_table import LatencyTable
 from .methods import (
     DHSPG,
     GateDecorator,
@@ -56,11 +57,14 @@ from .structure import (
     load_pruned,
     save_pruned,
 )
+from .structure.cost import BudgetCost, MacsCost
+from .structure.latency_cost import LatencyCost
 from .train import Trainer, TrainHook, evaluate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BudgetCost",
     "CheckReport",
     "ConfigError",
     "Criterion",
@@ -72,7 +76,11 @@ __all__ = [
     "ExportError",
     "FrozenGroup",
     "GateDecorator",
+    "LatencyCost",
     "LatencyResult",
+    "LatencySettings",
+    "LatencyTable",
+    "MacsCost",
     "ModelCost",
     "OTOv2",
     "PruneContext",
@@ -84,6 +92,7 @@ __all__ = [
     "ScheduleError",
     "SelectionSchedule",
     "SpecError",
+    "SpeedUp",
     "StructureSet",
     "TensorLoader",
     "TrainHook",
@@ -97,6 +106,7 @@ __all__ = [
     "caps_from_sensitivity",
     "check_model",
     "compact",
+    "compare_latency",
     "count_cost",
     "create_criterion",
     "create_method",
