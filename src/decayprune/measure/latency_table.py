@@ -165,15 +165,23 @@ def replica(module: nn.Module, input_shape: Sequence[int], out_w: int, in_w: int
 def probe_widths(full: int, smallest: int, step: int, grid: int) -> list[int]:
     """About ``grid`` widths from ``smallest`` to ``full``, each a multiple of ``step`` (or ``full``).
 
+    Spaced geometrically (denser at small widths, where fixed per-call costs bend the curve), each
+    snapped to the nearest allowed width.
+
     Example:
-        >>> probe_widths(64, 8, 8, 4), probe_widths(3, 3, 1, 6), probe_widths(10, 1, 1, 3)
-        ([8, 24, 48, 64], [3], [1, 5, 10])
+        >>> probe_widths(64, 8, 8, 4), probe_widths(3, 3, 1, 6), probe_widths(100, 5, 1, 5)
+        ([8, 16, 32, 64], [3], [5, 11, 22, 47, 100])
     """
     allowed = sorted({w for w in range(max(step, 1), full + 1, max(step, 1)) if w >= smallest} | {full})
     if len(allowed) <= grid:
         return allowed
-    picks = {allowed[round(i * (len(allowed) - 1) / (grid - 1))] for i in range(grid)}
-    return sorted(picks)
+    low = allowed[0]
+    wanted = [low * (full / low) ** (i / (grid - 1)) for i in range(grid)]
+    return sorted({_nearest(allowed, v) for v in wanted})
+
+
+def _nearest(allowed: list[int], value: float) -> int:
+    return min(allowed, key=lambda w: abs(w - value))
 
 
 @dataclass

@@ -47,6 +47,8 @@ LATENCY_TABLE_FILE = "latency_table.json"
 #: Bytes of distinct inputs a layer's timing loop cycles through (beyond a CPU's last-level cache share).
 _SPILL_BYTES = 32 * 2**20
 _POOL_MAX = 64
+#: Alternating rounds of timing the full and the half-width model when a table is measured.
+_MODEL_ROUNDS = 3
 #: Layers keep at least this fraction of their width in the table's grid (no method prunes more).
 _SMALLEST_FRACTION = 0.05
 
@@ -126,27 +128,35 @@ def measure_table(
         table.lookup(sig, lc.out_channels, inp)
         for lc, sig, inp in zip(cost_model.layers, layer_signatures(structures), full, strict=True)
     )
-    table.full_ms = time_model(structures.model, structures.example_inputs, setup)
-    _calibrate_rest(structures, table, width_multiple)
+    half = _half_mask(structures, width_multiple)
+    twin = _twin(structures)
+    if twin is not None:
+        twin.set_pruned(half.nonzero().flatten())
+        twin.zero_pruned_()
+        compact(twin)
+    # The full and the half model alternate over rounds (the fastest pass of each counts), so a
+    # burst of load on a shared machine does not fall on one of them only.
+    full_ms = half_ms = math.inf
+    for _ in range(_MODEL_ROUNDS):
+        full_ms = min(full_ms, time_model(structures.model, structures.example_inputs, setup))
+        if twin is not None:
+            half_ms = min(half_ms, time_model(twin.model, twin.example_inputs, setup))
+    table.full_ms = full_ms
+    _calibrate_rest(structures, table, half, half_ms if twin is not None else None)
     return table
 
 
-def _calibrate_rest(structures: "StructureSet", table: LatencyTable, width_multiple: int) -> None:
+def _calibrate_rest(structures: "StructureSet", table: LatencyTable, half: torch.Tensor, half_ms: float | None) -> None:
     """Split the time outside the layers into a fixed and an activation-proportional part.
 
-    Times a compacted copy at about half of every layer's width: with ``L`` the layer sum and ``v``
-    the share of activations left, ``T = L + fixed + volume * v`` at both points.
+    ``half_ms`` is the time of a compacted copy at about half of every layer's width (the mask
+    ``half``): with ``L`` the layer sum and ``v`` the share of activations left,
+    ``T = L + fixed + volume * v`` at both points. Without it, all of the rest shrinks with ``v``.
     """
-    half = _half_mask(structures, width_multiple)
     rest_full = max(table.full_ms - _layer_scale(table) * table.layers_ms, 0.0)
-    table.rest_volume_ms, table.rest_fixed_ms = rest_full, 0.0  # without a twin: all of it shrinks
-    twin = _twin(structures)
-    if twin is None:
+    table.rest_volume_ms, table.rest_fixed_ms = rest_full, 0.0
+    if half_ms is None:
         return
-    twin.set_pruned(half.nonzero().flatten())
-    twin.zero_pruned_()
-    compact(twin)
-    half_ms = time_model(twin.model, twin.example_inputs, table.setup)
     table.rest_volume_ms = 0.0
     probe = LatencyCost(structures, table)  # layers only, with the scale in force
     layers = structures.cost.layers
@@ -191,13 +201,13 @@ def _half_mask(structures: "StructureSet", width_multiple: int) -> torch.Tensor:
 
 def time_model(model: nn.Module, example_inputs: tuple, setup: TimingSetup) -> float:
     """Ms of a forward pass of a copy of ``model`` on the setup's device, dtype, format and batch
-    (:func:`~decayprune.measure.latency_table.time_call` with six times the table's repeats)."""
+    (:func:`~decayprune.measure.latency_table.time_call` with twice the table's repeats)."""
     device, dtype = torch.device(setup.device), setup.torch_dtype
     runner = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     inputs = [_prepare(x, setup, device, dtype) for x in example_inputs]
     if setup.channels_last and any(x.dim() == 4 for x in inputs):
         runner = runner.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return time_call(lambda: runner(*inputs), setup, repeats=6 * setup.repeats)
+    return time_call(lambda: runner(*inputs), setup, repeats=2 * setup.repeats)
 
 
 def latency_cost(
