@@ -188,7 +188,7 @@ class Pruner(TrainHook):
 
     @property
     def final_macs(self) -> float:
-        """MACs the pruned model may keep."""
+        """MACs the pruned model may keep (the base MACs under a latency budget, which sets no MACs target)."""
         return self.context.final_macs
 
     def macs_budget(self, step: int | None = None) -> float:

@@ -19,9 +19,10 @@ from decayprune.structure.budget_cost import resolve_width_multiple
 MULTIPLE = 48
 
 
+@pytest.mark.parametrize("policy", ["oneshot", "sp+sr"])
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_keeps_multiples_in_every_pruned_layer(method: str) -> None:
-    pruner = run_method(method, target_macs_fraction=0.6, width_multiple=MULTIPLE)
+def test_every_method_keeps_multiples_in_every_pruned_layer(method: str, policy: str) -> None:
+    pruner = run_method(method, policy=policy, target_macs_fraction=0.6, width_multiple=MULTIPLE)
     kept = kept_per_layer(pruner)
     assert any(k < full for k, full in kept.values()), f"{method} pruned nothing: {kept}"
     for name, (k, full) in kept.items():
@@ -29,6 +30,13 @@ def test_every_method_keeps_multiples_in_every_pruned_layer(method: str) -> None
             assert k == full, f"{method}: {name} ({full} channels, narrower than {MULTIPLE}) was pruned to {k}"
         elif k < full:
             assert k % MULTIPLE == 0, f"{method}: {name} keeps {k} of {full}, not a multiple of {MULTIPLE}"
+
+
+def test_a_release_is_brought_back_onto_the_grid() -> None:
+    # Self-rectifying gives channels back; the refill prunes that layer down to the multiple below.
+    pruner = run_method("l1", policy="sp+sr", target_macs_fraction=0.6, width_multiple=16)
+    assert pruner.engine.releases > 0
+    assert all(k == full or k % 16 == 0 for k, full in kept_per_layer(pruner).values()), kept_per_layer(pruner)
 
 
 def test_without_a_multiple_widths_are_free() -> None:

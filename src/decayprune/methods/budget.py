@@ -38,7 +38,9 @@ def fill_to_budget(
 ) -> torch.Tensor:
     """Pick the lowest-scored candidates so that the committed set's cost reaches ``macs_budget``.
 
-    Per layer, the picks stop where the channels kept would be a multiple of ``ctx.width_multiple``.
+    Per layer, the picks stop where the channels kept would be a multiple of ``ctx.width_multiple``;
+    a layer left off that grid by an earlier release (self-rectifying gives channels back) gets its
+    next lowest-scored candidates too, down to the multiple below, when it has enough of them.
 
     Args:
         ctx: Gives the structures, the cost (``ctx.cost_of``) and what is already committed.
@@ -62,7 +64,8 @@ def fill_to_budget(
     structures = ctx.structures
     committed = ctx.decay.committed() if committed is None else committed
     if ctx.cost_of(committed) <= macs_budget:
-        return torch.zeros(0, dtype=torch.long)
+        none = torch.zeros(0, dtype=torch.long)
+        return _back_on_grid(structures, scores, candidates, committed, none, ctx.width_multiple)
     caps = _layer_caps(ctx, committed, layer_cap_ratios(structures, max_layer_ratio, layer_caps))
     if ranking == "global":
         order = _global_order(scores, candidates, structures.layer_of, caps)
@@ -71,7 +74,30 @@ def fill_to_budget(
     else:
         raise ValueError(f"ranking must be 'global' or 'layer', got {ranking!r}")
     pick = lambda k: snap_to_widths(order[:k], structures, committed, ctx.width_multiple)  # noqa: E731
-    return _smallest_sufficient(ctx, committed, pick, order.numel(), macs_budget)
+    picked = _smallest_sufficient(ctx, committed, pick, order.numel(), macs_budget)
+    return _back_on_grid(structures, scores, candidates, committed, picked, ctx.width_multiple)
+
+
+def _back_on_grid(
+    structures, scores: torch.Tensor, candidates: torch.Tensor, committed: torch.Tensor, picked: torch.Tensor, m: int
+) -> torch.Tensor:
+    """``picked`` plus, in every layer whose kept width would be off the grid, the lowest-scored
+    remaining candidates that bring it down to the next allowed width (none when too few are left)."""
+    if m <= 1:
+        return picked
+    gone = committed.clone()
+    gone[picked] = True
+    extra = []
+    for layer in structures.layers:
+        step = allowed_kept(layer, m)
+        kept = layer.size - int(gone[layer.first : layer.first + layer.size].sum())
+        if step == 0 or _on_grid(kept, layer.size, step) or kept <= step:
+            continue
+        need = kept - (kept // step) * step
+        free = layer.ids[(candidates & ~gone)[layer.first : layer.first + layer.size]]
+        if free.numel() >= need:
+            extra.append(free[torch.argsort(scores[free].cpu(), stable=True)][:need])
+    return torch.cat([picked, *extra]) if extra else picked
 
 
 def layer_cap_ratios(structures, max_layer_ratio: float, layer_caps: Mapping[str, float] | None = None) -> list[float]:

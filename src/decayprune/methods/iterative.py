@@ -73,8 +73,8 @@ class IterativeMethod(PruningMethod):
             return None
         self._refill = False
         budget = ctx.budget()
-        if ctx.committed_cost() <= budget:
-            return None
+        if ctx.committed_cost() <= budget and (scheduled or ctx.width_multiple <= 1):
+            return None  # (a refill with a width multiple goes on: a release may have left a layer off its grid)
         scores = self.scores(ctx)
         ranking, cap, caps = self.options.ranking, self.options.max_layer_ratio, self.options.layer_caps
         picked = fill_to_budget(

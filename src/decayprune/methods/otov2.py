@@ -216,7 +216,7 @@ class OTOv2(PruningMethod):
         """
         o = self.options
         committed = ctx.decay.committed() | opt.redundant
-        if ctx.cost_of(committed) <= ctx.final_cost:
+        if ctx.cost_of(committed) <= ctx.final_cost and ctx.width_multiple <= 1:  # else: back onto the width grid
             return torch.zeros(0, dtype=torch.long)
         free = ctx.decay.available(ctx.step) & ~opt.redundant
         # Groups whose descent step already shrinks them (cos(-x, -d) > 0) come first: they will
