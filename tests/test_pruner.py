@@ -194,9 +194,9 @@ def test_settings_reject_unknown_method_and_keys() -> None:
     with pytest.raises(ValidationError, match="extra"):
         PruneSettings(target_macs_fraction=0.5, targetmacs=0.5)
     round_trip = PruneSettings.model_validate_json(
-        PruneSettings(target_macs_fraction=0.5, round_to=4).model_dump_json()
+        PruneSettings(target_macs_fraction=0.5, width_multiple=4).model_dump_json()
     )
-    assert round_trip == PruneSettings(target_macs_fraction=0.5, round_to=4)
+    assert round_trip == PruneSettings(target_macs_fraction=0.5, width_multiple=4)
 
 
 def test_pruner_rejects_bad_arguments() -> None:

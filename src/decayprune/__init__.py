@@ -13,7 +13,7 @@ The one-object API for your own training loop::
 
 from __future__ import annotations
 
-from .config import ConfigError, DecaySettings, PruneSettings, RunConfig, TrainSettings, load_config
+from .config import ConfigError, DecaySettings, LatencySettings, PruneSettings, RunConfig, TrainSettings, load_config
 from .criteria import (
     Criterion,
     caps_from_gradient_rank,
@@ -34,7 +34,8 @@ from .errors import (
     WeightsError,
 )
 from .lowrank import LowRankProjector, factorize
-from .measure import LatencyResult, ModelCost, count_cost, format_count, measure_latency
+from .measure import LatencyResult, ModelCost, SpeedUp, compare_latency, count_cost, format_count, measure_latency
+from .measure.latency_table import LatencyTable
 from .methods import (
     DHSPG,
     GateDecorator,
@@ -69,6 +70,8 @@ from .structure import (
     save_hf_pretrained,
     save_pruned,
 )
+from .structure.cost import BudgetCost, MacsCost
+from .structure.latency_cost import LatencyCost
 from .train import Loss, Trainer, TrainHook, evaluate, make_loss
 
 __version__ = "0.1.0"
@@ -86,6 +89,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "BudgetCost",
     "ChannelGroup",
     "depgraph_regularize",
     "CheckReport",
@@ -100,7 +104,11 @@ __all__ = [
     "ExportError",
     "FrozenGroup",
     "GateDecorator",
+    "LatencyCost",
     "LatencyResult",
+    "LatencySettings",
+    "LatencyTable",
+    "MacsCost",
     "LowRankProjector",
     "MagnitudePruning",
     "Loss",
@@ -117,6 +125,7 @@ __all__ = [
     "ScheduleError",
     "SelectionSchedule",
     "SpecError",
+    "SpeedUp",
     "StructureSet",
     "HeadGroup",
     "TensorLoader",
@@ -133,6 +142,7 @@ __all__ = [
     "caps_from_sensitivity",
     "check_model",
     "compact",
+    "compare_latency",
     "count_cost",
     "create_criterion",
     "create_method",

@@ -42,12 +42,38 @@ from .decay.stats import SR_STATS_FILE
 from .files import append_jsonl, write_text_atomic
 from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method
 from .structure import CompactionReport, StructureSet, compact
+from .structure.budget_cost import budget_cost, check_latency_target, resolve_width_multiple
+from .structure.latency_cost import LATENCY_TABLE_FILE, LatencyCost
 from .train.amp import scale_of, step_skipped
 from .train.distributed import assert_same_on_all_ranks, get_world_size
 from .train.hooks import TrainHook
 from .train.optim import build_optimizer
 
-__all__ = ["Pruner", "PruneSettings"]
+__all__ = ["PruneSettings", "Pruner", "build_structures"]
+
+
+def build_structures(
+    model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tensor], settings: PruneSettings
+) -> StructureSet:
+    """The channel groups of ``model`` as ``settings`` asks (ignored layers and types, head units, verify).
+
+    Example:
+        >>> from decayprune import create_model
+        >>> s = build_structures(create_model("small_cnn", num_classes=10, in_channels=1), torch.zeros(1, 1, 8, 8),
+        ...                      PruneSettings())
+        >>> s.num_structures > 0
+        True
+    """
+    modules = dict(model.named_modules())
+    return StructureSet(
+        model,
+        example_inputs,
+        ignored_layers=[modules[n] for n in settings.ignored_layers if n in modules],
+        ignored_types=settings.ignored_types,
+        verify=settings.verify,
+        tolerance=settings.verify_tolerance,
+        head_units=settings.head_units,
+    )
 
 
 class Pruner(TrainHook):
@@ -69,9 +95,14 @@ class Pruner(TrainHook):
             training loader); each pass takes a fresh iterator.
         loss_fn: ``loss_fn(outputs, labels)`` for data passes (default: cross-entropy).
         structures: A :class:`StructureSet` already built on ``model`` (e.g. with settings of its
-            own); None builds one from ``settings`` (ignored layers/types, round_to, verify).
+            own); None builds one from ``settings`` (ignored layers/types, verify).
         schedule: The run's :class:`SelectionSchedule`, when the caller already built it from the same
             settings and steps (e.g. :func:`decayprune.jobs.check_schedule`); None builds it here.
+
+    With ``settings.target_latency_fraction`` the budget is a latency on ``settings.latency``'s
+    device: a per-layer table is measured when the Pruner is built (cached as
+    ``latency_table.json`` in ``run_dir``, reused while it matches), and :meth:`compact` times the
+    pruned model against it (:attr:`budget_result`).
 
     Example:
         >>> from decayprune import create_model
@@ -110,20 +141,12 @@ class Pruner(TrainHook):
             raise ValueError(f"ignored_layers names modules the model does not have: {unknown}")
         if structures is not None and structures.model is not model:
             raise ValueError("structures were built on another model; pass the StructureSet of this model")
-        self.structures = (
-            structures
-            if structures is not None
-            else StructureSet(
-                model,
-                example_inputs,
-                ignored_layers=[modules[n] for n in settings.ignored_layers],
-                ignored_types=settings.ignored_types,
-                round_to=settings.round_to,
-                verify=settings.verify,
-                tolerance=settings.verify_tolerance,
-                head_units=settings.head_units,
+        if structures is not None and structures.round_to is not None:
+            raise ValueError(
+                "StructureSet(round_to=...) rounded the number of pruned channels and no longer applies; "
+                "use PruneSettings(width_multiple=N): the channels kept per layer are a multiple of N"
             )
-        )
+        self.structures = structures if structures is not None else build_structures(model, example_inputs, settings)
         self.events: list[dict] = []
         self.sr_stats: list[dict] = []
         """Per-step percentiles of C_rate and C_len over the decaying structures (``sp+sr``), also in
@@ -139,18 +162,31 @@ class Pruner(TrainHook):
         self.method = method or self._create_method(settings)
         self.base_macs = self.structures.macs()
         self.base_params = self.structures.params()
+        self.width_multiple = resolve_width_multiple(settings)
+        cache = Path(run_dir) / LATENCY_TABLE_FILE if run_dir is not None else None
+        cost = budget_cost(self.structures, settings, self.width_multiple, cache)
+        base_cost = cost(torch.zeros(self.structures.num_structures, dtype=torch.bool))
         self.context = PruneContext(
             model=model,
             structures=self.structures,
             schedule=self.schedule,
             base_macs=self.base_macs,
-            final_macs=self.base_macs * settings.remaining_macs_fraction(),
+            final_macs=self.base_macs * settings.remaining_macs_fraction()
+            if settings.budget_kind == "macs"
+            else self.base_macs,
             loss_fn=loss_fn,
             calibration_data=calibration_data,
             total_steps=total_steps,
             recovery_fraction=settings.recovery_fraction,
+            cost=cost,
+            base_cost=base_cost,
+            final_cost=base_cost * settings.remaining_fraction(),
+            width_multiple=self.width_multiple,
         )
         self.context.attach(self.engine)
+        self.budget_result: dict[str, Any] = {}
+        """After :meth:`compact` with a latency budget: the target, the table's prediction and the
+        measured latency of the pruned model (``within_tolerance``: measured <= target + tolerance)."""
         criterion = self.method.criterion
         if criterion is not None and criterion.needs_data and calibration_data is None:
             raise ValueError(
@@ -176,7 +212,7 @@ class Pruner(TrainHook):
 
     @property
     def final_macs(self) -> float:
-        """MACs the pruned model may keep."""
+        """MACs the pruned model may keep (the base MACs under a latency budget, which sets no MACs target)."""
         return self.context.final_macs
 
     def macs_budget(self, step: int | None = None) -> float:
@@ -262,11 +298,13 @@ class Pruner(TrainHook):
         self.engine.finish(self.step)
 
     def _warn_if_target_missed(self) -> None:
-        reached = self.structures.macs() / self.base_macs
-        wanted = self.settings.remaining_macs_fraction()
+        ctx = self.context
+        reached = ctx.cost_of(self.structures.pruned) / ctx.base_cost
+        wanted = self.settings.remaining_fraction()
         if reached > wanted + 0.01:
+            what = "MACs" if ctx.cost.kind == "macs" else "predicted latency"
             warnings.warn(
-                f"pruning ended at {reached:.1%} of the base MACs, above the target {wanted:.1%}: the schedule "
+                f"pruning ended at {reached:.1%} of the base {what}, above the target {wanted:.1%}: the schedule "
                 "ended before the budget was filled (check end_epoch / iterative_steps) or every candidate was "
                 "capped by max_layer_ratio",
                 stacklevel=3,
@@ -285,10 +323,13 @@ class Pruner(TrainHook):
         self.method.before_compact(self.context)
         self.structures.zero_pruned_(self.optimizer)
         before = dict(self.model.named_parameters())
+        predicted = self.context.cost_of(self.structures.pruned)
         report = compact(self.structures, self.optimizer)
         after = dict(self.model.named_parameters())
         param_map = {before[n]: p for n, p in after.items() if n in before and before[n] is not p}
         self.method.on_compact(self.context, param_map)
+        if isinstance(self.context.cost, LatencyCost):
+            self.budget_result = check_latency_target(self.context.cost, self.model, self.settings, predicted)
         return report
 
     # TrainHook interface ------------------------------------------------
@@ -319,6 +360,10 @@ class Pruner(TrainHook):
             "releases": self.engine.releases,
             "macs_committed_fraction": self.structures.macs(committed) / self.base_macs,
         }
+        if self.context.cost.kind != "macs":
+            out[f"{self.context.cost.kind}_committed_fraction"] = (
+                self.context.cost_of(committed) / self.context.base_cost
+            )
         recent, self._sr_stats_mark = self.sr_stats[self._sr_stats_mark :], len(self.sr_stats)
         if recent:
             # Since the last summary: the median of the per-step medians and the largest per-step p95.

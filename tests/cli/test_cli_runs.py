@@ -116,6 +116,17 @@ def test_eval_and_measure_a_pruned_run(capsys: pytest.CaptureFixture[str], prune
         measured = json.loads(out)
         assert (measured["macs"], measured["params"]) == (record["final"]["macs"], record["final"]["params"])
         assert measured["input_shape"] == [1, 8, 8] and measured["threads"] == 1
+        # The unpruned architecture is rebuilt from the spec: MACs ratio and latency speed-up side by side.
+        assert (
+            measured["base_macs"] == record["base"]["macs"] and measured["macs_counter"] == "torch_pruning+flop_counter"
+        )
+        assert measured["macs_ratio"] == pytest.approx(record["base"]["macs"] / record["final"]["macs"])
+        (cpu,) = [s for s in measured["speed_up"] if s["device"] == "cpu"]
+        assert cpu["q1"] <= cpu["median"] <= cpu["q3"] and cpu["rounds"] == 5 and cpu["threads"] == 1
+        assert cpu["median"] > 0 and cpu["base_ms"] > 0 and cpu["pruned_ms"] > 0
+    code, out, err = run_cli(capsys, ["measure", "--run", str(pruned_run), "--repeats", "5", "--rounds", "2"])
+    assert code == 0, err
+    assert "MACs ratio (base / pruned)" in out and "latency speed-up, median [IQR] of 2 rounds" in out
 
 
 def test_prune_run_folder_safety(capsys: pytest.CaptureFixture[str], pruned_run: Path) -> None:

@@ -151,3 +151,22 @@ def test_the_job_builds_its_schedule_once(tmp_path, monkeypatch):
     record = run_prune_job(cfg, progress=False, console=QUIET)
     assert len(built) == 1  # check_schedule's, handed to the Pruner
     assert record["decay"]["steps"] < 100  # decay.steps unset: the fitted N reaches the record
+
+
+def test_a_latency_budget_job_caches_its_table_and_records_the_check(tmp_path):
+    prune = {
+        "method": "depgraph",
+        "target_latency_fraction": 0.6,
+        "iterative_steps": 1,
+        "decay": {"policy": "oneshot"},
+        "latency": {"device": "cpu", "grid": 3, "repeats": 3},
+    }
+    cfg = _cfg(tmp_path, "oneshot", prune=prune)
+    record = run_prune_job(cfg, progress=False, console=QUIET)
+    assert (cfg.run_dir / "prune" / "latency_table.json").is_file()
+    assert record["target_latency_fraction"] == 0.6 and "target_macs_fraction" not in record
+    budget = record["latency_budget"]
+    assert budget["device"] == "cpu" and budget["predicted_fraction"] <= 0.6 + 0.01  # the table's prediction
+    assert budget["within_tolerance"] == (budget["measured_fraction"] <= 0.6 * (1 + budget["tolerance"]))
+    assert record["base"]["macs_counter"] == "torch_pruning+flop_counter"
+    assert set(record) <= _documented_fields() and set(budget) <= _documented_fields()

@@ -26,7 +26,7 @@ X1 = torch.zeros(1, 1, 8, 8)
 
 
 def make_pruner(
-    method: str = "depgraph", round_to: int | None = None, iterative_steps: int = 1, total_steps: int = 100, **options
+    method: str = "depgraph", width_multiple: int = 1, iterative_steps: int = 1, total_steps: int = 100, **options
 ) -> Pruner:
     torch.manual_seed(0)
     model = create("small_cnn", num_classes=10, in_channels=1)
@@ -34,7 +34,7 @@ def make_pruner(
         method=method,
         method_options=options,
         target_macs_fraction=0.5,
-        round_to=round_to,
+        width_multiple=width_multiple,
         iterative_steps=iterative_steps,
     )
     data = (
@@ -189,8 +189,8 @@ def test_layer_ranking_prunes_layers_evenly(pruner: Pruner) -> None:
 
 
 @pytest.mark.parametrize("ranking", ["global", "layer"])
-def test_fill_to_budget_rounds_per_layer(ranking: str) -> None:
-    p = make_pruner(round_to=8)
+def test_fill_to_budget_keeps_widths_that_are_multiples(ranking: str) -> None:
+    p = make_pruner(width_multiple=8)
     s = p.structures
     target = 0.5 * p.base_macs
     ids = fill_to_budget(
@@ -200,7 +200,8 @@ def test_fill_to_budget_rounds_per_layer(ranking: str) -> None:
     mask[ids] = True
     counts = per_layer_counts(p, mask)
     assert sum(counts.values()) > 0
-    assert all(c % 8 == 0 for c in counts.values()), counts
+    kept = {layer.name: layer.size - counts[layer.name] for layer in s.layers}
+    assert all(k % 8 == 0 for k in kept.values()), kept
     assert s.macs(mask) <= target
 
 

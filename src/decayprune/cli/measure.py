@@ -1,4 +1,10 @@
-"""``decayprune measure``: MACs, parameters and forward latency (median and IQR) of a model."""
+"""``decayprune measure``: MACs, parameters and forward latency (median and IQR) of a model.
+
+For a pruned model (a prune run, or a pruned file whose spec names its architecture) it also
+builds the unpruned architecture and reports the latency speed-up (base / pruned, timed in
+interleaved rounds: median and interquartile range over rounds) next to the MACs ratio, on the
+CPU and, when one is present, on CUDA.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import torch.nn as nn
 
 from ..errors import UserError
 from ..jobs import find_model_files, load_model_files, load_weights, model_kwargs
-from ..measure import count_cost, format_count, measure_latency
+from ..measure import SpeedUp, compare_latency, count_cost, format_count, measure_latency
 from ..models import create, list_models
 from ..registry import did_you_mean
 from ..train import resolve_device
@@ -91,17 +97,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         type=device_name,
-        default="cpu",
+        default=None,
         metavar="DEV",
-        help="device to time on: cpu, cuda, cuda:N or auto (default: cpu).",
+        help="device to time on: cpu, cuda, cuda:N or auto (default: cpu; a pruned model's speed-up is also "
+        "timed on cuda when one is present).",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="dtype of the speed-up timing on CUDA (default: float32; the CPU always times float32).",
+    )
+    parser.add_argument(
+        "--channels-last", action="store_true", help="time the speed-up on CUDA in channels_last memory format."
+    )
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=5,
+        metavar="R",
+        help="interleaved base/pruned rounds of the speed-up, each of --repeats / R passes (default: 5).",
     )
     parser.add_argument(
         "--json", action="store_true", help="print the measurements as one JSON object instead of a table."
     )
 
 
-def _model(args: argparse.Namespace) -> tuple[nn.Module, str, tuple[int, int, int]]:
-    """The model to measure, its label and the input shape."""
+def _model(args: argparse.Namespace) -> tuple[nn.Module, str, tuple[int, int, int], nn.Module | None]:
+    """The model to measure, its label, the input shape and (for a pruned model) its unpruned architecture."""
     path = args.run if args.run is not None else (args.weights if args.model is None else None)
     if path is not None:
         if args.model is not None:
@@ -110,7 +133,9 @@ def _model(args: argparse.Namespace) -> tuple[nn.Module, str, tuple[int, int, in
             raise UserError(f"'{path}' is not a model file with a .json spec next to it; give --model NAME too")
         loaded = load_model_files(path)
         shape = args.input_shape or loaded.input_shape
-        return loaded.model, f"{loaded.arch.get('name', '?')} from {loaded.source}", shape  # type: ignore[return-value]
+        base = create(loaded.arch["name"], **loaded.arch.get("kwargs", {})) if loaded.arch.get("name") else None
+        label = f"{loaded.arch.get('name', '?')} from {loaded.source}"
+        return loaded.model, label, shape, base  # type: ignore[return-value]
     if args.model is None:
         raise UserError("measure needs --model NAME, --run DIR or --weights FILE (a model file with its .json spec)")
     allowed = list_models()
@@ -130,15 +155,44 @@ def _model(args: argparse.Namespace) -> tuple[nn.Module, str, tuple[int, int, in
     )
     if args.weights is not None:
         load_weights(model, args.weights)
-    return model, f"{args.model} (width {args.width:g})", shape
+    return model, f"{args.model} (width {args.width:g})", shape, None
+
+
+def _speed_ups(args: argparse.Namespace, base: nn.Module, model: nn.Module, x: torch.Tensor) -> list[SpeedUp]:
+    """Interleaved base/pruned timing on each device: the asked one, or the CPU and CUDA when present."""
+    devices = [resolve_device(args.device)] if args.device is not None else [torch.device("cpu")]
+    if args.device is None and torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    out = []
+    for device in devices:
+        cuda = device.type == "cuda"
+        out.append(
+            compare_latency(
+                base,
+                model,
+                x,
+                rounds=args.rounds,
+                repeats=max(args.repeats // args.rounds, 3),
+                warmup=args.warmup,
+                device=device,
+                threads=None if cuda else args.threads,
+                dtype=getattr(torch, args.dtype) if cuda else None,
+                channels_last=args.channels_last and cuda,
+            )
+        )
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     """Count, time, print."""
-    device = resolve_device(args.device)
-    model, label, (channels, height, width) = _model(args)
+    device = resolve_device(args.device or "cpu")
+    model, label, (channels, height, width), base = _model(args)
     model.eval()
-    cost = count_cost(model, torch.zeros(1, channels, height, width))
+    example = torch.zeros(1, channels, height, width)
+    cost = count_cost(model, example)
+    base_cost = count_cost(base, example) if base is not None else None
+    if base_cost is not None and base_cost.macs == cost.macs:
+        base, base_cost = None, None  # not pruned: nothing to compare
     latency = measure_latency(
         model,
         torch.randn(args.batch_size, channels, height, width),
@@ -151,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         "model": label,
         "input_shape": [channels, height, width],
         "macs": int(cost.macs),
+        "macs_counter": cost.counter,
         "params": int(cost.params),
         "batch_size": args.batch_size,
         "device": str(device),
@@ -160,6 +215,22 @@ def run(args: argparse.Namespace) -> int:
         "latency_iqr_ms": float(latency.iqr_ms),
         "throughput_per_s": float(latency.throughput),
     }
+    rows = []
+    if base is not None and base_cost is not None:
+        batch = torch.randn(args.batch_size, channels, height, width)
+        speed_ups = _speed_ups(args, base.eval(), model, batch)
+        record["base_macs"] = int(base_cost.macs)
+        record["macs_ratio"] = base_cost.macs / cost.macs
+        record["speed_up"] = [_speed_up_record(s, args) for s in speed_ups]
+        rows.append(("MACs ratio (base / pruned)", f"{record['macs_ratio']:.2f}x"))
+        for s in speed_ups:
+            where = f"{s.device}, {s.threads} threads" if s.device == "cpu" else f"{s.device}, {args.dtype}"
+            rows.append(
+                (
+                    f"latency speed-up, median [IQR] of {s.rounds} rounds (batch {args.batch_size}, {where})",
+                    f"{s.median:.2f}x [{s.q1:.2f}-{s.q3:.2f}]; {s.base_median_ms:.3f} -> {s.pruned_median_ms:.3f} ms",
+                )
+            )
     console = make_console()
     if latency.too_noisy:
         make_console(stderr=True).print(
@@ -182,15 +253,34 @@ def run(args: argparse.Namespace) -> int:
                     f"{latency.median_ms:.3f} ± {latency.iqr_ms:.3f} ms",
                 ),
                 ("throughput", f"{latency.throughput:,.1f} images/s"),
+                *rows,
             ],
         )
     )
     return 0
 
 
+def _speed_up_record(s: SpeedUp, args: argparse.Namespace) -> dict:
+    cuda = s.device.startswith("cuda")
+    return {
+        "device": s.device,
+        "threads": None if cuda else s.threads,
+        "dtype": args.dtype if cuda else "float32",
+        "channels_last": bool(args.channels_last and cuda),
+        "batch_size": args.batch_size,
+        "rounds": s.rounds,
+        "median": s.median,
+        "q1": s.q1,
+        "q3": s.q3,
+        "base_ms": s.base_median_ms,
+        "pruned_ms": s.pruned_median_ms,
+    }
+
+
 COMMAND = Command(
     name="measure",
-    help="count MACs and parameters of a model and time its forward pass (median and IQR)",
+    help="count MACs and parameters of a model and time its forward pass (median and IQR); for a pruned model "
+    "also the latency speed-up over its unpruned architecture next to the MACs ratio",
     add_arguments=add_arguments,
     run=run,
 )

@@ -11,6 +11,7 @@ Example:
 """
 
 from ..errors import ConfigError
+from .latency import LatencySettings
 from .loading import config_to_dict, dump_config, load_config
 from .prune import DecaySettings, Policy, PruneSettings, validate_options
 from .run import DataConfig, LossConfig, ModelConfig, RunConfig
@@ -20,6 +21,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DecaySettings",
+    "LatencySettings",
     "LossConfig",
     "ModelConfig",
     "Policy",

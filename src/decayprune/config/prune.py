@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ..registry import CRITERIA, METHODS, Registry
+from .latency import LatencySettings
 from .messages import validation_problems
 
 __all__ = ["DecaySettings", "Policy", "PruneSettings", "validate_options"]
@@ -149,6 +150,17 @@ class PruneSettings(BaseModel):
     speed_up: float | None = Field(
         None, gt=1, description="base MACs / pruned MACs, e.g. 2.0 (alternative to target_macs_fraction)"
     )
+    target_latency_fraction: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="fraction of the base latency to keep on the device of `latency` (measured per-layer table; "
+        "alternative to target_macs_fraction)",
+    )
+    latency: LatencySettings = Field(
+        default_factory=LatencySettings,
+        description="deployment device of the latency budget and of width_multiple: auto (threads, batch, dtype)",
+    )
     decay: DecaySettings = Field(default_factory=DecaySettings, description="zeroing policy and DPM settings")
     iterative_steps: int = Field(
         5, ge=1, description="selection points over the pruning phase; the budget tightens linearly"
@@ -167,7 +179,11 @@ class PruneSettings(BaseModel):
     ignored_layers: list[str] = Field(
         default_factory=list, description="module names whose output channels are never pruned"
     )
-    round_to: int | None = Field(None, ge=1, description="pruned channels per layer are a multiple of this")
+    width_multiple: int | Literal["auto"] = Field(
+        "auto",
+        description="channels kept per pruned layer are a multiple of this (layers narrower than it are not "
+        "pruned); auto: 8 when latency.device is cuda, 1 on the CPU",
+    )
     ignored_types: list[str] = Field(
         default_factory=list, description="module class names (e.g. LayerNorm, Conv1D) whose layers are kept whole"
     )
@@ -183,6 +199,24 @@ class PruneSettings(BaseModel):
         description="what one attention-head unit is: kv = a KV head with the query heads sharing it (GQA); "
         "query = one query head of every KV group (KV heads kept); the same without GQA",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _round_to_replaced(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "round_to" in data:
+            raise ValueError(
+                f"round_to: got {data['round_to']!r}; round_to (the number of pruned channels per layer a multiple "
+                "of N) was replaced by width_multiple: N (the number of channels kept per layer a multiple of N, "
+                "what hardware kernels need); write width_multiple instead"
+            )
+        return data
+
+    @field_validator("width_multiple")
+    @classmethod
+    def _positive_multiple(cls, value: int | str) -> int | str:
+        if value != "auto" and (isinstance(value, bool) or int(value) < 1):
+            raise ValueError(f"got {value!r}; allowed: a positive integer or 'auto'")
+        return value
 
     @field_validator("method")
     @classmethod
@@ -206,8 +240,14 @@ class PruneSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "PruneSettings":
-        if (self.target_macs_fraction is None) == (self.speed_up is None):
-            raise ValueError("give exactly one of target_macs_fraction (fraction kept, 0..1) or speed_up (> 1)")
+        given = [
+            k for k in ("target_macs_fraction", "speed_up", "target_latency_fraction") if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of target_macs_fraction (fraction of the MACs kept, 0..1), speed_up (> 1) or "
+                f"target_latency_fraction (fraction of the latency kept, 0..1); got {', '.join(given) or 'none'}"
+            )
         method_cls = METHODS.get(self.method)
         if self.criterion is not None and not getattr(method_cls, "uses_criterion", False):
             takers = [n for n in METHODS.names() if getattr(METHODS.get(n), "uses_criterion", False)]
@@ -229,9 +269,30 @@ class PruneSettings(BaseModel):
         """The criterion in force: ``criterion`` when set, else the method's default (None if it has none)."""
         return self.criterion or getattr(METHODS.get(self.method), "default_criterion", None)
 
+    @property
+    def budget_kind(self) -> Literal["macs", "latency"]:
+        """What the budget counts: ``macs`` (target_macs_fraction / speed_up) or ``latency``."""
+        return "latency" if self.target_latency_fraction is not None else "macs"
+
+    def remaining_fraction(self) -> float:
+        """The fraction of the base cost (MACs or latency, see :attr:`budget_kind`) the pruned model may keep.
+
+        Example:
+            >>> PruneSettings(target_latency_fraction=0.6).remaining_fraction()
+            0.6
+        """
+        if self.target_latency_fraction is not None:
+            return self.target_latency_fraction
+        return self.remaining_macs_fraction()
+
     def remaining_macs_fraction(self) -> float:
-        """The fraction of the base MACs the pruned model may keep."""
+        """The fraction of the base MACs the pruned model may keep.
+
+        Raises:
+            ValueError: When the budget is a latency (``target_latency_fraction``), not MACs.
+        """
         if self.target_macs_fraction is not None:
             return self.target_macs_fraction
-        assert self.speed_up is not None  # the validator requires exactly one of the two
+        if self.speed_up is None:
+            raise ValueError("this budget is a latency (target_latency_fraction), not a MACs fraction")
         return 1.0 / float(self.speed_up)

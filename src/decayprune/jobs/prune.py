@@ -159,7 +159,7 @@ def run_prune_job(
         criterion=cfg.prune.criterion,
         policy=cfg.prune.decay.policy,
         decay=applied_decay(schedule.fit(cfg.prune).decay),
-        target_macs_fraction=cfg.prune.remaining_macs_fraction(),
+        **{f"target_{cfg.prune.budget_kind}_fraction": cfg.prune.remaining_fraction()},
     )
     clock = ElapsedTime()
     pre: dict[str, Any] = {"epochs": 0, "time_s": 0.0}
@@ -186,7 +186,8 @@ def run_prune_job(
         )
         console.print(
             f"[bold]phase 2/3: pruning[/] {escape(cfg.prune.method)} + {escape(cfg.prune.decay.policy)} "
-            f"to {100 * cfg.prune.remaining_macs_fraction():.0f}% of the MACs, "
+            f"to {100 * cfg.prune.remaining_fraction():.0f}% of the "
+            f"{'MACs' if cfg.prune.budget_kind == 'macs' else 'latency'}, "
             f"{cfg.finetune.epochs} epochs of training with pruning and fine-tuning"
         )
         trainer = Trainer(
@@ -226,6 +227,7 @@ def run_prune_job(
         macs_pct=100.0 * final["macs"] / base["macs"],
         params_pct=100.0 * final["params"] / base["params"],
         delta_top1=final["top1"] - base["top1"],
+        **({"latency_budget": pruner.budget_result} if pruner.budget_result else {}),
         releases=int(pruner.engine.releases),
         pruned_structures=int(pruner.structures.pruned.sum()),
         epochs={"pretrain": pre["epochs"], "sparse_learning": sparse["epochs"], "finetune": int(trainer.epoch)},

@@ -11,13 +11,18 @@ Every job
 
 ``kind: "train"``
     ``epochs`` (epochs done in total), ``top1`` / ``top5`` (test accuracy, percent 0-100),
-    ``test_loss``, ``test_samples``, ``macs`` (multiply-accumulates per image), ``params``.
+    ``test_loss``, ``test_samples``, ``macs`` (multiply-accumulates per image), ``macs_counter`` (the
+    counter: ``torch_pruning+flop_counter``, see :mod:`decayprune.measure.cost`), ``params``.
 
 ``kind: "prune"``
     ``method``, ``criterion`` (null: the method's own), ``policy`` (``oneshot``, ``sp``, ``sp+sr``),
     ``decay`` (only the settings that apply: ``{}`` for oneshot; ``steps`` for sp; also ``t_rate``,
     ``t_len``, ``window``, ``cooldown`` for sp+sr), ``target_macs_fraction`` (fraction of base MACs
-    kept), ``base`` and ``final`` (each ``{top1, top5, macs, params, latency_ms, latency_iqr_ms}``:
+    kept; with a latency budget ``target_latency_fraction`` instead, and ``latency_budget``: its
+    ``kind``, ``device``, ``target_fraction``, ``predicted_fraction`` (the table's prediction),
+    ``measured_fraction``, ``base_ms`` and ``pruned_ms`` (timed on that device the way the table
+    was), ``tolerance`` and ``within_tolerance``), ``base`` and ``final`` (each ``{top1, top5, macs,
+    macs_counter, params, latency_ms, latency_iqr_ms}``:
     latency is the median of timed batch-1 CPU passes and its interquartile range),
     ``latency_threads`` (torch CPU threads while timing), ``masked_top1`` (top-1 of the fine-tuned
     model before compaction, zeroed channels still in place; equal to ``final.top1`` when

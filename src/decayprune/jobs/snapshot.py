@@ -27,8 +27,9 @@ def snapshot(
     *,
     time_latency: bool = True,
     loss: Loss | None = None,
-) -> dict[str, float]:
-    """Test accuracy (and loss), MACs, params and CPU latency (median and IQR, one thread) of ``model``.
+) -> dict[str, Any]:
+    """Test accuracy (and loss), MACs (and the counter that counted them), params and CPU latency
+    (median and IQR, one thread) of ``model``.
 
     ``loss`` decides how accuracy counts (tokens for ``causal_lm``); default: cross-entropy per sample.
 
@@ -39,7 +40,7 @@ def snapshot(
         >>> m = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
         >>> data = [(torch.randn(6, 1, 2, 2), torch.randint(0, 3, (6,)))]
         >>> sorted(snapshot(m, data, torch.zeros(1, 1, 2, 2), "cpu"))
-        ['latency_iqr_ms', 'latency_ms', 'macs', 'params', 'test_loss', 'top1', 'top5']
+        ['latency_iqr_ms', 'latency_ms', 'macs', 'macs_counter', 'params', 'test_loss', 'top1', 'top5']
     """
     metrics = evaluate(model, test_loader, device=device, loss_fn=loss)
     model_cpu = model.to("cpu")
@@ -56,6 +57,7 @@ def snapshot(
         "top5": float(metrics["top5"]),
         "test_loss": float(metrics["loss"]),
         "macs": int(cost.macs),
+        "macs_counter": cost.counter,
         "params": int(cost.params),
         "latency_ms": float(median),
         "latency_iqr_ms": float(iqr),

@@ -22,6 +22,7 @@ from ..config import RunConfig
 from ..errors import RunFolderError
 from ..files import write_json_atomic
 from ..methods import create_method
+from ..pruner import build_structures
 from ..structure import StructureSet
 from ..train import Trainer, read_checkpoint_meta
 from ..train.distributed import barrier, broadcast_buffers, is_main_process, process_device, wrap_ddp
@@ -55,17 +56,7 @@ class SparseLearningHook(TrainHook):
 
 def _structures(cfg: RunConfig, model: nn.Module, splits: RunData) -> StructureSet:
     assert cfg.prune is not None
-    settings = cfg.prune
-    modules = dict(model.named_modules())
-    return StructureSet(
-        model,
-        example_input(splits),
-        ignored_layers=[modules[n] for n in settings.ignored_layers if n in modules],
-        ignored_types=settings.ignored_types,
-        round_to=settings.round_to,
-        verify=settings.verify,
-        tolerance=settings.verify_tolerance,
-    )
+    return build_structures(model, example_input(splits), cfg.prune)
 
 
 def run_sparse_learning(

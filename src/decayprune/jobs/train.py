@@ -104,6 +104,7 @@ def run_train_job(
         test_loss=float(result.final["loss"]),
         test_samples=int(result.final["samples"]),
         macs=int(cost.macs),
+        macs_counter=cost.counter,
         params=int(cost.params),
         wall_time_s=clock.total_s + time.perf_counter() - tail,
     )

@@ -1,5 +1,7 @@
 """Model cost measurement: MACs and parameters (:func:`count_cost`), wall-clock latency
-(:func:`measure_latency`) and compact number formatting (:func:`format_count`).
+(:func:`measure_latency`), the speed-up of a pruned model over its base (:func:`compare_latency`)
+and compact number formatting (:func:`format_count`). Per-layer latency tables for latency
+budgets live in :mod:`decayprune.measure.latency_table`.
 
 Example:
     >>> import torch
@@ -12,8 +14,20 @@ Example:
 
 from __future__ import annotations
 
-from decayprune.measure.cost import ModelCost, count_cost
+from decayprune.measure.compare import SpeedUp, compare_latency
+from decayprune.measure.cost import COUNTERS, DEFAULT_COUNTER, ModelCost, count_cost, flop_counter_macs
 from decayprune.measure.format import format_count
 from decayprune.measure.latency import LatencyResult, measure_latency
 
-__all__ = ["LatencyResult", "ModelCost", "count_cost", "format_count", "measure_latency"]
+__all__ = [
+    "COUNTERS",
+    "DEFAULT_COUNTER",
+    "LatencyResult",
+    "ModelCost",
+    "SpeedUp",
+    "compare_latency",
+    "count_cost",
+    "flop_counter_macs",
+    "format_count",
+    "measure_latency",
+]

@@ -5,7 +5,7 @@ Ranking methods combine a criterion (:mod:`decayprune.criteria`) with the select
 """
 
 from .base import PruningMethod, create_method, list_methods, method_class, register_method
-from .budget import check_layer_caps, fill_to_budget, layer_cap_ratios
+from .budget import allowed_kept, check_layer_caps, fill_to_budget, layer_cap_ratios, snap_to_widths
 from .context import PruneContext
 from .depgraph import DepGraph
 from .depgraph_reg import depgraph_gammas, depgraph_regularize, group_lasso_regularize
@@ -40,6 +40,7 @@ __all__ = [
     "ThiNetMethod",
     "TickTockSchedule",
     "add_norm_gates",
+    "allowed_kept",
     "check_layer_caps",
     "create_method",
     "depgraph_gammas",
@@ -52,6 +53,7 @@ __all__ = [
     "list_methods",
     "method_class",
     "register_method",
+    "snap_to_widths",
     "tick_selection",
     "triangular_lr",
 ]

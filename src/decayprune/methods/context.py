@@ -1,15 +1,17 @@
 """What a pruning method sees: a narrow context instead of the whole Pruner.
 
-A method reads the structures, the MACs budget in force, the selection schedule, the model,
-the optimizer and calibration data from here, and acts through verbs: :meth:`PruneContext.committed`,
-:meth:`PruneContext.available`, :meth:`PruneContext.macs_budget`, :meth:`PruneContext.start` (which
-applies the recovery-margin guard) and :meth:`PruneContext.add_channel_multiplier`. The decay
-engine itself stays with the Pruner. Criteria get :attr:`PruneContext.scoring`, a plain
-:class:`~decayprune.criteria.ScoringView`.
+A method reads the structures, the budget in force (MACs or latency: :meth:`PruneContext.budget`
+and :meth:`PruneContext.cost_of` speak the unit of ``ctx.cost``), the selection schedule, the
+model, the optimizer and calibration data from here, and acts through verbs:
+:meth:`PruneContext.committed`, :meth:`PruneContext.available`, :meth:`PruneContext.budget`,
+:meth:`PruneContext.start` (which applies the recovery-margin guard) and
+:meth:`PruneContext.add_channel_multiplier`. The decay engine itself stays with the Pruner.
+Criteria get :attr:`PruneContext.scoring`, a plain :class:`~decayprune.criteria.ScoringView`.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -19,6 +21,7 @@ from ..config.prune import DecaySettings
 from ..criteria.view import LossFn, ScoringView
 from ..decay import DecayEngine
 from ..structure.channel_params import ChannelMultiplier, add_channel_multiplier, remove_channel_multiplier
+from ..structure.cost import BudgetCost, MacsCost
 from .schedule import SelectionSchedule
 
 __all__ = ["LossFn", "PruneContext"]
@@ -36,6 +39,10 @@ class PruneContext(ScoringView):
         optimizer: The training optimizer, once bound.
         step: Optimizer steps taken so far.
         total_steps / recovery_fraction: The run's length and margin (for :meth:`start`'s warning).
+        cost: What the budget counts (default: MACs, :class:`~decayprune.structure.cost.MacsCost`).
+        base_cost: ``cost`` of the unpruned model (default: ``base_macs`` when the cost is MACs).
+        final_cost: ``cost`` the pruned model may keep at the end (default: ``final_macs`` likewise).
+        width_multiple: Channels kept per pruned layer are a multiple of this (1: any width).
     """
 
     schedule: SelectionSchedule
@@ -46,8 +53,22 @@ class PruneContext(ScoringView):
     total_steps: int = 0
     recovery_fraction: float = 0.0
     multipliers: list[ChannelMultiplier] = field(default_factory=list)
+    cost: BudgetCost = None  # type: ignore[assignment]  # None: MACs, set in __post_init__
+    base_cost: float = math.nan
+    final_cost: float = math.nan
+    width_multiple: int = 1
+
     _engine: DecayEngine | None = field(default=None, init=False, repr=False)
     _late_warned: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.cost is None:
+            self.cost = MacsCost(self.structures)
+        if math.isnan(self.base_cost) or math.isnan(self.final_cost):
+            if self.cost.kind != "macs":
+                raise ValueError(f"a {self.cost.kind} cost needs base_cost and final_cost")
+            self.base_cost = self.base_macs if math.isnan(self.base_cost) else self.base_cost
+            self.final_cost = self.final_macs if math.isnan(self.final_cost) else self.final_cost
 
     def attach(self, engine: DecayEngine) -> None:
         """Give the context the engine its verbs act on (the Pruner does, once)."""
@@ -107,6 +128,18 @@ class PruneContext(ScoringView):
     def committed_macs(self) -> float:
         """MACs once every committed structure (pruned or decaying) is gone."""
         return self.structures.macs(self.committed())
+
+    def budget(self, step: int | None = None) -> float:
+        """The cost (unit of ``ctx.cost``: MACs or ms) the model may keep at ``step`` (default: now)."""
+        return self.schedule.macs_budget(self.step if step is None else step, self.base_cost, self.final_cost)
+
+    def cost_of(self, pruned: torch.Tensor) -> float:
+        """The budget's cost of the model with the bool mask ``pruned`` of structures removed."""
+        return self.cost(pruned)
+
+    def committed_cost(self) -> float:
+        """The budget's cost once every committed structure (pruned or decaying) is gone."""
+        return self.cost_of(self.committed())
 
     # ------------------------------------------------------------------ adding parameters
     def add_channel_multiplier(

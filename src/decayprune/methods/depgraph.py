@@ -124,9 +124,9 @@ class DepGraph(IterativeMethod):
         steps = self.options.progressive_steps
         if steps <= 1 or self._refill or not ctx.schedule.is_selection_step(ctx.step):
             return super().select(ctx)
-        budget = ctx.macs_budget()
+        budget = ctx.budget()
         committed = ctx.committed().cpu().clone()
-        start = ctx.structures.macs(committed)
+        start = ctx.cost_of(committed)
         if start <= budget:
             return None
         available = ctx.available().cpu()

@@ -244,7 +244,7 @@ class GateDecorator(PruningMethod):
                 self.opts.prune_ratio,
                 min_channels=self.opts.min_channels,
                 min_ratio=self.opts.min_ratio,
-                macs_floor=ctx.final_macs,
+                macs_floor=ctx.final_cost,
             )
         elif self._refill and self._target_macs is not None and self._last_scores is not None:
             picked = fill_to_budget(
@@ -258,13 +258,13 @@ class GateDecorator(PruningMethod):
         self._refill = False
         committed = ctx.committed()
         committed[picked] = True
-        if not self._done and ctx.step >= ctx.schedule.steps[-1] and ctx.structures.macs(committed) > ctx.final_macs:
+        if not self._done and ctx.step >= ctx.schedule.steps[-1] and ctx.cost_of(committed) > ctx.final_cost:
             # The pruning phase ends before Tick-Tock met the target: fill it now from the latest scores.
             scores = self._last_scores if self._last_scores is not None else self.scores(ctx)
             extra = fill_to_budget(
                 ctx,
                 scores,
-                ctx.final_macs,
+                ctx.final_cost,
                 ctx.available() & ~committed,
                 max_layer_ratio=1.0,
                 committed=committed,
@@ -273,9 +273,9 @@ class GateDecorator(PruningMethod):
             picked = torch.cat([picked, extra])
             committed[extra] = True
         if picked.numel() or ctx.step >= ctx.schedule.steps[-1]:
-            macs = ctx.structures.macs(committed)
+            macs = ctx.cost_of(committed)
             self._target_macs = macs if self._target_macs is None else min(self._target_macs, macs)
-            if macs <= ctx.final_macs or ctx.step >= ctx.schedule.steps[-1]:
+            if macs <= ctx.final_cost or ctx.step >= ctx.schedule.steps[-1]:
                 self._done = True
         return picked if picked.numel() else None
 

@@ -16,6 +16,7 @@ import torch
 
 from ..structure import StructureSet
 from ..structure.prefix import smallest_prefix
+from .budget import snap_to_widths
 
 if TYPE_CHECKING:
     from .context import PruneContext
@@ -71,11 +72,13 @@ def tick_selection(
         fraction: ``p``: share of the remaining (uncommitted) channels to prune now.
         min_channels: Every layer keeps at least this many uncommitted channels.
         min_ratio: ... and at least ``int(min_ratio * size)`` of them.
-        macs_floor: Stop once the committed MACs would reach this (the target); None: no stop.
+        macs_floor: Stop once the committed cost (``ctx.cost_of``: MACs or latency) would reach this
+            (the target); None: no stop.
         candidates: Bool mask of structures that may be picked (default: ``ctx.available()``).
 
     Returns:
-        The picked ids in score order (possibly empty).
+        The picked ids in score order (possibly empty); per layer, cut where the kept channels are a
+        multiple of ``ctx.width_multiple``.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
@@ -100,17 +103,18 @@ def tick_selection(
             room[lid] -= 1
             picked.append(sid)
     chosen = torch.tensor(picked, dtype=torch.long)
+    pick = lambda k: snap_to_widths(chosen[:k], s, committed, ctx.width_multiple)  # noqa: E731
     if macs_floor is None or chosen.numel() == 0:
-        return chosen
-    return chosen[: _prefix_reaching(s, committed, chosen, macs_floor)]
+        return pick(chosen.numel())
+    return pick(_prefix_reaching(ctx, committed, pick, chosen.numel(), macs_floor))
 
 
-def _prefix_reaching(s: StructureSet, committed: torch.Tensor, chosen: torch.Tensor, macs_floor: float) -> int:
-    """Smallest k such that committing ``chosen[:k]`` brings the MACs to ``macs_floor`` (or all of them)."""
+def _prefix_reaching(ctx: "PruneContext", committed: torch.Tensor, pick, upper: int, macs_floor: float) -> int:
+    """Smallest k such that committing ``pick(k)`` brings the cost to ``macs_floor`` (or ``upper``)."""
 
     def macs_with(k: int) -> float:
         mask = committed.clone()
-        mask[chosen[:k]] = True
-        return s.macs(mask)
+        mask[pick(k)] = True
+        return ctx.cost_of(mask)
 
-    return smallest_prefix(macs_with, chosen.numel(), macs_floor)
+    return smallest_prefix(macs_with, upper, macs_floor)

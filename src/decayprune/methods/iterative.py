@@ -1,7 +1,7 @@
 """Criterion + schedule: rank structures by a criterion at each selection point and fill the budget.
 
-At each of ``iterative_steps`` evenly spaced selection points the MACs budget tightens
-linearly from the base model's to the final target; the criterion scores every structure and
+At each of ``iterative_steps`` evenly spaced selection points the budget (MACs or latency)
+tightens linearly from the base model's to the final target; the criterion scores every structure and
 the lowest-scored are handed to the zeroing policy until the budget is met. After a
 self-rectifying release the budget is refilled with the next-best candidates in the same
 ``Pruner.after_step`` call that reads the release back (the step of the release on the CPU;
@@ -81,9 +81,9 @@ class IterativeMethod(PruningMethod):
         released, self._released = self._released, 0
         if not scheduled and self.options.backfill == "count":
             return self._replace(ctx, released)
-        budget = ctx.macs_budget()
-        if ctx.committed_macs() <= budget:
-            return None
+        budget = ctx.budget()
+        if ctx.committed_cost() <= budget and (scheduled or ctx.width_multiple <= 1):
+            return None  # (a refill with a width multiple goes on: a release may have left a layer off its grid)
         scores = self.scores(ctx)
         ranking, cap, caps = self.options.ranking, self.options.max_layer_ratio, self.options.layer_caps
         picked = fill_to_budget(
@@ -91,7 +91,7 @@ class IterativeMethod(PruningMethod):
         )
         committed = ctx.committed()
         committed[picked] = True
-        if ctx.structures.macs(committed) > budget:
+        if ctx.cost_of(committed) > budget:
             # Not enough fresh candidates (e.g. many releases cooling down): the budget wins over
             # the cool-down, so released structures may be picked again, lowest score first.
             extra = fill_to_budget(

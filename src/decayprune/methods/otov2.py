@@ -156,7 +156,7 @@ class OTOv2(PruningMethod):
         picked = fill_to_budget(
             ctx,
             -scores,
-            ctx.final_macs,
+            ctx.final_cost,
             ctx.available(),
             ranking=self.options.ranking,
             max_layer_ratio=self.options.max_layer_ratio,
@@ -221,10 +221,10 @@ class OTOv2(PruningMethod):
         if ctx.step not in points:
             return torch.zeros(0, dtype=torch.long)
         done = sum(1 for p in points if p <= ctx.step) / len(points)
-        budget = ctx.base_macs - (ctx.base_macs - ctx.final_macs) * done
+        budget = ctx.base_cost - (ctx.base_cost - ctx.final_cost) * done
         committed = ctx.committed()
         committed[leaving] = True
-        if ctx.structures.macs(committed) <= budget:
+        if ctx.cost_of(committed) <= budget:
             return torch.zeros(0, dtype=torch.long)
         picked = fill_to_budget(
             ctx,
@@ -263,24 +263,24 @@ class OTOv2(PruningMethod):
                 return picked
             opt.redundant[picked] = True
             return torch.zeros(0, dtype=torch.long)
-        if ctx.structures.macs(committed) <= ctx.final_macs:
+        if ctx.cost_of(committed) <= ctx.final_cost and ctx.width_multiple <= 1:  # else: back onto the width grid
             return torch.zeros(0, dtype=torch.long)
         picked = fill_to_budget(
             ctx,
             key,
-            ctx.final_macs,
+            ctx.final_cost,
             free,
             ranking=o.ranking,
             max_layer_ratio=o.max_layer_ratio,
             committed=committed,
         )
         committed[picked] = True
-        if ctx.structures.macs(committed) > ctx.final_macs:
+        if ctx.cost_of(committed) > ctx.final_cost:
             # Not enough groups out of their cool-down: the budget wins, released ones may return.
             extra = fill_to_budget(
                 ctx,
                 key,
-                ctx.final_macs,
+                ctx.final_cost,
                 ~committed,
                 ranking=o.ranking,
                 max_layer_ratio=o.max_layer_ratio,

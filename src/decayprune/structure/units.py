@@ -160,6 +160,7 @@ class StructureSet:
         self.protect_outputs = ignore_classifier
         self.verify = verify
         self.tolerance = tolerance
+        self.head_units = head_units
         found = discover(
             model,
             self.example_inputs,
