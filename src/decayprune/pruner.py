@@ -60,7 +60,7 @@ def build_structures(
     Example:
         >>> from decayprune import create_model
         >>> s = build_structures(create_model("small_cnn", num_classes=10, in_channels=1), torch.zeros(1, 1, 8, 8),
-        ...                      PruneSettings())
+        ...                      PruneSettings(target_macs_fraction=0.5))
         >>> s.num_structures > 0
         True
     """
