@@ -29,7 +29,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -40,7 +40,8 @@ from .criteria import create_criterion
 from .decay import DecayEngine
 from .decay.stats import SR_STATS_FILE
 from .files import append_jsonl, write_text_atomic
-from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method
+from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method, method_class
+from .sparse import ElementMasks
 from .structure import CompactionReport, StructureSet, compact
 from .train.amp import scale_of, step_skipped
 from .train.distributed import assert_same_on_all_ranks, get_world_size
@@ -110,6 +111,12 @@ class Pruner(TrainHook):
             raise ValueError(f"ignored_layers names modules the model does not have: {unknown}")
         if structures is not None and structures.model is not model:
             raise ValueError("structures were built on another model; pass the StructureSet of this model")
+        self.masks: ElementMasks | None = None
+        """The element masks when the method prunes single weights (then :attr:`structures` is the same object)."""
+        unit_kind = method.unit_kind if method is not None else method_class(settings.method).unit_kind
+        if structures is None and unit_kind == "elements":
+            self.masks = ElementMasks(model, example_inputs, ignored_layers=settings.ignored_layers)
+            structures = cast(StructureSet, self.masks)  # the PrunableUnits the engine and context use
         self.structures = (
             structures
             if structures is not None
@@ -148,6 +155,7 @@ class Pruner(TrainHook):
             calibration_data=calibration_data,
             total_steps=total_steps,
             recovery_fraction=settings.recovery_fraction,
+            target_sparsity=settings.target_sparsity,
         )
         self.context.attach(self.engine)
         criterion = self.method.criterion
@@ -271,11 +279,33 @@ class Pruner(TrainHook):
                 stacklevel=3,
             )
 
+    def finish_masks(self) -> ElementMasks:
+        """Element methods: finish pending decays and hold the pruned weights (and optimizer state) at zero.
+
+        The model keeps its shapes; save it with :func:`decayprune.sparse.save_masked`. Warns when the
+        masks end below the target sparsity (-1% tolerance).
+        """
+        if self.masks is None:
+            raise RuntimeError("finish_masks() is for methods that prune single weights; use compact()")
+        self.finish()
+        self.masks.zero_pruned_(self.optimizer)
+        wanted, reached = self.settings.target_sparsity or 0.0, self.masks.sparsity()
+        if reached < wanted - 0.01:
+            warnings.warn(
+                f"pruning ended at sparsity {reached:.1%}, below the target {wanted:.1%}: the schedule ended before "
+                "the target was reached",
+                stacklevel=2,
+            )
+        return self.masks
+
     def compact(self) -> CompactionReport:
         """Finish pending decays, fold added multipliers and physically remove every pruned structure.
 
-        Warns when the pruned model keeps more than the target MACs (+1% tolerance).
+        Warns when the pruned model keeps more than the target MACs (+1% tolerance). Element methods
+        are not compacted (see :meth:`finish_masks`).
         """
+        if self.masks is not None:
+            raise RuntimeError("single weights are masked, not removed: call finish_masks() and save_masked()")
         self.finish()
         if get_world_size() > 1:  # every rank compacts its own copy: they must remove the same structures
             self.check_ranks_agree()
@@ -318,6 +348,8 @@ class Pruner(TrainHook):
             "releases": self.engine.releases,
             "macs_committed_fraction": self.structures.macs(committed) / self.base_macs,
         }
+        if self.masks is not None:
+            out["sparsity_committed"] = self.masks.sparsity(committed)
         recent, self._sr_stats_mark = self.sr_stats[self._sr_stats_mark :], len(self.sr_stats)
         if recent:
             # Since the last summary: the median of the per-step medians and the largest per-step p95.

@@ -149,6 +149,13 @@ class PruneSettings(BaseModel):
     speed_up: float | None = Field(
         None, gt=1, description="base MACs / pruned MACs, e.g. 2.0 (alternative to target_macs_fraction)"
     )
+    target_sparsity: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="fraction of the masked weights held at zero, e.g. 0.9 (methods that prune single weights, "
+        "such as magnitude_elements and snip_elements; they take no MACs target)",
+    )
     decay: DecaySettings = Field(default_factory=DecaySettings, description="zeroing policy and DPM settings")
     iterative_steps: int = Field(
         5, ge=1, description="selection points over the pruning phase; the budget tightens linearly"
@@ -201,9 +208,23 @@ class PruneSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "PruneSettings":
-        if (self.target_macs_fraction is None) == (self.speed_up is None):
-            raise ValueError("give exactly one of target_macs_fraction (fraction kept, 0..1) or speed_up (> 1)")
         method_cls = METHODS.get(self.method)
+        if self.prunes_elements():
+            self._check_element_settings(method_cls)
+        elif self.target_sparsity is not None:
+            takers = [n for n in METHODS.names() if getattr(METHODS.get(n), "unit_kind", "channels") == "elements"]
+            raise ValueError(
+                f"target_sparsity: method {self.method!r} prunes channel groups, so give target_macs_fraction or "
+                f"speed_up instead; methods that prune single weights to a target_sparsity: {', '.join(takers)}"
+            )
+        elif (self.target_macs_fraction is None) == (self.speed_up is None):
+            raise ValueError("give exactly one of target_macs_fraction (fraction kept, 0..1) or speed_up (> 1)")
+        allowed = getattr(method_cls, "policies", None)
+        if allowed is not None and self.decay.policy not in allowed:
+            raise ValueError(
+                f"decay.policy: method {self.method!r} cannot take policy {self.decay.policy!r}; allowed: "
+                f"{', '.join(allowed)}"
+            )
         if self.criterion is not None and not getattr(method_cls, "uses_criterion", False):
             takers = [n for n in METHODS.names() if getattr(METHODS.get(n), "uses_criterion", False)]
             raise ValueError(
@@ -220,12 +241,33 @@ class PruneSettings(BaseModel):
                 raise ValueError(f"criterion_options: {err}") from None
         return self
 
+    def _check_element_settings(self, method_cls: Any) -> None:
+        if self.target_sparsity is None or self.target_macs_fraction is not None or self.speed_up is not None:
+            raise ValueError(
+                f"method {self.method!r} prunes single weights: give target_sparsity (fraction of the masked weights "
+                "held at zero, 0..1) and neither target_macs_fraction nor speed_up (a zeroed weight saves no MACs "
+                "on dense kernels)"
+            )
+        channel_only = sorted({"round_to", "ignored_types", "verify", "verify_tolerance"} & self.model_fields_set)
+        if channel_only:
+            raise ValueError(
+                f"{', '.join(channel_only)}: channel-group settings, which do not apply to method {self.method!r} "
+                "(it masks single weights; ignored_layers leaves whole layers dense)"
+            )
+
+    def prunes_elements(self) -> bool:
+        """True when the method prunes single weights (element masks) rather than channel groups."""
+        return getattr(METHODS.get(self.method), "unit_kind", "channels") == "elements"
+
     def criterion_name(self) -> str | None:
         """The criterion in force: ``criterion`` when set, else the method's default (None if it has none)."""
         return self.criterion or getattr(METHODS.get(self.method), "default_criterion", None)
 
     def remaining_macs_fraction(self) -> float:
-        """The fraction of the base MACs the pruned model may keep."""
+        """The fraction of the base MACs the pruned model may keep (1.0 for element methods: masks keep every MAC
+        of a dense kernel; their target is :attr:`target_sparsity`)."""
+        if self.prunes_elements():
+            return 1.0
         if self.target_macs_fraction is not None:
             return self.target_macs_fraction
         assert self.speed_up is not None  # the validator requires exactly one of the two

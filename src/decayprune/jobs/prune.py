@@ -37,6 +37,7 @@ from ..train.distributed import barrier, broadcast_buffers, on_main_process, pro
 from .build import arch_spec, build_model, example_input, load_splits, load_weights, make_loaders, save_weights
 from .checks import check_schedule
 from .hooks import DivergenceGuard, ElapsedTime
+from .masked import MASKED_FILE, finish_masked, save_masked_model
 from .results import RESULT_FILE, applied_decay, common_fields, write_result
 from .rundir import config_hash, prepare_run_dir
 from .snapshot import LATENCY_THREADS, snapshot
@@ -153,8 +154,11 @@ def run_prune_job(
         criterion=cfg.prune.criterion,
         policy=cfg.prune.decay.policy,
         decay=applied_decay(schedule.fit(cfg.prune).decay),
-        target_macs_fraction=cfg.prune.remaining_macs_fraction(),
     )
+    if cfg.prune.prunes_elements():
+        record.update(target_sparsity=cfg.prune.target_sparsity)
+    else:
+        record.update(target_macs_fraction=cfg.prune.remaining_macs_fraction())
     clock = ElapsedTime()
     pre: dict[str, Any] = {"epochs": 0, "time_s": 0.0}
     sparse: dict[str, Any] = {"epochs": 0, "time_s": 0.0}
@@ -179,8 +183,12 @@ def run_prune_job(
         )
         console.print(
             f"[bold]phase 2/3: pruning[/] {escape(cfg.prune.method)} + {escape(cfg.prune.decay.policy)} "
-            f"to {100 * cfg.prune.remaining_macs_fraction():.0f}% of the MACs, "
-            f"{cfg.finetune.epochs} epochs of training with pruning and fine-tuning"
+            + (
+                f"to sparsity {100 * cfg.prune.target_sparsity:.0f}%, "
+                if cfg.prune.target_sparsity is not None
+                else f"to {100 * cfg.prune.remaining_macs_fraction():.0f}% of the MACs, "
+            )
+            + f"{cfg.finetune.epochs} epochs of training with pruning and fine-tuning"
         )
         trainer = Trainer(
             wrap_ddp(model, device),
@@ -201,15 +209,26 @@ def run_prune_job(
     measured = time.perf_counter()
     broadcast_buffers(model)  # rank 0's batch-norm statistics everywhere: every rank compacts the same model
     masked = evaluate(model, test_loader, device=device)
-    pruner.compact()
+    mask_fields = finish_masked(pruner) if pruner.masks is not None else {}  # element methods: no compaction
+    if pruner.masks is None:
+        pruner.compact()
     final = snapshot(model, test_loader, example, device, time_latency=main)
-    if main:
+    if main and pruner.masks is not None:
+        save_masked_model(pruner, run_dir)
+    elif main:
         save_pruned(model.to("cpu"), run_dir / "pruned", arch=arch_spec(cfg.model, splits))
     measure_s += time.perf_counter() - measured
-    console.print(
-        f"[bold]phase 3/3: compaction[/] removed {int(pruner.structures.pruned.sum())} channel groups: "
-        f"MACs {base['macs']:,} -> {final['macs']:,}, params {base['params']:,} -> {final['params']:,}"
-    )
+    if mask_fields:
+        console.print(
+            f"[bold]phase 3/3: masks[/] {mask_fields['pruned_weights']:,} of {mask_fields['masked_weights']:,} "
+            f"weights at zero (sparsity {mask_fields['sparsity']:.1%}), saved to {MASKED_FILE}"
+        )
+    else:
+        console.print(
+            f"[bold]phase 3/3: compaction[/] removed {int(pruner.structures.pruned.sum())} channel groups: "
+            f"MACs {base['macs']:,} -> {final['macs']:,}, params {base['params']:,} -> {final['params']:,}"
+        )
+    record.update(mask_fields)
     record.update(
         base=base,
         final=final,

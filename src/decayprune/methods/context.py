@@ -36,6 +36,7 @@ class PruneContext(ScoringView):
         optimizer: The training optimizer, once bound.
         step: Optimizer steps taken so far.
         total_steps / recovery_fraction: The run's length and margin (for :meth:`start`'s warning).
+        target_sparsity: The fraction of weights to hold at zero (methods that prune elements).
     """
 
     schedule: SelectionSchedule
@@ -45,6 +46,7 @@ class PruneContext(ScoringView):
     step: int = 0
     total_steps: int = 0
     recovery_fraction: float = 0.0
+    target_sparsity: float | None = None
     multipliers: list[ChannelMultiplier] = field(default_factory=list)
     _engine: DecayEngine | None = field(default=None, init=False, repr=False)
     _late_warned: bool = field(default=False, init=False, repr=False)
