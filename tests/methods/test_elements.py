@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from rich.console import Console
 from safetensors import safe_open
 from sklearn.datasets import load_digits
@@ -160,3 +161,10 @@ def test_a_policy_the_method_cannot_take_is_refused() -> None:
         assert PruneSettings(method="oneshot_only_test", target_sparsity=0.5, decay={"policy": "oneshot"})
     finally:
         METHODS.remove("oneshot_only_test")
+
+
+def test_the_readme_yaml_block_is_the_shipped_config() -> None:
+    readme = (CONFIG.parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "magnitude_elements" in b]
+    assert len(blocks) == 1
+    assert yaml.safe_load(blocks[0]) == {"prune": yaml.safe_load(CONFIG.read_text())["prune"]}
