@@ -16,6 +16,11 @@ Methods that own the optimizer (OTOv2's DHSPG) supply it through
 ``pruner.build_optimizer(TrainSettings(...))``, which returns a plain optimizer for the others.
 The built-in :class:`~decayprune.train.Trainer` calls all of this when the pruner is a hook.
 
+A method that prunes single weights (``unit_kind = "elements"``, e.g. ``magnitude_elements``; target
+``settings.target_sparsity``) runs on :class:`~decayprune.sparse.ElementMasks` instead of channel
+groups (``pruner.masks``); it ends with ``pruner.finish_masks()`` and
+:func:`~decayprune.sparse.save_masked` instead of ``compact()``.
+
 With float16 AMP, bind the loop's ``torch.amp.GradScaler`` (``Pruner(..., scaler=scaler)`` or
 ``pruner.bind(opt, scaler)``) and call ``scaler.unscale_(opt)`` before ``after_backward()``: a step the
 scaler skips (inf/NaN gradients) then advances no decay and no self-rectifying window. A loop that
