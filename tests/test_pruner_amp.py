@@ -19,9 +19,7 @@ def _net() -> nn.Sequential:
 
 def _settings(policy: str = "sp+sr") -> PruneSettings:
     # Release thresholds that never fire: the window and the EMAs still advance on every counted step.
-    decay = DecaySettings(
-        policy=policy, steps=6, window=3, t_rate=0.99, t_len=1e9
-    )  # radial: t_rate < 1; t_len 1e9 never releases
+    decay = DecaySettings(policy=policy, steps=6, window=3, t_rate=0.0, t_len=1e9)  # t_len: never
     return PruneSettings(method="l1", target_macs_fraction=0.5, iterative_steps=1, start_epoch=0, decay=decay)
 
 

@@ -16,6 +16,11 @@ Methods that own the optimizer (OTOv2's DHSPG) supply it through
 ``pruner.build_optimizer(TrainSettings(...))``, which returns a plain optimizer for the others.
 The built-in :class:`~decayprune.train.Trainer` calls all of this when the pruner is a hook.
 
+A method that prunes single weights (``unit_kind = "elements"``, e.g. ``magnitude_elements``; target
+``settings.target_sparsity``) runs on :class:`~decayprune.sparse.ElementMasks` instead of channel
+groups (``pruner.masks``); it ends with ``pruner.finish_masks()`` and
+:func:`~decayprune.sparse.save_masked` instead of ``compact()``.
+
 With float16 AMP, bind the loop's ``torch.amp.GradScaler`` (``Pruner(..., scaler=scaler)`` or
 ``pruner.bind(opt, scaler)``) and call ``scaler.unscale_(opt)`` before ``after_backward()``: a step the
 scaler skips (inf/NaN gradients) then advances no decay and no self-rectifying window. A loop that
@@ -29,7 +34,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -40,7 +45,8 @@ from .criteria import create_criterion
 from .decay import DecayEngine
 from .decay.stats import SR_STATS_FILE
 from .files import append_jsonl, write_text_atomic
-from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method
+from .methods import PruneContext, PruningMethod, SelectionSchedule, create_method, method_class
+from .sparse import ElementMasks
 from .structure import CompactionReport, StructureSet, compact
 from .structure.budget_cost import budget_cost, check_latency_target, resolve_width_multiple
 from .structure.latency_cost import LATENCY_TABLE_FILE, LatencyCost
@@ -141,11 +147,17 @@ class Pruner(TrainHook):
             raise ValueError(f"ignored_layers names modules the model does not have: {unknown}")
         if structures is not None and structures.model is not model:
             raise ValueError("structures were built on another model; pass the StructureSet of this model")
-        if structures is not None and structures.round_to is not None:
+        if structures is not None and getattr(structures, "round_to", None) is not None:
             raise ValueError(
                 "StructureSet(round_to=...) rounded the number of pruned channels and no longer applies; "
                 "use PruneSettings(width_multiple=N): the channels kept per layer are a multiple of N"
             )
+        self.masks: ElementMasks | None = None
+        """The element masks when the method prunes single weights (then :attr:`structures` is the same object)."""
+        unit_kind = method.unit_kind if method is not None else method_class(settings.method).unit_kind
+        if structures is None and unit_kind == "elements":
+            self.masks = ElementMasks(model, example_inputs, ignored_layers=settings.ignored_layers)
+            structures = cast(StructureSet, self.masks)  # the PrunableUnits the engine and context use
         self.structures = structures if structures is not None else build_structures(model, example_inputs, settings)
         self.events: list[dict] = []
         self.sr_stats: list[dict] = []
@@ -182,6 +194,7 @@ class Pruner(TrainHook):
             base_cost=base_cost,
             final_cost=base_cost * settings.remaining_fraction(),
             width_multiple=self.width_multiple,
+            target_sparsity=settings.target_sparsity,
         )
         self.context.attach(self.engine)
         self.budget_result: dict[str, Any] = {}
@@ -310,11 +323,33 @@ class Pruner(TrainHook):
                 stacklevel=3,
             )
 
+    def finish_masks(self) -> ElementMasks:
+        """Element methods: finish pending decays and hold the pruned weights (and optimizer state) at zero.
+
+        The model keeps its shapes; save it with :func:`decayprune.sparse.save_masked`. Warns when the
+        masks end below the target sparsity (-1% tolerance).
+        """
+        if self.masks is None:
+            raise RuntimeError("finish_masks() is for methods that prune single weights; use compact()")
+        self.finish()
+        self.masks.zero_pruned_(self.optimizer)
+        wanted, reached = self.settings.target_sparsity or 0.0, self.masks.sparsity()
+        if reached < wanted - 0.01:
+            warnings.warn(
+                f"pruning ended at sparsity {reached:.1%}, below the target {wanted:.1%}: the schedule ended before "
+                "the target was reached",
+                stacklevel=2,
+            )
+        return self.masks
+
     def compact(self) -> CompactionReport:
         """Finish pending decays, fold added multipliers and physically remove every pruned structure.
 
-        Warns when the pruned model keeps more than the target MACs (+1% tolerance).
+        Warns when the pruned model keeps more than the target MACs (+1% tolerance). Element methods
+        are not compacted (see :meth:`finish_masks`).
         """
+        if self.masks is not None:
+            raise RuntimeError("single weights are masked, not removed: call finish_masks() and save_masked()")
         self.finish()
         if get_world_size() > 1:  # every rank compacts its own copy: they must remove the same structures
             self.check_ranks_agree()
@@ -364,6 +399,8 @@ class Pruner(TrainHook):
             out[f"{self.context.cost.kind}_committed_fraction"] = (
                 self.context.cost_of(committed) / self.context.base_cost
             )
+        if self.masks is not None:
+            out["sparsity_committed"] = self.masks.sparsity(committed)
         recent, self._sr_stats_mark = self.sr_stats[self._sr_stats_mark :], len(self.sr_stats)
         if recent:
             # Since the last summary: the median of the per-step medians and the largest per-step p95.

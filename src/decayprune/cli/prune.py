@@ -87,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
     for row in zip(METRICS, cells(record["base"]), pruned_cells(record), strict=True):
         table.add_row(*row)
     console.print(table)
+    if "sparsity" in record:  # a method that masks single weights: no compaction, shapes unchanged
+        console.print(f"sparsity: {record['sparsity']:.1%} of the masked weights at zero (masked.safetensors)")
     console.print(f"releases: {record['releases']}; results in {escape(str(cfg.run_dir))}")
     if not getattr(args, "no_report", False):
         from ..report import build_report
@@ -108,7 +110,9 @@ COMMAND = Command(
     "eval/measure/export --run), result.json and report/ (training curves, channels kept, report.html; "
     "--no-report skips it). Several processes: torchrun --nproc_per_node=K -m decayprune prune --config X.yaml "
     "(DistributedDataParallel, finetune.batch_size per process, gloo on the CPU, NCCL on GPUs; rank 0 writes "
-    "and prints).",
+    "and prints). Methods that mask single weights (magnitude_elements, snip_elements; prune.target_sparsity, "
+    "see configs/prune_digits_sparse.yaml) are not compacted: they write masked.safetensors (dense weights + "
+    "masks) instead of pruned.safetensors.",
     add_arguments=add_arguments,
     run=run,
 )

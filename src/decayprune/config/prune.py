@@ -150,6 +150,13 @@ class PruneSettings(BaseModel):
     speed_up: float | None = Field(
         None, gt=1, description="base MACs / pruned MACs, e.g. 2.0 (alternative to target_macs_fraction)"
     )
+    target_sparsity: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="fraction of the masked weights held at zero, e.g. 0.9 (methods that prune single weights, "
+        "such as magnitude_elements and snip_elements; they take no MACs target)",
+    )
     target_latency_fraction: float | None = Field(
         None,
         gt=0,
@@ -240,15 +247,32 @@ class PruneSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "PruneSettings":
-        given = [
-            k for k in ("target_macs_fraction", "speed_up", "target_latency_fraction") if getattr(self, k) is not None
-        ]
-        if len(given) != 1:
-            raise ValueError(
-                "give exactly one of target_macs_fraction (fraction of the MACs kept, 0..1), speed_up (> 1) or "
-                f"target_latency_fraction (fraction of the latency kept, 0..1); got {', '.join(given) or 'none'}"
-            )
         method_cls = METHODS.get(self.method)
+        if self.prunes_elements():
+            self._check_element_settings(method_cls)
+        elif self.target_sparsity is not None:
+            takers = [n for n in METHODS.names() if getattr(METHODS.get(n), "unit_kind", "channels") == "elements"]
+            raise ValueError(
+                f"target_sparsity: method {self.method!r} prunes channel groups, so give target_macs_fraction or "
+                f"speed_up instead; methods that prune single weights to a target_sparsity: {', '.join(takers)}"
+            )
+        else:
+            given = [
+                k
+                for k in ("target_macs_fraction", "speed_up", "target_latency_fraction")
+                if getattr(self, k) is not None
+            ]
+            if len(given) != 1:
+                raise ValueError(
+                    "give exactly one of target_macs_fraction (fraction of the MACs kept, 0..1), speed_up (> 1) or "
+                    f"target_latency_fraction (fraction of the latency kept, 0..1); got {', '.join(given) or 'none'}"
+                )
+        allowed = getattr(method_cls, "policies", None)
+        if allowed is not None and self.decay.policy not in allowed:
+            raise ValueError(
+                f"decay.policy: method {self.method!r} cannot take policy {self.decay.policy!r}; allowed: "
+                f"{', '.join(allowed)}"
+            )
         if self.criterion is not None and not getattr(method_cls, "uses_criterion", False):
             takers = [n for n in METHODS.names() if getattr(METHODS.get(n), "uses_criterion", False)]
             raise ValueError(
@@ -264,6 +288,29 @@ class PruneSettings(BaseModel):
             except ValueError as err:
                 raise ValueError(f"criterion_options: {err}") from None
         return self
+
+    def _check_element_settings(self, method_cls: Any) -> None:
+        if self.target_sparsity is None or any(
+            getattr(self, k) is not None for k in ("target_macs_fraction", "speed_up", "target_latency_fraction")
+        ):
+            raise ValueError(
+                f"method {self.method!r} prunes single weights: give target_sparsity (fraction of the masked weights "
+                "held at zero, 0..1) and none of target_macs_fraction, speed_up, target_latency_fraction (a zeroed "
+                "weight saves no MACs "
+                "on dense kernels)"
+            )
+        channel_only = sorted(
+            {"width_multiple", "head_units", "ignored_types", "verify", "verify_tolerance"} & self.model_fields_set
+        )
+        if channel_only:
+            raise ValueError(
+                f"{', '.join(channel_only)}: channel-group settings, which do not apply to method {self.method!r} "
+                "(it masks single weights; ignored_layers leaves whole layers dense)"
+            )
+
+    def prunes_elements(self) -> bool:
+        """True when the method prunes single weights (element masks) rather than channel groups."""
+        return getattr(METHODS.get(self.method), "unit_kind", "channels") == "elements"
 
     def criterion_name(self) -> str | None:
         """The criterion in force: ``criterion`` when set, else the method's default (None if it has none)."""
@@ -286,11 +333,14 @@ class PruneSettings(BaseModel):
         return self.remaining_macs_fraction()
 
     def remaining_macs_fraction(self) -> float:
-        """The fraction of the base MACs the pruned model may keep.
+        """The fraction of the base MACs the pruned model may keep (1.0 for element methods: masks keep every MAC
+        of a dense kernel; their target is :attr:`target_sparsity`).
 
         Raises:
             ValueError: When the budget is a latency (``target_latency_fraction``), not MACs.
         """
+        if self.prunes_elements():
+            return 1.0
         if self.target_macs_fraction is not None:
             return self.target_macs_fraction
         if self.speed_up is None:

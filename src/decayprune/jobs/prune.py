@@ -47,6 +47,7 @@ from .build import (
 )
 from .checks import check_schedule
 from .hooks import DivergenceGuard, ElapsedTime
+from .masked import MASKED_FILE, finish_masked, save_masked_model
 from .results import RESULT_FILE, applied_decay, common_fields, write_result
 from .rundir import config_hash, prepare_run_dir
 from .snapshot import LATENCY_THREADS, snapshot
@@ -159,8 +160,11 @@ def run_prune_job(
         criterion=cfg.prune.criterion,
         policy=cfg.prune.decay.policy,
         decay=applied_decay(schedule.fit(cfg.prune).decay),
-        **{f"target_{cfg.prune.budget_kind}_fraction": cfg.prune.remaining_fraction()},
     )
+    if cfg.prune.prunes_elements():
+        record.update(target_sparsity=cfg.prune.target_sparsity)
+    else:
+        record.update({f"target_{cfg.prune.budget_kind}_fraction": cfg.prune.remaining_fraction()})
     clock = ElapsedTime()
     pre: dict[str, Any] = {"epochs": 0, "time_s": 0.0}
     sparse: dict[str, Any] = {"epochs": 0, "time_s": 0.0}
@@ -186,9 +190,13 @@ def run_prune_job(
         )
         console.print(
             f"[bold]phase 2/3: pruning[/] {escape(cfg.prune.method)} + {escape(cfg.prune.decay.policy)} "
-            f"to {100 * cfg.prune.remaining_fraction():.0f}% of the "
-            f"{'MACs' if cfg.prune.budget_kind == 'macs' else 'latency'}, "
-            f"{cfg.finetune.epochs} epochs of training with pruning and fine-tuning"
+            + (
+                f"to sparsity {100 * cfg.prune.target_sparsity:.0f}%, "
+                if cfg.prune.target_sparsity is not None
+                else f"to {100 * cfg.prune.remaining_fraction():.0f}% of the "
+                f"{'MACs' if cfg.prune.budget_kind == 'macs' else 'latency'}, "
+            )
+            + f"{cfg.finetune.epochs} epochs of training with pruning and fine-tuning"
         )
         trainer = Trainer(
             wrap_ddp(model, device),
@@ -210,15 +218,26 @@ def run_prune_job(
     measured = time.perf_counter()
     broadcast_buffers(model)  # rank 0's batch-norm statistics everywhere: every rank compacts the same model
     masked = evaluate(model, test_loader, device=device, loss_fn=loss)
-    pruner.compact()
+    mask_fields = finish_masked(pruner) if pruner.masks is not None else {}  # element methods: no compaction
+    if pruner.masks is None:
+        pruner.compact()
     final = snapshot(model, test_loader, example, device, time_latency=main, loss=loss)
-    if main:
+    if main and pruner.masks is not None:
+        save_masked_model(pruner, run_dir)
+    elif main:
         save_pruned(model.to("cpu"), run_dir / "pruned", arch=arch_spec(cfg.model, splits))
     measure_s += time.perf_counter() - measured
-    console.print(
-        f"[bold]phase 3/3: compaction[/] removed {int(pruner.structures.pruned.sum())} channel groups: "
-        f"MACs {base['macs']:,} -> {final['macs']:,}, params {base['params']:,} -> {final['params']:,}"
-    )
+    if mask_fields:
+        console.print(
+            f"[bold]phase 3/3: masks[/] {mask_fields['pruned_weights']:,} of {mask_fields['masked_weights']:,} "
+            f"weights at zero (sparsity {mask_fields['sparsity']:.1%}), saved to {MASKED_FILE}"
+        )
+    else:
+        console.print(
+            f"[bold]phase 3/3: compaction[/] removed {int(pruner.structures.pruned.sum())} channel groups: "
+            f"MACs {base['macs']:,} -> {final['macs']:,}, params {base['params']:,} -> {final['params']:,}"
+        )
+    record.update(mask_fields)
     record.update(
         base=base,
         final=final,

@@ -32,6 +32,14 @@ Every job
     base weights were given, sparse_learning 0 without that phase), ``phase_time_s``
     (``{pretrain, sparse_learning, finetune, measure}``).
 
+``kind: "prune"`` with a method that masks single weights (``magnitude_elements``, ``snip_elements``)
+    ``target_sparsity`` instead of ``target_macs_fraction``; no compaction, so ``final`` is the
+    masked model at its dense shapes (``macs_pct`` 100) and ``pruned_structures`` counts weights;
+    also ``sparsity`` (fraction of the masked weights at exactly zero), ``pruned_weights``,
+    ``masked_weights``, ``masked_macs_fraction`` (MACs of the masked layers a sparse kernel would
+    still do, over their dense MACs) and ``layer_sparsity`` (per layer: ``layer``, ``shape``,
+    ``weights``, ``pruned``, ``sparsity``). The model is in ``masked.safetensors``.
+
 ``prune/dpm_events.jsonl`` holds one line per DPM event, ``{kind, step, structure, layer}``:
 ``start`` (a selected structure begins to decay, sp / sp+sr), ``complete`` (it reached zero and is
 pruned), ``release`` (self-rectifying gave it back, with its ``c_rate`` and ``c_len``),

@@ -10,6 +10,7 @@ from .context import PruneContext
 from .depgraph import DepGraph
 from .depgraph_reg import depgraph_gammas, depgraph_regularize, group_lasso_regularize
 from .dhspg import DHSPG
+from .elements import ElementMagnitude, ElementSNIP
 from .gate_decorator import GateDecorator, GateDecoratorOptions
 from .gated_norms import add_norm_gates, gate_taylor_scores
 from .global_threshold import layer_floor, tick_selection
@@ -25,6 +26,8 @@ from .tick_tock import TickTockSchedule, triangular_lr
 __all__ = [
     "DHSPG",
     "DepGraph",
+    "ElementMagnitude",
+    "ElementSNIP",
     "GateDecorator",
     "GateDecoratorOptions",
     "IterativeMethod",

@@ -45,11 +45,17 @@ class PruningMethod:
         uses_criterion: True when the method ranks by a :class:`~decayprune.criteria.Criterion`
             (then ``prune.criterion`` may replace its default).
         default_criterion: The criterion used when none is given.
+        unit_kind: ``"channels"`` (channel groups, compacted at the end) or ``"elements"`` (single
+            weights: the Pruner builds :class:`~decayprune.sparse.ElementMasks`, the target is
+            ``prune.target_sparsity``).
+        policies: The zeroing policies the method can take (None: all).
     """
 
     name: ClassVar[str] = "base"
     uses_criterion: ClassVar[bool] = False
     default_criterion: ClassVar[str | None] = None
+    unit_kind: ClassVar[str] = "channels"
+    policies: ClassVar[tuple[str, ...] | None] = None
 
     Options: ClassVar[type[BaseModel]] = NoOptions
 

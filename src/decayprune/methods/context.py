@@ -43,6 +43,7 @@ class PruneContext(ScoringView):
         base_cost: ``cost`` of the unpruned model (default: ``base_macs`` when the cost is MACs).
         final_cost: ``cost`` the pruned model may keep at the end (default: ``final_macs`` likewise).
         width_multiple: Channels kept per pruned layer are a multiple of this (1: any width).
+        target_sparsity: The fraction of weights to hold at zero (methods that prune elements).
     """
 
     schedule: SelectionSchedule
@@ -52,6 +53,7 @@ class PruneContext(ScoringView):
     step: int = 0
     total_steps: int = 0
     recovery_fraction: float = 0.0
+    target_sparsity: float | None = None
     multipliers: list[ChannelMultiplier] = field(default_factory=list)
     cost: BudgetCost = None  # type: ignore[assignment]  # None: MACs, set in __post_init__
     base_cost: float = math.nan
