@@ -75,7 +75,9 @@ WORKER = textwrap.dedent(
         pruner.check_ranks_agree()
     except RuntimeError as exc:
         report["pruner"] = str(exc)
-    json.dump(report, open(out, "w"))
+    with open(out, "w") as handle:
+        json.dump(report, handle)
+    dist.barrier()  # neither rank leaves while the other's last collective is in flight
     dist.destroy_process_group()
     """
 )

@@ -169,6 +169,7 @@ def distributed_session(device: str = "auto") -> Iterator[None]:
 
     The backend is NCCL when ``device`` resolves to CUDA (each process on the GPU of its
     ``LOCAL_RANK``) and gloo otherwise. A no-op without a launcher or when a group already exists.
+    On a normal exit the ranks meet at a barrier before the group is destroyed.
 
     Example:
         >>> with distributed_session("cpu"):
@@ -184,8 +185,13 @@ def distributed_session(device: str = "auto") -> Iterator[None]:
     dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
     try:
         yield
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # no barrier: a peer may be stuck in a collective
+        raise
+    # Wait for every rank before leaving: a rank that tears its group down while a peer's last
+    # collective is still in flight can abort that peer (gloo threads, "terminate called ...").
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
