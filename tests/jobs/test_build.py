@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -10,8 +11,9 @@ import pytest
 import torch
 
 from decayprune.config import ModelConfig, load_config
-from decayprune.errors import DataError, WeightsError
+from decayprune.errors import DataError, RunFolderError, WeightsError
 from decayprune.jobs import build_model, load_splits, load_weights
+from decayprune.jobs.build import reuse_phase_weights, save_weights
 from decayprune.models import create
 
 
@@ -22,6 +24,23 @@ def test_build_model_seed_sets_the_initial_weights() -> None:
 
     assert torch.equal(weights(3), weights(3))
     assert not torch.equal(weights(3), weights(4))
+
+
+def test_a_phase_is_reused_only_for_the_hash_it_was_made_for(tmp_path: Path) -> None:
+    weights, meta = tmp_path / "phase.safetensors", tmp_path / "phase.json"
+    target = create("small_cnn", num_classes=10, in_channels=1)
+    assert reuse_phase_weights(target, weights, meta, "abc", "made for other settings") is None
+    saved = create("small_cnn", num_classes=10, in_channels=1)
+    torch.nn.init.constant_(saved.features[0].weight, 0.25)
+    save_weights(saved, weights)
+    with pytest.raises(RunFolderError, match=r"was made for other settings \(or has no phase.json\)"):
+        reuse_phase_weights(target, weights, meta, "abc", "made for other settings")
+    meta.write_text(json.dumps({"config_hash": "xyz", "epochs": 3, "time_s": 1.5}))
+    with pytest.raises(RunFolderError, match="--overwrite"):
+        reuse_phase_weights(target, weights, meta, "abc", "made for other settings")
+    meta.write_text(json.dumps({"config_hash": "abc", "epochs": 3, "time_s": 1.5}))
+    assert reuse_phase_weights(target, weights, meta, "abc", "made for other settings") == {"epochs": 3, "time_s": 1.5}
+    assert torch.equal(target.features[0].weight, saved.features[0].weight)
 
 
 def test_load_weights_errors(tmp_path: Path) -> None:

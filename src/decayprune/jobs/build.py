@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Sequence
 from importlib import metadata
@@ -22,7 +23,7 @@ import torch.nn as nn
 
 from ..config import ModelConfig, RunConfig
 from ..data import DatasetSplits, TensorLoader, TokenSplits, load_dataset
-from ..errors import DataError, UserError, WeightsError
+from ..errors import DataError, RunFolderError, UserError, WeightsError
 from ..files import save_safetensors_atomic
 from ..models import create, model_accepts, resolve_model
 from ..train import get_rank, get_world_size, set_seed
@@ -213,6 +214,28 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         )
         raise WeightsError(f"weights '{path}' do not fit the model: {'; '.join(parts)}.{hint}")
     model.load_state_dict(tensors, strict=True)
+
+
+def reuse_phase_weights(
+    model: nn.Module, weights: Path, meta_file: Path, wanted: str, made: str
+) -> dict[str, Any] | None:
+    """Load a finished phase's ``weights`` into ``model`` if its ``meta_file`` records the hash ``wanted``.
+
+    Returns the phase's ``{"epochs", "time_s"}`` from the meta file, or None when no weights were saved.
+    ``made`` names what the weights were made for in the error (e.g. "trained for other model settings").
+
+    Raises:
+        RunFolderError: The weights exist but their meta file is missing or records another hash.
+    """
+    if not weights.is_file():
+        return None
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    if meta.get("config_hash") != wanted:
+        raise RunFolderError(
+            f"'{weights}' was {made} (or has no {meta_file.name}); use --overwrite to start this run afresh"
+        )
+    load_weights(model, weights)
+    return {"epochs": int(meta.get("epochs", 0)), "time_s": float(meta.get("time_s", 0.0))}
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:

@@ -17,7 +17,6 @@ and prints.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..config import RunConfig
-from ..errors import ConfigError, RunFolderError, TrainingDivergedError
+from ..errors import ConfigError, TrainingDivergedError
 from ..files import write_json_atomic
 from ..pruner import Pruner
 from ..structure import save_pruned
@@ -39,9 +38,9 @@ from .build import (
     example_input,
     input_shape,
     load_data,
-    load_weights,
     make_loaders,
     model_for_data,
+    reuse_phase_weights,
     run_loss,
     save_weights,
 )
@@ -77,15 +76,9 @@ def _base_model(
         return model, {"epochs": 0, "time_s": 0.0}
     base_file, meta_file = run_dir / "base.safetensors", run_dir / "base.json"
     wanted = config_hash(cfg, BASE_SECTIONS)
-    if base_file.is_file():
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-        if meta.get("config_hash") != wanted:
-            raise RunFolderError(
-                f"'{base_file}' was trained for other model/data/pretrain settings (or has no base.json); "
-                "use --overwrite to start this run afresh"
-            )
-        load_weights(model, base_file)
-        return model, {"epochs": int(meta.get("epochs", 0)), "time_s": float(meta.get("time_s", 0.0))}
+    reused = reuse_phase_weights(model, base_file, meta_file, wanted, "trained for other model/data/pretrain settings")
+    if reused is not None:
+        return model, reused
     if cfg.pretrain is None:
         console.print("[yellow]no model.weights and no pretrain section: pruning an untrained model[/]")
         return model, {"epochs": 0, "time_s": 0.0}

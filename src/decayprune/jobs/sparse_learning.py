@@ -10,7 +10,6 @@ match) and ``sparse_learning/`` (metrics, checkpoints).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ import torch.nn as nn
 from rich.console import Console
 
 from ..config import RunConfig
-from ..errors import RunFolderError
 from ..files import write_json_atomic
 from ..methods import create_method
 from ..pruner import build_structures
@@ -27,7 +25,7 @@ from ..structure import StructureSet
 from ..train import Trainer, read_checkpoint_meta
 from ..train.distributed import barrier, broadcast_buffers, is_main_process, process_device, wrap_ddp
 from ..train.hooks import TrainHook
-from .build import RunData, example_input, load_weights, make_loaders, run_loss, save_weights
+from .build import RunData, example_input, make_loaders, reuse_phase_weights, run_loss, save_weights
 from .hooks import DivergenceGuard, ElapsedTime
 from .rundir import config_hash
 
@@ -73,15 +71,9 @@ def run_sparse_learning(
         return {"epochs": 0, "time_s": 0.0}
     weights, meta_file = run_dir / "sparse.safetensors", run_dir / "sparse.json"
     wanted = config_hash(cfg, SPARSE_SECTIONS)
-    if weights.is_file():
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-        if meta.get("config_hash") != wanted:
-            raise RunFolderError(
-                f"'{weights}' was sparse-learned for other settings (or has no sparse.json); "
-                "use --overwrite to start this run afresh"
-            )
-        load_weights(model, weights)
-        return {"epochs": int(meta.get("epochs", 0)), "time_s": float(meta.get("time_s", 0.0))}
+    reused = reuse_phase_weights(model, weights, meta_file, wanted, "sparse-learned for other settings")
+    if reused is not None:
+        return reused
     method = create_method(cfg.prune.method, **cfg.prune.method_options)
     regularize = method.sparse_learning_step(_structures(cfg, model.to("cpu"), splits))  # type: ignore[attr-defined]
     phase_cfg = cfg.model_copy(update={"finetune": cfg.sparse_learning})
