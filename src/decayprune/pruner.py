@@ -147,11 +147,6 @@ class Pruner(TrainHook):
             raise ValueError(f"ignored_layers names modules the model does not have: {unknown}")
         if structures is not None and structures.model is not model:
             raise ValueError("structures were built on another model; pass the StructureSet of this model")
-        if structures is not None and getattr(structures, "round_to", None) is not None:
-            raise ValueError(
-                "StructureSet(round_to=...) rounded the number of pruned channels and no longer applies; "
-                "use PruneSettings(width_multiple=N): the channels kept per layer are a multiple of N"
-            )
         self.masks: ElementMasks | None = None
         """The element masks when the method prunes single weights (then :attr:`structures` is the same object)."""
         unit_kind = method.unit_kind if method is not None else method_class(settings.method).unit_kind

@@ -158,9 +158,9 @@ def test_building_keeps_the_training_flag(training: bool) -> None:
     assert all(m.training == training for m in net.modules())
 
 
-def test_round_to_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="round_to"):
-        StructureSet(tiny_net(), torch.randn(1, 3, 8, 8), round_to=0)
+def test_round_to_is_refused_with_its_replacement() -> None:
+    with pytest.raises(ValueError, match=r"round_to=0\).*width_multiple=N"):
+        StructureSet(tiny_net(), torch.randn(1, 3, 8, 8), round_to=0)  # type: ignore[arg-type]
 
 
 class _Mixer(nn.Module):

@@ -119,7 +119,8 @@ class StructureSet:
         ignored_layers: Modules (or module names) whose output channels must never be pruned.
         ignore_classifier: Protect the model outputs: no group whose channels reach an output
             (tensor, tuple, dict or ``ModelOutput``) is prunable.
-        round_to: Pruned counts per layer are multiples of this (``None``: any count).
+        round_to: Refused (it rounded the *pruned* count per layer); kept widths as multiples are
+            ``PruneSettings(width_multiple=N)``.
         ignored_types: Module classes (or class names) kept whole, like ``ignored_layers``.
         verify: Run the empirical exactness check (:func:`~decayprune.structure.exactness.find_inexact`)
             and refuse groups whose compaction would change the outputs.
@@ -144,19 +145,21 @@ class StructureSet:
         *,
         ignored_layers: Iterable[nn.Module | str] = (),
         ignore_classifier: bool = True,
-        round_to: int | None = None,
+        round_to: None = None,
         ignored_types: Sequence[type[nn.Module] | str] = (),
         verify: bool | str = "auto",
         tolerance: float = 1e-6,
         head_units: str = "kv",
     ) -> None:
-        if round_to is not None and round_to < 1:
-            raise ValueError(f"round_to must be a positive integer or None, got {round_to!r}")
+        if round_to is not None:
+            raise ValueError(
+                f"StructureSet(round_to={round_to!r}): rounding the number of pruned channels no longer applies; "
+                "use PruneSettings(width_multiple=N): the channels kept per layer are a multiple of N"
+            )
         if not tolerance > 0:
             raise ValueError(f"tolerance must be a positive number, got {tolerance!r}")
         self.model = model
         self.example_inputs = as_tuple(example_inputs)
-        self.round_to = round_to
         self.protect_outputs = ignore_classifier
         self.verify = verify
         self.tolerance = tolerance
