@@ -1,0 +1,366 @@
+"""DPM at its defaults against its base method and Torch-Pruning's own one-shot pruning, paired by seed.
+
+Usage:
+    python benchmarks/defaults.py                          # CPU preset: Fashion-MNIST, 3 archs, 20/40% MACs, 5 seeds
+    python benchmarks/defaults.py --preset quick           # one arch, one budget, 2 seeds, small subsets (4 min)
+    python benchmarks/defaults.py --preset gpu --data-dir /data/cifar-10-batches-py
+    python benchmarks/defaults.py --archs small_cnn --budgets 0.2 --seeds 0 1 2 --methods depgraph iterative
+
+What a user writes is all that is set: ``method``, ``target_macs_fraction`` and ``decay.policy``
+(every other pruning setting, N and the SR thresholds included, is decayprune's default). For
+every (arch, seed) one base model is trained once; every variant starts from its weights and gets
+the same fine-tuning epochs:
+
+* ``tp-random`` and ``tp-l2``: Torch-Pruning's ``MetaPruner`` (random and group-L2 importance,
+  uniform per-layer ratios, the classifier kept) raised in steps of 1% until the MACs target is
+  met, then fine-tuned;
+* ``<method> oneshot / sp / sp+sr``: ``decayprune prune`` with that method and policy.
+
+Printed: top-1 (mean ± std over seeds) and MACs per variant, and the paired differences that
+decide the question (sp - oneshot, sp+sr - sp, sp+sr - tp-random) as mean ± standard error over
+seeds. Written to ``--output-dir``: ``defaults-<preset>.json`` (every run), ``.md`` (the tables)
+and ``.png`` (top-1 against MACs per variant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch_pruning as tp
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from decayprune.config import RunConfig, load_config
+from decayprune.files import write_text_atomic
+from decayprune.jobs import run_prune_job, run_train_job
+from decayprune.jobs.build import example_input, load_data, load_weights, make_loaders, model_for_data
+from decayprune.measure import count_cost
+from decayprune.train import Trainer, evaluate, set_seed
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "data": {"name": "fashion-mnist", "train_subset": 12000},
+        "pretrain": {"epochs": 3, "batch_size": 128, "lr": 0.05, "schedule": "cosine"},
+        "finetune": {"epochs": 2, "batch_size": 128, "lr": 0.01, "schedule": "cosine"},
+        "archs": ["small_cnn", "resnet20", "mobilenetv2_cifar"],
+        "budgets": [0.2, 0.4],
+        "seeds": [0, 1, 2, 3, 4],
+    },
+    "quick": {
+        "data": {"name": "fashion-mnist", "train_subset": 4000, "test_subset": 2000},
+        "pretrain": {"epochs": 3, "batch_size": 128, "lr": 0.05, "schedule": "cosine"},
+        "finetune": {"epochs": 3, "batch_size": 128, "lr": 0.01, "schedule": "cosine"},
+        "archs": ["small_cnn"],
+        "budgets": [0.3],
+        "seeds": [0, 1],
+    },
+    # What the tests run: the embedded digits, a few steps (checks the wiring, not the question).
+    "smoke": {
+        "data": {"name": "digits", "train_subset": 256, "test_subset": 128},
+        "pretrain": {"epochs": 1, "batch_size": 64, "lr": 0.05},
+        "finetune": {"epochs": 2, "batch_size": 64, "lr": 0.01},
+        "archs": ["small_cnn"],
+        "budgets": [0.5],
+        "seeds": [0, 1],
+    },
+    "gpu": {
+        "data": {"name": "cifar10"},
+        "pretrain": {"epochs": 160, "batch_size": 128, "lr": 0.1, "schedule": "step", "milestones": [80, 120]},
+        "finetune": {"epochs": 60, "batch_size": 128, "lr": 0.01, "schedule": "cosine"},
+        "archs": ["resnet56", "vgg16", "mobilenetv2_cifar"],
+        "budgets": [0.2, 0.4],
+        "seeds": [0, 1, 2, 3, 4],
+    },
+}
+#: Training settings shared by every phase of a preset (weight decay, device).
+COMMON = {"weight_decay": 5e-4}
+TP_IMPORTANCE = {
+    "tp-random": tp.importance.RandomImportance,
+    "tp-l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+}
+POLICIES = ("oneshot", "sp", "sp+sr")
+Record = dict[str, Any]
+
+
+def run_config(
+    args: argparse.Namespace, arch: str, budget: float, seed: int, name: str, prune: dict, weights: Path | None = None
+) -> RunConfig:
+    """The run config of one variant: the preset's data and schedules, this arch, seed and prune section
+    (``weights``: start from this base model instead of training one)."""
+    preset = PRESETS[args.preset]
+    train = {**COMMON, "seed": seed, "device": args.device}
+    data = dict(preset["data"], **({"data_dir": str(args.data_dir)} if args.data_dir else {}))
+    values = {
+        "name": name,
+        "output_dir": str(args.output_dir),
+        "data": data,
+        "model": {"name": arch, **({"weights": str(weights)} if weights else {})},
+        "pretrain": {**preset["pretrain"], **train},
+        "finetune": {**preset["finetune"], **train},
+        "prune": {"target_macs_fraction": budget, **prune},
+    }
+    return load_config(None, values=values)
+
+
+def classifier_layers(model: nn.Module) -> list[nn.Module]:
+    """The last ``Linear`` (the classifier), which Torch-Pruning must keep whole like decayprune does."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1:]
+
+
+def tp_prune_to_macs(model: nn.Module, example: torch.Tensor, fraction: float, importance: Any) -> float:
+    """Prune ``model`` in place with Torch-Pruning in 1% steps of the per-layer ratio until its MACs are at most
+    ``fraction`` of the start. Returns the reached fraction."""
+    base = count_cost(model, example).macs
+    steps = 100
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example,
+        importance=importance,
+        pruning_ratio=1.0,
+        iterative_steps=steps,
+        ignored_layers=classifier_layers(model),
+    )
+    reached = 1.0
+    for _ in range(steps):
+        pruner.step()
+        reached = count_cost(model, example).macs / base
+        if reached <= fraction:
+            break
+    return reached
+
+
+def tp_run(cfg: RunConfig, base_weights: Path, variant: str, budget: float, seed: int) -> Record:
+    """Torch-Pruning one-shot from the base weights, then the same fine-tuning as decayprune's runs."""
+    splits = load_data(cfg)
+    model = model_for_data(cfg.model, splits, seed=seed)
+    load_weights(model, base_weights)
+    example = example_input(splits)
+    train_loader, test_loader = make_loaders(splits, cfg)
+    set_seed(seed)
+    base_top1 = float(evaluate(model, test_loader, device="cpu")["top1"])
+    start = time.perf_counter()
+    reached = tp_prune_to_macs(model.eval(), example, budget, TP_IMPORTANCE[variant]())
+    params = sum(p.numel() for p in model.parameters())
+    trainer = Trainer(model.train(), train_loader, test_loader, cfg.finetune, progress=False)
+    trainer.fit()
+    final = evaluate(model, test_loader, device=trainer.device)
+    return {
+        "variant": variant,
+        "macs_pct": 100.0 * reached,
+        "params": params,
+        "base_top1": base_top1,
+        "top1": float(final["top1"]),
+        "releases": 0,
+        "wall_s": time.perf_counter() - start,
+    }
+
+
+def ours_run(cfg: RunConfig, method: str, policy: str) -> Record:
+    record = run_prune_job(cfg, progress=False, console=Console(quiet=True), resume="auto")
+    return {
+        "variant": f"{method} {policy}",
+        "macs_pct": record["macs_pct"],
+        "params": record["final"]["params"],
+        "base_top1": record["base"]["top1"],
+        "top1": record["final"]["top1"],
+        "releases": record["releases"],
+        "wall_s": record["wall_time_s"],
+    }
+
+
+def base_weights(args: argparse.Namespace, arch: str, seed: int) -> Path:
+    """The base model of (arch, seed), trained once with the preset's pretrain schedule (reused when present)."""
+    preset = PRESETS[args.preset]
+    data = dict(preset["data"], **({"data_dir": str(args.data_dir)} if args.data_dir else {}))
+    train = {**preset["pretrain"], **COMMON, "seed": seed, "device": args.device}
+    values = {"name": f"defaults-{args.preset}-{arch}-s{seed}-base", "output_dir": str(args.output_dir)}
+    cfg = load_config(None, values={**values, "data": data, "model": {"name": arch}, "train": train})
+    weights = cfg.run_dir / "model.safetensors"
+    if not weights.is_file():
+        run_train_job(cfg, resume="auto", progress=False, console=Console(quiet=True))
+    return weights
+
+
+def prune_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["decay.steps=50", ...]`` as a nested dict of YAML values (merged into every prune section of ours)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--prune-set takes KEY=VALUE (e.g. decay.steps=50), got {pair!r}")
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def run_suite(args: argparse.Namespace) -> list[Record]:
+    """Every (arch, budget, seed, variant); all variants of one (arch, seed) start from the same base model."""
+    console = Console()
+    records: list[Record] = []
+    overrides = prune_overrides(args.prune_set)
+    tag = f"-{args.tag}" if args.tag else ""
+    for arch in args.archs:
+        for seed in args.seeds:
+            weights = base_weights(args, arch, seed)
+            for budget in args.budgets:
+                where = f"{arch}-{budget:g}-s{seed}"
+                for method in args.methods:
+                    for policy in POLICIES:
+                        name = f"defaults-{args.preset}-{where}-{method}-{policy.replace('+', '-')}{tag}"
+                        prune = _merge({"method": method, "decay": {"policy": policy}}, overrides)
+                        rec = ours_run(run_config(args, arch, budget, seed, name, prune, weights), method, policy)
+                        records.append({"arch": arch, "budget": budget, "seed": seed, **rec})
+                        console.print(f"{where} {rec['variant']}: top-1 {rec['top1']:.2f}, MACs {rec['macs_pct']:.1f}%")
+                for variant in () if args.skip_tp else TP_IMPORTANCE:
+                    cfg = run_config(args, arch, budget, seed, f"defaults-{args.preset}-{where}-{variant}", {})
+                    rec = tp_run(cfg, weights, variant, budget, seed)
+                    records.append({"arch": arch, "budget": budget, "seed": seed, **rec})
+                    console.print(f"{where} {variant}: top-1 {rec['top1']:.2f}, MACs {rec['macs_pct']:.1f}%")
+    return records
+
+
+def paired(records: list[Record], arch: str, budget: float, a: str, b: str) -> tuple[float, float, int]:
+    """Mean and standard error over seeds of ``top1(a) - top1(b)`` (seeds that ran both)."""
+    by = {(r["variant"], r["seed"]): r["top1"] for r in records if r["arch"] == arch and r["budget"] == budget}
+    diffs = [by[(a, s)] - by[(b, s)] for (v, s) in by if v == a and (b, s) in by]
+    if not diffs:
+        return float("nan"), float("nan"), 0
+    se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+    return statistics.mean(diffs), se, len(diffs)
+
+
+def _mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
+
+
+def tables(records: list[Record], methods: list[str]) -> tuple[Table, Table]:
+    """The per-variant table and the paired-difference table."""
+    cells = Table(title="top-1 % and MACs % per variant (mean ± std over seeds)")
+    for col in ("arch", "MACs target", "variant", "MACs %", "top-1 %", "releases", "seeds"):
+        cells.add_column(col)
+    keys = dict.fromkeys((r["arch"], r["budget"], r["variant"]) for r in records)
+    for arch, budget, variant in keys:
+        rows = [r for r in records if (r["arch"], r["budget"], r["variant"]) == (arch, budget, variant)]
+        cells.add_row(
+            arch,
+            f"{budget:.0%}",
+            variant,
+            _mean_std([r["macs_pct"] for r in rows]),
+            _mean_std([r["top1"] for r in rows]),
+            _mean_std([float(r["releases"]) for r in rows]),
+            str(len(rows)),
+        )
+    diffs = Table(title="paired differences of top-1 (points, mean ± standard error over seeds)")
+    for col in ("arch", "MACs target", "method", "sp - oneshot", "sp+sr - sp", "sp+sr - tp-random", "sp+sr - tp-l2"):
+        diffs.add_column(col)
+    for arch, budget in dict.fromkeys((r["arch"], r["budget"]) for r in records):
+        for method in methods:
+            pairs = [
+                (f"{method} sp", f"{method} oneshot"),
+                (f"{method} sp+sr", f"{method} sp"),
+                (f"{method} sp+sr", "tp-random"),
+                (f"{method} sp+sr", "tp-l2"),
+            ]
+            shown = []
+            for a, b in pairs:
+                mean, se, _ = paired(records, arch, budget, a, b)
+                shown.append(f"{mean:+.2f} ± {se:.2f}")
+            diffs.add_row(arch, f"{budget:.0%}", method, *shown)
+    return cells, diffs
+
+
+def table_markdown(table: Table) -> str:
+    """A rich table as a Markdown table."""
+    heads = [str(c.header) for c in table.columns]
+    rows = list(zip(*[list(c.cells) for c in table.columns], strict=True))
+    lines = [f"**{table.title}**", "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plot(records: list[Record], path: Path) -> None:
+    """Top-1 against MACs %, one panel per arch, one marker series per variant (means over seeds)."""
+    from matplotlib.figure import Figure
+
+    archs = list(dict.fromkeys(r["arch"] for r in records))
+    fig = Figure(figsize=(4.5 * len(archs), 3.6))
+    for i, arch in enumerate(archs):
+        ax = fig.add_subplot(1, len(archs), i + 1)
+        for variant in dict.fromkeys(r["variant"] for r in records):
+            points = []
+            for budget in sorted({r["budget"] for r in records}):
+                rows = [r for r in records if (r["arch"], r["budget"], r["variant"]) == (arch, budget, variant)]
+                if rows:
+                    points.append(
+                        (statistics.mean(r["macs_pct"] for r in rows), statistics.mean(r["top1"] for r in rows))
+                    )
+            ax.plot(*zip(*points, strict=True), marker="o", label=variant)
+        ax.set_title(arch)
+        ax.set_xlabel("MACs % of the base")
+        ax.set_ylabel("top-1 %")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> list[Record]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--archs", nargs="+", default=None, help="default: the preset's")
+    parser.add_argument(
+        "--budgets", nargs="+", type=float, default=None, help="MACs fractions kept; default: the preset's"
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--methods", nargs="+", default=["depgraph"], help="base methods run under oneshot, sp, sp+sr")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/defaults"))
+    parser.add_argument("--prune-set", nargs="*", default=[], metavar="KEY=VALUE", help="prune settings of ours")
+    parser.add_argument("--tag", default="", help="suffix of our run names and of the output files (with --prune-set)")
+    parser.add_argument("--skip-tp", action="store_true", help="leave out Torch-Pruning's runs")
+    args = parser.parse_args(argv)
+    preset = PRESETS[args.preset]
+    args.archs = args.archs or preset["archs"]
+    args.budgets = args.budgets or preset["budgets"]
+    args.seeds = args.seeds if args.seeds is not None else preset["seeds"]
+    start = time.perf_counter()
+    records = run_suite(args)
+    wall = time.perf_counter() - start
+    cells, diffs = tables(records, args.methods)
+    console = Console()
+    console.print(cells)
+    console.print(diffs)
+    stem = args.output_dir / f"defaults-{args.preset}{'-' + args.tag if args.tag else ''}"
+    write_text_atomic(stem.with_suffix(".json"), json.dumps({"wall_s": wall, "runs": records}, indent=1))
+    command = "python benchmarks/defaults.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = f"command: `{command.strip()}` ({wall:.0f} s)\n\n{table_markdown(cells)}\n\n{table_markdown(diffs)}\n"
+    write_text_atomic(stem.with_suffix(".md"), text)
+    plot(records, stem.with_suffix(".png"))
+    console.print(f"wall time {wall:.0f} s; tables in {stem}.md, plot {stem}.png")
+    return records
+
+
+if __name__ == "__main__":
+    main()

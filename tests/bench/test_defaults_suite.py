@@ -1,0 +1,65 @@
+"""The defaults suite runs every variant from one base model per seed and reports paired differences."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from decayprune.measure import count_cost
+from decayprune.models import create
+
+
+def _suite() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "defaults.py"
+    spec = importlib.util.spec_from_file_location("defaults_suite", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_torch_pruning_baseline_meets_the_macs_target_and_keeps_the_classifier() -> None:
+    suite = _suite()
+    model = create("small_cnn", num_classes=10, in_channels=1)
+    example = torch.zeros(1, 1, 8, 8)
+    base = count_cost(model, example).macs
+    reached = suite.tp_prune_to_macs(model, example, 0.4, suite.TP_IMPORTANCE["tp-l2"]())
+    assert reached <= 0.4 and reached > 0.3  # 1% ratio steps stop just under the target
+    assert count_cost(model, example).macs / base == reached
+    assert model(example).shape == (1, 10)
+
+
+def test_paired_differences_and_overrides() -> None:
+    suite = _suite()
+    runs = [
+        {"arch": "a", "budget": 0.2, "seed": s, "variant": v, "top1": t}
+        for s, (x, y) in enumerate([(70.0, 71.0), (72.0, 72.5), (69.0, 70.5)])
+        for v, t in (("m sp", y), ("m oneshot", x))
+    ]
+    mean, se, n = suite.paired(runs, "a", 0.2, "m sp", "m oneshot")
+    assert n == 3 and math.isclose(mean, 1.0) and math.isclose(se, 0.5 / 3**0.5)
+    assert suite.prune_overrides(["decay.steps=50", "recovery_fraction=0.5"]) == {
+        "decay": {"steps": 50},
+        "recovery_fraction": 0.5,
+    }
+
+
+def test_smoke_preset_runs_every_variant_from_one_base_per_seed(tmp_path: Path) -> None:
+    suite = _suite()
+    records = suite.main(["--preset", "smoke", "--output-dir", str(tmp_path)])
+    variants = {"depgraph oneshot", "depgraph sp", "depgraph sp+sr", "tp-random", "tp-l2"}
+    assert {r["variant"] for r in records} == variants and len(records) == 10
+    for seed in (0, 1):
+        bases = {r["base_top1"] for r in records if r["seed"] == seed}
+        assert len(bases) == 1  # every variant of a seed pruned the same base model
+    assert all(r["macs_pct"] <= 51.0 for r in records)  # target 50% of the MACs
+    saved = json.loads((tmp_path / "defaults-smoke.json").read_text())
+    assert len(saved["runs"]) == 10
+    table = (tmp_path / "defaults-smoke.md").read_text()
+    assert "sp+sr - tp-random" in table and "nan" not in table.split("paired differences")[1]
+    assert (tmp_path / "defaults-smoke.png").stat().st_size > 0
