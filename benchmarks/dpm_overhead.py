@@ -44,7 +44,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from decayprune.structure.structure_set import FlatPlan
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -52,6 +51,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from decayprune import DecaySettings, Pruner, PruneSettings, create_model
 from decayprune.structure import PRODUCER
+from decayprune.structure.kernels import FlatPlan
 
 SYNC_OPS = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero")
 CUDA_SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpy")

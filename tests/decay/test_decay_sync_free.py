@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from decayprune.decay import DecayEngine, DecaySettings
 from decayprune.models import create
@@ -108,6 +109,45 @@ def test_compute_ops_per_step_do_not_grow_with_depth(monkeypatch: pytest.MonkeyP
 
     shallow, deep = compute_ops("resnet20"), compute_ops("resnet32")
     assert shallow == deep and shallow < 150, (shallow, deep)
+
+
+class _CountCalls(TorchDispatchMode):
+    """Every aten call that reaches the dispatcher, views included (a ``_foreach_*`` call once)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _dispatched_per_step(model_name: str) -> tuple[int, int]:
+    """Dispatched calls of one sp+sr step between read-backs, and the model's multi-dim producer tensors."""
+    run = Run(model_name, "sp+sr", sync_every=8)
+    for k in range(1, 4):
+        run.step(k)
+    run.backward()
+    with _CountCalls() as counter:
+        run.engine.after_backward()
+    run.opt.step()
+    with counter:
+        run.engine.after_step(4)
+    plans = run.structures.flat_plans()
+    return counter.calls, sum(p.dim() > 1 for plan in plans for p in plan.params)
+
+
+@pytest.mark.parametrize("row_ops", [False, True], ids=["fused", "cpu_rows"])
+def test_dispatched_calls_per_step_do_not_grow_with_depth(monkeypatch: pytest.MonkeyPatch, row_ops: bool) -> None:
+    # Views too: the per-parameter views are made once per plan, not every step.
+    monkeypatch.setattr(FlatPlan, "cpu_row_ops", row_ops)
+    (shallow, n_shallow), (deep, n_deep) = _dispatched_per_step("resnet20"), _dispatched_per_step("resnet56")
+    assert n_deep > 2 * n_shallow
+    if not row_ops:
+        assert shallow == deep and shallow < 150, (shallow, deep)
+    else:  # the CPU's row norms: one per multi-dim tensor for the weights and one for the gradients
+        assert deep - shallow <= 2 * (n_deep - n_shallow), (shallow, deep)
 
 
 def test_read_back_period_changes_bookkeeping_only() -> None:

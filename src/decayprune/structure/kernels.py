@@ -90,16 +90,20 @@ class FlatPlan:
 
     Per-structure values reach every element with one gather into a persistent buffer whose
     views (one per parameter, same shape and strides) feed one ``torch._foreach_mul_``; per-
-    structure sums of squares are one ``cat``, one ``square_`` and one ``index_add_``. So a DPM
-    pass costs a bounded number of kernels whatever the number of parameters, and no host sync.
-    On the CPU, where launches are cheap and memory bandwidth is not, sums of squares are one
-    per-row norm per parameter instead (no model-sized copy), and keep-at-zero can fill only the
-    rows of pruned structures (:meth:`dead_rows`, :meth:`zero_rows_`).
+    structure sums of squares are one ``cat`` (gradients: one ``_foreach_copy_`` into a persistent
+    buffer), one ``square_`` and one ``index_add_``. The per-parameter views are made once per plan
+    and the plan is rebuilt when a parameter's shape, strides or storage change
+    (:meth:`matches_layout`), so a DPM pass dispatches a bounded number of calls whatever the
+    number of parameters, and no host sync. On the CPU, where launches are cheap and memory
+    bandwidth is not, sums of squares are one per-row norm per parameter of two or more dims
+    instead (the 1-D ones share one ``cat``; no model-sized copy), and keep-at-zero can fill only
+    the rows of pruned structures (:meth:`dead_rows`, :meth:`zero_rows_`).
 
     Attributes:
         params: The parameters (each once).
         index: ``[E]`` structure id of every element (``S`` outside any structure), on the device
-            (int32: 4 bytes per parameter element, plus a float32 buffer once values are gathered).
+            (int32: 4 bytes per parameter element, plus one float32 buffer per slot once used:
+            gathered values, keep factors, gradients).
     """
 
     cpu_row_ops = True
@@ -112,8 +116,12 @@ class FlatPlan:
         self._elementwise = any(e.elementwise for e in entries)
         self._rows = [(tuple(d for d in range(e.param.dim()) if d != e.dim), e.dim or 0) for e in entries]
         self._entry_ids = [e.ids for e in entries]
+        # Row sums of squares on the CPU: the 1-D parameters (one row per element) first, in one
+        # ``cat``, then one row norm per parameter of more dims; ``row_index`` follows that order.
+        self._row_order = [i for i, e in enumerate(entries) if e.param.dim() == 1]
+        self._row_order += [i for i, e in enumerate(entries) if e.param.dim() != 1]
         self.row_index = (
-            torch.cat([e.ids_on(device) for e in entries])
+            torch.cat([entries[i].ids_on(device) for i in self._row_order])
             if entries and not self._elementwise
             else torch.zeros(0, dtype=torch.long, device=device)
         )
@@ -143,18 +151,33 @@ class FlatPlan:
         """Flat (1-D, memory-order) views of the parameters, aligned with :attr:`index`."""
         return self._flat_params
 
-    def _current_layout(self) -> list[tuple[tuple[int, ...], int]]:
-        return [(p.stride(), p.data_ptr()) for p in self.params]
+    def _current_layout(self) -> list[tuple[tuple[int, ...], tuple[int, ...], int]]:
+        return [(tuple(p.shape), p.stride(), p.data_ptr()) for p in self.params]
 
     def _index_dtype(self) -> torch.dtype:
         return torch.int32 if self.num_structures < 2**31 - 1 else torch.long
 
     def matches_layout(self) -> bool:
-        """False once a parameter changed its strides or storage (``index`` and views are then stale)."""
+        """False once a parameter changed its shape, strides or storage (``index`` and views are then stale).
+
+        Host-side only (shapes, strides and data pointers): it dispatches no operator.
+        """
         return self._current_layout() == self._layout
 
     def _as_params(self, flat: torch.Tensor) -> list[torch.Tensor]:
         return [chunk.as_strided(p.shape, p.stride()) for chunk, p in zip(flat.split(self.numels), self.params)]
+
+    def _slot(self, slot: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The persistent float buffer of ``slot`` (aligned with :attr:`index`) and its per-parameter views.
+
+        Made on first use and kept for the plan's life: a plan is rebuilt (see :meth:`matches_layout`)
+        whenever a parameter's storage, shape or strides change, so the views never go stale, and a
+        step reuses them instead of making one view per parameter tensor.
+        """
+        if slot not in self._buffers:
+            buffer = torch.empty(self.index.numel(), device=self.index.device)
+            self._buffers[slot] = (buffer, self._as_params(buffer))
+        return self._buffers[slot]
 
     def tensors(self, source: str = "weight") -> list[torch.Tensor | None]:
         """The parameters (``"weight"``) or their gradients (``"grad"``, None where absent)."""
@@ -169,10 +192,7 @@ class FlatPlan:
         the next gather into it; with a ``version`` equal to the last one the gather is skipped
         (the caller vouches that ``padded`` did not change).
         """
-        if slot not in self._buffers:
-            buffer = torch.empty(self.index.numel(), device=self.index.device)
-            self._buffers[slot] = (buffer, self._as_params(buffer))
-        buffer, views = self._buffers[slot]
+        buffer, views = self._slot(slot)
         if version is None or self._versions.get(slot) != version:
             torch.index_select(padded.to(buffer.dtype), 0, self.index, out=buffer)
             self._versions[slot] = version
@@ -196,12 +216,27 @@ class FlatPlan:
                     views.append(f)
         self.mul_(states, views)
 
-    def _flat(self, t: torch.Tensor | None, p: torch.Tensor) -> torch.Tensor:
-        if t is None:
-            return torch.zeros(p.numel(), device=p.device, dtype=p.dtype)
-        if t.stride() != p.stride():
-            t = torch.empty_like(p).copy_(t)
-        return t.as_strided((t.numel(),), (1,))
+    def _flat_grads(self) -> torch.Tensor:
+        """The gradients copied, in memory order, into the persistent ``"grad"`` buffer (0 where absent).
+
+        One ``_foreach_copy_`` into the cached views (any gradient layout or dtype), one
+        ``_foreach_zero_`` for missing gradients: a bounded number of calls whatever the depth.
+        """
+        buffer, views = self._slot("grad")
+        present: list[torch.Tensor] = []
+        grads: list[torch.Tensor] = []
+        missing: list[torch.Tensor] = []
+        for p, view in zip(self.params, views):
+            if p.grad is None:
+                missing.append(view)
+            else:
+                present.append(view)
+                grads.append(p.grad)
+        if present:
+            torch._foreach_copy_(present, grads)
+        if missing:
+            torch._foreach_zero_(missing)
+        return buffer
 
     @torch.no_grad()
     def add_sumsq_(self, out: torch.Tensor, source: str = "weight") -> torch.Tensor:
@@ -211,11 +246,7 @@ class FlatPlan:
             return out
         if self.use_row_ops():
             return self._add_row_sumsq_(out, source)
-        if source == "weight":
-            parts = self._flat_params
-        else:
-            parts = [self._flat(p.grad, p) for p in self.params]
-        flat = torch.cat(parts).float()
+        flat = torch.cat(self._flat_params).float() if source == "weight" else self._flat_grads()
         return out.index_add_(0, self.index, flat.square_())
 
     def use_row_ops(self) -> bool:
@@ -252,16 +283,19 @@ class FlatPlan:
                     value.index_fill_(dim, pos, 0)
 
     def _add_row_sumsq_(self, out: torch.Tensor, source: str) -> torch.Tensor:
+        # Called under no_grad (add_sumsq_): no detach needed, and a 1-D parameter's values are its
+        # rows' values, so they go into the one ``cat`` as they are (squared after it).
         parts = []
-        for p, (others, dim) in zip(self.params, self._rows):
+        for i in self._row_order:
+            p, (others, dim) = self.params[i], self._rows[i]
             t = p if source == "weight" else p.grad
             if t is None:
                 parts.append(torch.zeros(p.shape[dim], device=p.device))
             elif not others:
-                parts.append(t.detach().float().abs())
+                parts.append(t)
             else:
-                parts.append(torch.linalg.vector_norm(t.detach(), dim=others, dtype=torch.float32))
-        return out.index_add_(0, self.row_index, torch.cat(parts).square_())
+                parts.append(torch.linalg.vector_norm(t, dim=others, dtype=torch.float32))
+        return out.index_add_(0, self.row_index, torch.cat(parts).float().square_())
 
 
 def build_flat_plans(entries: list[SliceEntry], num_structures: int, device: torch.device) -> list[FlatPlan]:
