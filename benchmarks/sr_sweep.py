@@ -27,11 +27,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from decayprune.experiment import run_prune_job
-
 from decayprune.config import load_config
 from decayprune.data.mnist import FASHION_MNIST_SYSTEM_DIR
 from decayprune.files import write_text_atomic
+from decayprune.jobs import run_prune_job
 
 FASHION = {"name": "fashion-mnist", "train_subset": 20000}
 DATA = FASHION if Path(FASHION_MNIST_SYSTEM_DIR).is_dir() else {"name": "digits"}
