@@ -352,7 +352,8 @@ def main(argv: list[str] | None = None) -> list[Record]:
     console = Console()
     console.print(cells)
     console.print(diffs)
-    stem = args.output_dir / f"defaults-{args.preset}{'-' + args.tag if args.tag else ''}"
+    archs = "" if args.archs == preset["archs"] else "-" + "-".join(args.archs)
+    stem = args.output_dir / f"defaults-{args.preset}{archs}{'-' + args.tag if args.tag else ''}"
     write_text_atomic(stem.with_suffix(".json"), json.dumps({"wall_s": wall, "runs": records}, indent=1))
     command = "python benchmarks/defaults.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = f"command: `{command.strip()}` ({wall:.0f} s)\n\n{table_markdown(cells)}\n\n{table_markdown(diffs)}\n"
