@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,7 +59,9 @@ __all__ = ["PruneSettings", "Pruner", "build_structures"]
 
 
 def build_structures(
-    model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tensor], settings: PruneSettings
+    model: nn.Module,
+    example_inputs: torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
+    settings: PruneSettings,
 ) -> StructureSet:
     """The channel groups of ``model`` as ``settings`` asks (ignored layers and types, head units, verify).
 
@@ -87,7 +89,8 @@ class Pruner(TrainHook):
 
     Args:
         model: The model to prune (modified in place).
-        example_inputs: Inputs for tracing and MACs (batch 1).
+        example_inputs: Inputs for tracing and MACs (batch 1): a tensor, a tuple of positional inputs or a
+            dict of keyword inputs (the model is then called as ``model(**example_inputs)``).
         settings: A :class:`~decayprune.config.PruneSettings`.
         optimizer: The training optimizer (its state of pruned structures is held at zero
             and remapped at compaction). Can be set later with :meth:`bind`.
@@ -121,7 +124,7 @@ class Pruner(TrainHook):
     def __init__(
         self,
         model: nn.Module,
-        example_inputs: torch.Tensor | Sequence[torch.Tensor],
+        example_inputs: torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
         settings: PruneSettings,
         *,
         optimizer: torch.optim.Optimizer | None = None,
@@ -151,7 +154,7 @@ class Pruner(TrainHook):
         """The element masks when the method prunes single weights (then :attr:`structures` is the same object)."""
         unit_kind = method.unit_kind if method is not None else method_class(settings.method).unit_kind
         if structures is None and unit_kind == "elements":
-            self.masks = ElementMasks(model, example_inputs, ignored_layers=settings.ignored_layers)
+            self.masks = ElementMasks(model, cast(Any, example_inputs), ignored_layers=settings.ignored_layers)
             structures = cast(StructureSet, self.masks)  # the PrunableUnits the engine and context use
         self.structures = structures if structures is not None else build_structures(model, example_inputs, settings)
         self.events: list[dict] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from torch import nn
 from ..config import PruneSettings
 from ..decay import DecaySettings
 from ..errors import UserError
+from ..measure.inputs import as_inputs, call_model, map_inputs
 from ..pruner import Pruner
 from ..structure import FrozenGroup, StructureSet, UnsupportedModelError, compact
 from ..structure.exactness import output_error
@@ -89,7 +90,7 @@ def _random_mask(s: StructureSet, target: float, generator: torch.Generator) -> 
 
 def check_model(
     model: nn.Module,
-    example_inputs: torch.Tensor | Sequence[Any],
+    example_inputs: torch.Tensor | Sequence[Any] | Mapping[str, Any],
     *,
     name: str | None = None,
     target_macs_fraction: float = 0.7,
@@ -119,7 +120,7 @@ def check_model(
         raise UserError(f"target_macs_fraction must be between 0 and 1 (exclusive), got {target_macs_fraction!r}")
     label = name or type(model).__name__
     work = copy.deepcopy(model).eval()
-    inputs = tuple(example_inputs) if isinstance(example_inputs, (list, tuple)) else (example_inputs,)
+    inputs = as_inputs(example_inputs)
     try:
         s = StructureSet(
             work, inputs, ignored_layers=_names(model, ignored_layers), ignored_types=ignored_types, verify=verify
@@ -146,14 +147,14 @@ def check_model(
         s.set_pruned(_random_mask(s, target_macs_fraction, torch.Generator().manual_seed(seed)).nonzero().flatten())
         s.zero_pruned_()
     with torch.no_grad():
-        masked = work(*inputs)
+        masked = call_model(work, inputs)
     try:
         if pruner is not None:
             pruner.compact()
         else:
             compact(s)
         with torch.no_grad():
-            compacted = work(*inputs)
+            compacted = call_model(work, inputs)
         after = StructureSet(work, inputs, ignore_classifier=False, verify=False)
         report.macs_after, report.params_after = after.macs(), after.params()
         report.error = output_error(masked, compacted)
@@ -166,7 +167,13 @@ def check_model(
 
 
 def _run_pipeline(
-    model: nn.Module, inputs: tuple, structures: StructureSet, target: float, steps: int, seed: int, tolerance: float
+    model: nn.Module,
+    inputs: tuple | dict,
+    structures: StructureSet,
+    target: float,
+    steps: int,
+    seed: int,
+    tolerance: float,
 ) -> Any:
     """Train ``model`` for ``steps`` synthetic SGD steps under a random-method, sp+sr Pruner; return it."""
     settings = PruneSettings(
@@ -189,7 +196,9 @@ def _run_pipeline(
     model.train()
     for _ in range(steps):
         outs = [
-            t for t in output_tensors(model(*[batch(x) for x in inputs])) if t.is_floating_point() and t.requires_grad
+            t
+            for t in output_tensors(call_model(model, map_inputs(inputs, batch)))
+            if t.is_floating_point() and t.requires_grad
         ]
         loss = sum(t.float().square().mean() for t in outs)
         optimizer.zero_grad()

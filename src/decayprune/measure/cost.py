@@ -39,6 +39,8 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 from torch_pruning.utils import op_counter
 
+from .inputs import call_model
+
 __all__ = ["COUNTERS", "DEFAULT_COUNTER", "ModelCost", "count_cost", "flop_counter_macs"]
 
 Counter = Literal["torch_pruning+flop_counter", "torch_pruning", "flop_counter"]
@@ -150,12 +152,7 @@ def _flop_counts(model: nn.Module, example_inputs: Any, custom: dict[type, Any])
     model.eval()
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as mode:
-            if isinstance(example_inputs, dict):
-                model(**example_inputs)
-            elif isinstance(example_inputs, tuple):
-                model(*example_inputs)
-            else:
-                model(example_inputs)
+            call_model(model, example_inputs)
     finally:
         model.train(was_training)
     counts = mode.get_flop_counts()

@@ -17,6 +17,7 @@ import torch.nn as nn
 from .graph import DependencyGraph, Group, graph_of, is_out_channel_handler
 from .groups import ChannelGroup
 from .heads import HeadGroup
+from .mha import MhaHeadGroup, compact_mha
 from .slices import CONV_TYPES, group_slices
 from .units import StructureSet
 
@@ -73,6 +74,9 @@ def compact(structures: StructureSet, optimizer: torch.optim.Optimizer | None = 
     for layer in structures.layers:
         local = structures.pruned[layer.span].nonzero().flatten()
         if local.numel() == 0:
+            continue
+        if isinstance(layer, MhaHeadGroup):  # the module is replaced; its optimizer state moves with it
+            compact_mha(model, layer.name, local, optimizer)
             continue
         if isinstance(layer, HeadGroup):
             all_old = {n: p for n, p in model.named_parameters()}

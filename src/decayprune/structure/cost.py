@@ -20,7 +20,6 @@ on resnet56, vgg16, mobilenetv2_cifar and concat_cnn.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from ..measure import count_cost
+from ..measure.inputs import ExampleInputs, call_model
 from .hf_layers import conv1d_type
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class MacsCost:
 class CostModel:
     """MACs and parameter counts of a model for any pruning mask of a :class:`StructureSet`."""
 
-    def __init__(self, model: nn.Module, example_inputs: Sequence[torch.Tensor], structures: "StructureSet") -> None:
+    def __init__(self, model: nn.Module, example_inputs: ExampleInputs, structures: "StructureSet") -> None:
         self.layers = self._record(model, example_inputs)
         self._dead_slices: dict[tuple[int, int], list[torch.Tensor]] = {}
         for _layer, s, ids in structures.parameter_slices():
@@ -113,29 +113,41 @@ class CostModel:
         # they shrink with the channels, modelled as the square root of the analytic ratio. Matmuls
         # outside counted modules (attention scores; added by flop_counter) are kept constant: the
         # layers decayprune prunes do not feed them (attention projections are refused).
-        counted = count_cost(model, tuple(example_inputs))
+        counted = count_cost(model, example_inputs if isinstance(example_inputs, dict) else tuple(example_inputs))
         self._functional = float(counted.uncounted_macs)
         self._untracked = max(0.0, float(counted.macs) - self._functional - self._analytic_full)
         self.full_macs = self.macs(torch.zeros(structures.num_structures, dtype=torch.bool))
 
     @staticmethod
-    def _record(model: nn.Module, example_inputs: Sequence[torch.Tensor]) -> list[_LayerCost]:
+    def _record(model: nn.Module, example_inputs: ExampleInputs) -> list[_LayerCost]:
         shapes: dict[nn.Module, tuple[torch.Size, tuple[int, ...]]] = {}
 
         def record(mod: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
             first = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else out
             shapes.setdefault(mod, (out.shape, tuple(first.shape)))
 
+        attention: dict[nn.Module, tuple[int, ...]] = {}
+
+        def record_mha(mod: nn.Module, args: tuple, kwargs: dict, _out: object) -> None:
+            query = args[0] if args else kwargs.get("query")
+            if isinstance(query, torch.Tensor):
+                attention.setdefault(mod, tuple(query.shape))
+
         hooks = [
             m.register_forward_hook(record)
             for m in model.modules()
             if isinstance(m, _CONV + _NORM + (nn.Linear,) + _conv1d())
         ]
+        hooks += [
+            m.register_forward_hook(record_mha, with_kwargs=True)
+            for m in model.modules()
+            if isinstance(m, nn.MultiheadAttention)
+        ]
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                model(*example_inputs)
+                call_model(model, example_inputs)
         finally:
             for h in hooks:
                 h.remove()
@@ -143,6 +155,9 @@ class CostModel:
         layers = []
         for module, (shape, input_shape) in shapes.items():
             layers.append(_describe(module, shape, input_shape))
+        for module, query_shape in attention.items():
+            assert isinstance(module, nn.MultiheadAttention)
+            layers.extend(_mha_layers(module, query_shape))
         return layers
 
     def prunable_dims(self, layer: _LayerCost) -> tuple[bool, bool]:
@@ -228,6 +243,37 @@ def allowed_kept(layer, width_multiple: int) -> int:
 def _conv1d() -> tuple[type[nn.Module], ...]:
     conv1d = conv1d_type()
     return (conv1d,) if conv1d is not None else ()
+
+
+def _mha_layers(module: nn.MultiheadAttention, query_shape: tuple[int, ...]) -> list[_LayerCost]:
+    """The packed input projection and the output projection of an ``nn.MultiheadAttention``
+    (computed functionally, so no module hook sees them) as linear layers, per token of the query."""
+    batch = 1 if len(query_shape) < 3 else query_shape[0] if module.batch_first else query_shape[1]
+    tokens = math.prod(query_shape[:-1]) // max(batch, 1)
+    out = module.out_proj
+    projections: list[tuple[nn.Module, torch.Tensor, int, int, bool]] = [
+        (out, out.weight, module.embed_dim, module.embed_dim, out.bias is not None)
+    ]
+    if module.in_proj_weight is not None:
+        weight = module.in_proj_weight
+        projections.insert(0, (module, weight, weight.shape[0], weight.shape[1], module.in_proj_bias is not None))
+    return [
+        _LayerCost(
+            module=owner,
+            kind="linear",
+            out_key=(id(weight), 0),
+            in_key=(id(weight), 1),
+            out_channels=int(cout),
+            in_channels=int(cin),
+            positions=tokens,
+            input_shape=query_shape,
+            per_position=1,
+            groups=1,
+            has_bias=has_bias,
+            affine=False,
+        )
+        for owner, weight, cout, cin, has_bias in projections
+    ]
 
 
 def _describe(module: nn.Module, shape: torch.Size, input_shape: tuple[int, ...]) -> _LayerCost:

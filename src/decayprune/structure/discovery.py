@@ -12,15 +12,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..measure.inputs import ExampleInputs, as_inputs, call_model
 from .exactness import find_inexact, gn_block, risk_reason, static_reason
 from .graph import OPTYPE, DependencyGraph, Group, out_channels, trace
 from .groups import ChannelGroup, FrozenGroup
 from .heads import HEAD_UNITS, HeadGroup, find_attention, head_group
 from .hf_layers import customized_pruners
+from .mha import mha_head_group, mha_refusal
 from .outputs import OutputRecorder, output_reason, resolve_ignored
 from .slices import PRODUCER, UnsupportedModelError, group_slices, grouped_conv_inputs, supported_types
 
@@ -32,11 +35,12 @@ _ATTENTION = re.compile(
 )
 
 
-def as_tuple(example_inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple:
-    return tuple(example_inputs) if isinstance(example_inputs, (list, tuple)) else (example_inputs,)
+def as_tuple(example_inputs: Any) -> ExampleInputs:
+    """Example inputs as a tuple of positional inputs, or a dict of keyword inputs (kept a dict)."""
+    return as_inputs(example_inputs)
 
 
-def find_classifier(model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.Tensor]) -> nn.Module | None:
+def find_classifier(model: nn.Module, example_inputs: Any) -> nn.Module | None:
     """Return the last conv/linear layer whose output is the model output, if any.
 
     Example:
@@ -54,7 +58,7 @@ def find_classifier(model: nn.Module, example_inputs: torch.Tensor | Sequence[to
     model.eval()
     try:
         with torch.no_grad():
-            output = model(*as_tuple(example_inputs))
+            output = call_model(model, example_inputs)
     finally:
         for h in hooks:
             h.remove()
@@ -88,7 +92,7 @@ class Discovery:
 
 def discover(
     model: nn.Module,
-    example_inputs: tuple,
+    example_inputs: ExampleInputs,
     *,
     ignored_layers: Iterable[nn.Module | str] = (),
     ignored_types: Sequence[type[nn.Module] | str] = (),
@@ -101,7 +105,7 @@ def discover(
 
     Args:
         model: The network (traced once; its train/eval mode is left as it was).
-        example_inputs: A tuple of inputs for tracing (batch 1 is enough).
+        example_inputs: A tuple of positional inputs, or a dict of keyword inputs, for tracing (batch 1 is enough).
         ignored_layers: Modules (or names) whose output channels must never be pruned.
         ignored_types: Module classes (or class names) kept whole.
         protect_outputs: Freeze every group whose channels reach a model output.
@@ -131,7 +135,7 @@ class _Discoverer:
     def __init__(
         self,
         model: nn.Module,
-        example_inputs: tuple,
+        example_inputs: ExampleInputs,
         ignored_layers: Iterable[nn.Module | str],
         ignored_types: Sequence[type[nn.Module] | str],
         protect_outputs: bool,
@@ -318,6 +322,33 @@ class _Discoverer:
             touched = next((whole[id(s.param)] for s in heads.slices if id(s.param) in whole), None)
             if touched is not None:
                 self._freeze(heads.root, heads.num_channels, "unsupported", f"its heads reach {touched}")
+                continue
+            self._risky.add(heads.index)
+            self.layers.append(heads)
+            first += heads.size
+        self._add_mha_heads(first, whole)
+
+    def _add_mha_heads(self, first: int, whole: dict[int, str]) -> None:
+        """The heads of every ``nn.MultiheadAttention`` (its own packed parameters are sliced per head)."""
+        ignored = {id(m) for m in self.ignored_layers}
+        for name, module in self.model.named_modules():
+            if not isinstance(module, nn.MultiheadAttention) or id(module) in ignored:
+                continue
+            if id(module.out_proj) in ignored:
+                continue
+            reason = mha_refusal(module)
+            if reason is not None:
+                self._freeze(module, module.embed_dim, "unsupported", reason)
+                continue
+            heads = mha_head_group(name, module, self.names, len(self.layers), first)
+            if heads is None:
+                continue
+            own = {id(p) for p in module.parameters(recurse=False)}
+            touched = next(
+                (whole[id(s.param)] for s in heads.slices if id(s.param) in whole and id(s.param) not in own), None
+            )
+            if touched is not None:
+                self._freeze(module, heads.num_channels, "unsupported", f"its heads reach {touched}")
                 continue
             self._risky.add(heads.index)
             self.layers.append(heads)

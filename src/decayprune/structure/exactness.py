@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ..measure.inputs import call_model, map_inputs
 from .graph import OPTYPE, DependencyGraph, Group, trace  # noqa: F401 (DependencyGraph: the examples)
 from .heads import HeadGroup
 from .hf_layers import customized_pruners
@@ -196,12 +197,12 @@ def _randomise_(model: nn.Module, generator: torch.Generator) -> None:
                 var.copy_(torch.rand(var.shape, generator=generator, dtype=var.dtype) + 0.5)
 
 
-def _cast_inputs(inputs: Sequence[Any]) -> tuple:
-    return tuple(x.double() if isinstance(x, torch.Tensor) and x.is_floating_point() else x for x in inputs)
+def _cast_inputs(inputs: Any) -> tuple | dict:
+    return map_inputs(inputs, lambda x: x.double() if isinstance(x, torch.Tensor) and x.is_floating_point() else x)
 
 
 def _trial(
-    model: nn.Module, example_inputs: Sequence[Any], layers: Sequence[ChannelGroup], tolerance: float
+    model: nn.Module, example_inputs: Sequence[Any] | dict[str, Any], layers: Sequence[ChannelGroup], tolerance: float
 ) -> str | None:
     """Zero half the structures of ``layers`` in a float64 copy, compact it, compare. None: exact."""
     from .compaction import prune_layer_channels
@@ -226,14 +227,14 @@ def _trial(
                         continue
                     rows = dead[layer.local(ids).clamp(0, layer.size)].nonzero().flatten()
                     dup.get_parameter(s.name).index_fill_(s.dim, s.positions[rows], 0.0)
-            masked = dup(*inputs)
+            masked = call_model(dup, inputs)
         for root, layer, local in plan:
             if isinstance(layer, HeadGroup):
                 layer.remove(dup, local)
             else:
                 prune_layer_channels(graph, root, layer, local)
         with torch.no_grad():
-            compacted = dup(*inputs)
+            compacted = call_model(dup, inputs)
     except Exception as exc:  # a compaction or forward that fails is a refusal, with its message
         text = str(exc).splitlines()[0][:200] if str(exc) else ""
         return f"the compacted model fails ({type(exc).__name__}: {text})"
@@ -247,7 +248,7 @@ def _trial(
 
 def find_inexact(
     model: nn.Module,
-    example_inputs: Sequence[Any],
+    example_inputs: Sequence[Any] | dict[str, Any],
     layers: Sequence[ChannelGroup],
     tolerance: float = 1e-6,
     trial: Callable[..., str | None] = _trial,

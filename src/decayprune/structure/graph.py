@@ -39,7 +39,7 @@ __all__ = [
 
 def trace(
     model: nn.Module,
-    example_inputs: tuple,
+    example_inputs: tuple | dict,
     *,
     output_transform: Callable[[Any], Any] | None = None,
     customized_pruners: dict | None = None,

@@ -2,9 +2,10 @@
 
 :func:`find_attention` recognises the attention layouts of the usual transformers by their
 projections (no per-model settings): separate ``q_proj``/``k_proj``/``v_proj`` with ``o_proj``
-(LLaMA, Qwen2, Mistral, ViT), ``query``/``key``/``value`` with the sibling ``output.dense``
-(BERT, RoBERTa, ELECTRA), and GPT-2's fused ``c_attn`` with ``c_proj`` (``Conv1D``). The module
-must say its head size (``head_dim`` or ``attention_head_size``). A :class:`HeadGroup` is a
+(LLaMA, Qwen2, Mistral, ViT; or ``out_proj``: a pruned ``nn.MultiheadAttention``),
+``query``/``key``/``value`` with the sibling ``output.dense`` (BERT, RoBERTa, ELECTRA),
+and GPT-2's fused ``c_attn`` with ``c_proj`` (``Conv1D``). The module must say its head size
+(``head_dim`` or ``attention_head_size``). A :class:`HeadGroup` is a
 :class:`~decayprune.structure.groups.ChannelGroup` whose unit is one KV head with the query heads
 that share it (grouped-query attention; one head each otherwise): its producers are the q/k/v
 rows (and biases), its consumers the output projection's columns, so DPM's decay, SR, criteria
@@ -96,7 +97,7 @@ def _layout(name: str, module: nn.Module, modules: dict[str, nn.Module]) -> Head
     kids = dict(module.named_children())
     if all(k in kids for k in ("q_proj", "k_proj", "v_proj")):
         names = ("q_proj", "k_proj", "v_proj")
-        output = f"{prefix}o_proj" if "o_proj" in kids else f"{parent}output.dense"
+        output = next((f"{prefix}{o}" for o in ("o_proj", "out_proj") if o in kids), f"{parent}output.dense")
     elif all(k in kids for k in ("query", "key", "value")):
         names = ("query", "key", "value")
         output = f"{parent}output.dense"
@@ -200,7 +201,11 @@ class HeadGroup(ChannelGroup):
         _sync_features(model.get_submodule(layout.output))
         heads = self.num_channels // layout.head_dim - removed * self.heads_per_unit
         kv_heads = self.size - removed if self.units == "kv" else layout.num_kv_heads
-        _set_counts(model.get_submodule(layout.attention), heads, kv_heads, layout.head_dim)
+        attention = model.get_submodule(layout.attention)
+        _set_counts(attention, heads, kv_heads, layout.head_dim)
+        keep_heads = getattr(attention, "keep_heads", None)  # PrunedMultiheadAttention: its kept heads
+        if callable(keep_heads) and self.units == "kv" and self.heads_per_unit == 1:
+            keep_heads(~dead)
         return cut
 
 

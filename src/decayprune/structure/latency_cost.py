@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
+from ..measure.inputs import call_model, map_inputs
 from ..measure.latency_table import LatencyTable, TimingSetup, probe_widths, replica, time_call
 from .compaction import compact
 from .cost import _LayerCost, allowed_kept
@@ -201,15 +202,16 @@ def _half_mask(structures: "StructureSet", width_multiple: int) -> torch.Tensor:
     return mask
 
 
-def time_model(model: nn.Module, example_inputs: tuple, setup: TimingSetup) -> float:
+def time_model(model: nn.Module, example_inputs: tuple | dict, setup: TimingSetup) -> float:
     """Ms of a forward pass of a copy of ``model`` on the setup's device, dtype, format and batch
     (:func:`~decayprune.measure.latency_table.time_call` with twice the table's repeats)."""
     device, dtype = torch.device(setup.device), setup.torch_dtype
     runner = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
-    inputs = [_prepare(x, setup, device, dtype) for x in example_inputs]
-    if setup.channels_last and any(x.dim() == 4 for x in inputs):
+    inputs = map_inputs(example_inputs, lambda x: _prepare(x, setup, device, dtype))
+    values = inputs.values() if isinstance(inputs, dict) else inputs
+    if setup.channels_last and any(isinstance(x, torch.Tensor) and x.dim() == 4 for x in values):
         runner = runner.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return time_call(lambda: runner(*inputs), setup, repeats=2 * setup.repeats)
+    return time_call(lambda: call_model(runner, inputs), setup, repeats=2 * setup.repeats)
 
 
 def latency_cost(

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from ..errors import WeightsError
 from ..files import save_safetensors_atomic, write_json_atomic
 from .heads import HEAD_ATTRS
+from .mha_module import PrunedMultiheadAttention
 
 SPEC_VERSION = 1
 _SHAPE_ATTRS = (
@@ -119,13 +120,38 @@ def model_spec(model: nn.Module, arch: dict[str, Any] | None = None) -> dict[str
         if attrs:
             modules[name] = attrs
     tensors = {k: list(v.shape) for k, v in model.state_dict().items()}
-    return {
+    spec: dict[str, Any] = {
         "format": "decayprune.pruned",
         "version": SPEC_VERSION,
         "arch": arch,
         "modules": modules,
         "tensors": tensors,
     }
+    replaced = {n: _REPLACEMENT for n, m in model.named_modules() if isinstance(m, PrunedMultiheadAttention)}
+    if replaced:  # nn.MultiheadAttention layers that lost heads: rebuilt as PrunedMultiheadAttention
+        spec["replaced"] = replaced
+    return spec
+
+
+_REPLACEMENT = "PrunedMultiheadAttention"
+
+
+def _replace_modules(model: nn.Module, spec: dict[str, Any], source: str) -> None:
+    """Turn each ``nn.MultiheadAttention`` the spec names under ``replaced`` into a full-width
+    :class:`PrunedMultiheadAttention` (its shapes are then set like any other module's)."""
+    for name in spec.get("replaced", {}):
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise SpecError(f"{source}: replaced.{name}: the model has no module '{name}'") from None
+        if isinstance(module, PrunedMultiheadAttention):
+            continue
+        if not isinstance(module, nn.MultiheadAttention) or not name:
+            raise SpecError(
+                f"{source}: replaced.{name}: expected an nn.MultiheadAttention, got {type(module).__name__}"
+            )
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, PrunedMultiheadAttention.from_mha(module))
 
 
 def _jsonable(value: Any) -> Any:
@@ -190,6 +216,9 @@ def _check_layout(spec: dict[str, Any], source: str) -> None:
                 raise SpecError(
                     f"{source}: modules.{name}.{attr} must be a positive integer (or a list of them), got {value!r}"
                 )
+    replaced = spec.get("replaced", {})
+    if not isinstance(replaced, dict) or any(v != _REPLACEMENT for v in replaced.values()):
+        raise SpecError(f"{source}: key 'replaced' must map module names to {_REPLACEMENT!r}, got {replaced!r}")
     for key, shape in tensors.items():
         if not _is_shape(shape):
             raise SpecError(f"{source}: tensors.{key} must be a list of non-negative integers, got {shape!r}")
@@ -207,6 +236,7 @@ def apply_spec(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     """
     source = spec.get("_source", "spec")
     _check_layout(spec, source)
+    _replace_modules(model, spec, source)
     modules = dict(model.named_modules())
     for name, attrs in spec["modules"].items():
         if name not in modules:

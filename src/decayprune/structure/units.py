@@ -15,7 +15,7 @@ loop per unit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -115,7 +115,8 @@ class StructureSet:
 
     Args:
         model: The network. Its parameters are read and written in place.
-        example_inputs: Inputs for tracing (batch 1 is enough).
+        example_inputs: Inputs for tracing (batch 1 is enough): a tensor, a tuple of positional inputs, or a
+            dict of keyword inputs (``model(**inputs)``, e.g. ``input_ids`` and ``attention_mask``).
         ignored_layers: Modules (or module names) whose output channels must never be pruned.
         ignore_classifier: Protect the model outputs: no group whose channels reach an output
             (tensor, tuple, dict or ``ModelOutput``) is prunable.
@@ -141,7 +142,7 @@ class StructureSet:
     def __init__(
         self,
         model: nn.Module,
-        example_inputs: torch.Tensor | Sequence[torch.Tensor],
+        example_inputs: torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
         *,
         ignored_layers: Iterable[nn.Module | str] = (),
         ignore_classifier: bool = True,
