@@ -165,3 +165,19 @@ def test_pruned_module_matches_mha_with_masks_and_per_head_masks() -> None:
     assert torch.allclose(pruned(x, x, x, attn_mask=per_head)[0], reference, atol=1e-6)
     with pytest.raises(RuntimeError, match="is_causal"):
         pruned(x, x, x, is_causal=True)
+
+
+def test_an_activation_criterion_is_refused_on_mha_heads_and_a_weight_criterion_scores_them() -> None:
+    from decayprune.criteria import create_criterion
+    from decayprune.criteria.view import ScoringView
+
+    torch.manual_seed(0)
+    model, x = Block(True), torch.randn(2, 5, 6)
+    batches = [(x, torch.randn(2, 5, 3))]
+    s = StructureSet(model, x)
+    heads = _heads(s)
+    ctx = ScoringView(model, s, loss_fn=lambda out, y: (out - y).pow(2).mean(), calibration_data=batches)
+    with pytest.raises(ValueError, match="reads activations, and the units of 'attn' have none"):
+        create_criterion("hrank").score(ctx)
+    scores = create_criterion("group_norm").score(ctx)
+    assert bool((scores[heads[0].first : heads[0].first + heads[0].size] > 0).all())

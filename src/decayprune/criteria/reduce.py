@@ -9,11 +9,12 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..structure import PRODUCER, StructureSet
+from ..structure import PRODUCER, ChannelGroup, StructureSet
 
 __all__ = [
     "Normalize",
     "activation_sites",
+    "group_activation_sites",
     "channel_dim",
     "is_weight_of",
     "layer_normalize",
@@ -147,7 +148,24 @@ def activation_sites(structures: StructureSet) -> list[tuple[nn.Module, torch.Te
     The norm layers among the producers when there are any (the channel as the next layer sees it,
     before the non-linearity), else the producing conv / linear layers.
     """
-    return [site for group in structures.layers for site in group.activation_sites()]
+    return [site for group in structures.layers for site in group_activation_sites(group)]
+
+
+def group_activation_sites(group: ChannelGroup) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
+    """``group.activation_sites()``, refused when the group has none (its units would all score zero).
+
+    Raises:
+        ValueError: The group's units have no module output that holds them (the heads of an
+            ``nn.MultiheadAttention`` live inside its functional forward).
+    """
+    sites = group.activation_sites()
+    if not sites:
+        raise ValueError(
+            f"this criterion reads activations, and the units of '{group.name}' have none (the heads of an "
+            "nn.MultiheadAttention are computed inside its functional forward); use a weight or gradient "
+            f"criterion (e.g. group_norm, l1_filter, taylor) or put '{group.name}' in ignored_layers"
+        )
+    return sites
 
 
 def norm_layer_slices(structures: StructureSet) -> Iterator[tuple[_BatchNorm, torch.Tensor, torch.Tensor]]:

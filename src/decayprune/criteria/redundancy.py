@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from ..errors import UserError
 from .passes import backward_passes
-from .reduce import channel_dim
+from .reduce import channel_dim, group_activation_sites
 
 if TYPE_CHECKING:
     from .view import ScoringView
@@ -71,7 +71,7 @@ def _per_sample_matrices(ctx: "ScoringView", batches: int, source: str) -> dict[
         return record
 
     for index, group in enumerate(ctx.groups):
-        module = group.activation_sites()[0][0]
+        module = group_activation_sites(group)[0][0]
         handles.append(module.register_forward_hook(hook_for(index, channel_dim(module))))
     try:
         backward_passes(ctx, batches, lambda: None)

@@ -21,7 +21,7 @@ from ..structure import CONSUMER, PRODUCER
 from .base import Criterion, register_criterion
 from .distributed import all_reduce_mean
 from .passes import eval_mode
-from .reduce import channel_dim
+from .reduce import channel_dim, group_activation_sites
 
 if TYPE_CHECKING:
     from .view import ScoringView
@@ -195,7 +195,7 @@ def _sampled_contributions(
     ]
     if zero_removed:
         for group in ctx.structures.layers:
-            for module, positions, ids in group.activation_sites():
+            for module, positions, ids in group_activation_sites(group):
                 gone = positions[removed_units[ids]]
                 if gone.numel():
                     handles.append(module.register_forward_hook(_zero_channels(gone, channel_dim(module))))
