@@ -29,6 +29,20 @@ def test_masks_are_prunable_units_over_linear_and_conv_weights() -> None:
     assert units.macs() == 36 * 64 + 216 * 36 + 72
 
 
+def test_masks_count_macs_from_dict_keyword_inputs() -> None:
+    class Keyword(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = small_convnet()
+
+        def forward(self, *, pixels: torch.Tensor) -> torch.Tensor:
+            return self.net(pixels)
+
+    model = Keyword()
+    units = ElementMasks(model, {"pixels": batch()[0][:1]})
+    assert units.macs() == 36 * 64 + 216 * 36 + 72
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_pruned_weights_stay_zero_in_weight_gradient_and_optimizer_state(name: str) -> None:
     net = small_convnet()

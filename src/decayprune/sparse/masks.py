@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..measure.inputs import as_inputs, call_model
 from ..structure.kernels import FlatPlan, SliceEntry, build_flat_plans, hold_at_zero_, pad
 from ..structure.slices import PRODUCER
 
@@ -33,8 +35,8 @@ class ElementMasks:
 
     Args:
         model: The network; its weights are read and written in place.
-        example_inputs: Inputs (batch 1 is enough) for the MACs of each weight (its output
-            positions per sample); None counts one MAC per weight.
+        example_inputs: Inputs (batch 1 is enough; a tensor, a tuple, or a dict of keyword inputs) for
+            the MACs of each weight (its output positions per sample); None counts one MAC per weight.
         layers: Names of the layers to mask (default: every Linear / Conv layer).
         ignored_layers: Names of layers left dense (e.g. the classifier).
 
@@ -51,7 +53,7 @@ class ElementMasks:
     def __init__(
         self,
         model: nn.Module,
-        example_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        example_inputs: Any = None,
         *,
         layers: Iterable[str] | None = None,
         ignored_layers: Iterable[str] = (),
@@ -190,11 +192,12 @@ class ElementMasks:
             hold_at_zero_(plan, factors=factors, grads=grads, optimizer=optimizer)
 
     # ------------------------------------------------------------------ cost and report
-    def _macs_per_weight(self, example_inputs: torch.Tensor | Sequence[torch.Tensor] | None) -> torch.Tensor:
+    def _macs_per_weight(self, example_inputs: Any) -> torch.Tensor:
         positions = [1.0] * self.num_groups
         if example_inputs is not None:
-            inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
-            batch = inputs[0].shape[0]
+            inputs = as_inputs(example_inputs)
+            first = next(iter(inputs.values() if isinstance(inputs, dict) else inputs))
+            batch = first.shape[0]
 
             def hook(i: int):  # type: ignore[no-untyped-def]
                 def record(module: nn.Module, _args: object, out: torch.Tensor) -> None:
@@ -207,7 +210,7 @@ class ElementMasks:
             handles = [m.register_forward_hook(hook(i)) for i, m in enumerate(self.modules)]
             try:
                 with torch.no_grad():
-                    self.model(*inputs)
+                    call_model(self.model, inputs)
             finally:
                 for h in handles:
                     h.remove()
