@@ -1,7 +1,7 @@
 """Example inputs of a model: one tensor, a tuple of positional inputs or a dict of keyword inputs.
 
 Everything that runs a model on its example inputs (tracing, the cost model, exactness checks,
-``check_model``, export) normalises them with :func:`as_inputs` and calls with :func:`call_model`.
+``check_model``, element masks) normalises them with :func:`as_inputs` and calls with :func:`call_model`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def as_inputs(example_inputs: Any) -> ExampleInputs:
     """A tensor as a one-element tuple, a list as a tuple, a mapping as a dict (keyword inputs).
 
     Example:
+        >>> import torch
         >>> as_inputs(torch.zeros(1)).__class__.__name__, as_inputs({"x": 1})
         ('tuple', {'x': 1})
     """
