@@ -154,7 +154,7 @@ class Pruner(TrainHook):
         """The element masks when the method prunes single weights (then :attr:`structures` is the same object)."""
         unit_kind = method.unit_kind if method is not None else method_class(settings.method).unit_kind
         if structures is None and unit_kind == "elements":
-            self.masks = ElementMasks(model, cast(Any, example_inputs), ignored_layers=settings.ignored_layers)
+            self.masks = ElementMasks(model, example_inputs, ignored_layers=settings.ignored_layers)
             structures = cast(StructureSet, self.masks)  # the PrunableUnits the engine and context use
         self.structures = structures if structures is not None else build_structures(model, example_inputs, settings)
         self.events: list[dict] = []
