@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["ExampleInputs", "as_inputs", "call_model", "map_inputs", "split_inputs"]
+__all__ = ["ExampleInputs", "as_inputs", "call_model", "input_values", "map_inputs", "split_inputs"]
 
 ExampleInputs = tuple[Any, ...] | dict[str, Any]
 """Normalised example inputs: positional (``model(*inputs)``) or keyword (``model(**inputs)``)."""
@@ -36,6 +36,17 @@ def split_inputs(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``(positional args, keyword args)`` of example inputs."""
     inputs = as_inputs(example_inputs)
     return ((), inputs) if isinstance(inputs, dict) else (inputs, {})
+
+
+def input_values(example_inputs: Any) -> tuple[Any, ...]:
+    """Every input value, positional or keyword, in order.
+
+    Example:
+        >>> input_values({"a": 1, "b": 2}), input_values((3,))
+        ((1, 2), (3,))
+    """
+    args, kwargs = split_inputs(example_inputs)
+    return (*args, *kwargs.values())
 
 
 def call_model(model: nn.Module | Callable[..., Any], example_inputs: Any) -> Any:

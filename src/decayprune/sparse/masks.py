@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..measure.inputs import as_inputs, call_model
+from ..measure.inputs import as_inputs, call_model, input_values
 from ..structure.kernels import FlatPlan, SliceEntry, build_flat_plans, hold_at_zero_, pad
 from ..structure.slices import PRODUCER
 
@@ -196,8 +196,7 @@ class ElementMasks:
         positions = [1.0] * self.num_groups
         if example_inputs is not None:
             inputs = as_inputs(example_inputs)
-            first = next(iter(inputs.values() if isinstance(inputs, dict) else inputs))
-            batch = first.shape[0]
+            batch = input_values(inputs)[0].shape[0]
 
             def hook(i: int):  # type: ignore[no-untyped-def]
                 def record(module: nn.Module, _args: object, out: torch.Tensor) -> None:

@@ -113,7 +113,7 @@ class CostModel:
         # they shrink with the channels, modelled as the square root of the analytic ratio. Matmuls
         # outside counted modules (attention scores; added by flop_counter) are kept constant: the
         # layers decayprune prunes do not feed them (attention projections are refused).
-        counted = count_cost(model, example_inputs if isinstance(example_inputs, dict) else tuple(example_inputs))
+        counted = count_cost(model, example_inputs)
         self._functional = float(counted.uncounted_macs)
         self._untracked = max(0.0, float(counted.macs) - self._functional - self._analytic_full)
         self.full_macs = self.macs(torch.zeros(structures.num_structures, dtype=torch.bool))

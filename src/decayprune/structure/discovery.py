@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..measure.inputs import ExampleInputs, as_inputs, call_model
+from ..measure.inputs import ExampleInputs, call_model
 from .exactness import find_inexact, gn_block, risk_reason, static_reason
 from .graph import OPTYPE, DependencyGraph, Group, out_channels, trace
 from .groups import ChannelGroup, FrozenGroup
@@ -27,17 +27,12 @@ from .mha import mha_head_group, mha_refusal
 from .outputs import OutputRecorder, output_reason, resolve_ignored
 from .slices import PRODUCER, UnsupportedModelError, group_slices, grouped_conv_inputs, supported_types
 
-__all__ = ["Discovery", "as_tuple", "discover", "find_classifier"]
+__all__ = ["Discovery", "discover", "find_classifier"]
 
 _ATTENTION = re.compile(
     r"(^|\.)(attn|attention|self_attn|self_attention)(\.|$)|(^|\.)(q|k|v|qkv|query|key|value|"
     r"q_proj|k_proj|v_proj|c_attn|in_proj)(\.|_weight|$)"
 )
-
-
-def as_tuple(example_inputs: Any) -> ExampleInputs:
-    """Example inputs as a tuple of positional inputs, or a dict of keyword inputs (kept a dict)."""
-    return as_inputs(example_inputs)
 
 
 def find_classifier(model: nn.Module, example_inputs: Any) -> nn.Module | None:

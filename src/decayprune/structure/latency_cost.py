@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
-from ..measure.inputs import call_model, map_inputs
+from ..measure.inputs import call_model, input_values, map_inputs
 from ..measure.latency_table import LatencyTable, TimingSetup, probe_widths, replica, time_call
 from .compaction import compact
 from .cost import _LayerCost, allowed_kept
@@ -208,8 +208,7 @@ def time_model(model: nn.Module, example_inputs: tuple | dict, setup: TimingSetu
     device, dtype = torch.device(setup.device), setup.torch_dtype
     runner = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     inputs = map_inputs(example_inputs, lambda x: _prepare(x, setup, device, dtype))
-    values = inputs.values() if isinstance(inputs, dict) else inputs
-    if setup.channels_last and any(isinstance(x, torch.Tensor) and x.dim() == 4 for x in values):
+    if setup.channels_last and any(isinstance(x, torch.Tensor) and x.dim() == 4 for x in input_values(inputs)):
         runner = runner.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return time_call(lambda: call_model(runner, inputs), setup, repeats=2 * setup.repeats)
 

@@ -21,8 +21,9 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from ..measure.inputs import as_inputs
 from .cost import CostModel
-from .discovery import as_tuple, discover
+from .discovery import discover
 from .groups import ChannelGroup, FrozenGroup
 from .kernels import FlatPlan, SliceEntry, build_flat_plans, hold_at_zero_, merge_slices, pad
 from .slices import PRODUCER, ParamSlice
@@ -160,7 +161,7 @@ class StructureSet:
         if not tolerance > 0:
             raise ValueError(f"tolerance must be a positive number, got {tolerance!r}")
         self.model = model
-        self.example_inputs = as_tuple(example_inputs)
+        self.example_inputs = as_inputs(example_inputs)
         self.protect_outputs = ignore_classifier
         self.verify = verify
         self.tolerance = tolerance
