@@ -181,3 +181,19 @@ def test_an_activation_criterion_is_refused_on_mha_heads_and_a_weight_criterion_
         create_criterion("hrank").score(ctx)
     scores = create_criterion("group_norm").score(ctx)
     assert bool((scores[heads[0].first : heads[0].first + heads[0].size] > 0).all())
+
+
+def test_adam_steps_after_compaction_count_once_per_optimizer_step() -> None:
+    torch.manual_seed(0)
+    net = nn.Module()
+    net.attn = nn.MultiheadAttention(8, 4, batch_first=True)
+    optimizer = torch.optim.Adam(net.parameters())
+    x = torch.randn(2, 3, 8)
+    net.attn(x, x, x)[0].sum().backward()
+    optimizer.step()
+    new = compact_mha(net, "attn", torch.tensor([1]), optimizer)
+    optimizer.zero_grad()
+    new(x, x, x)[0].sum().backward()
+    optimizer.step()
+    layers = (new.q_proj, new.k_proj, new.v_proj, new.out_proj)
+    assert [float(optimizer.state[m.weight]["step"]) for m in layers] == [2.0] * 4

@@ -93,21 +93,29 @@ def mha_head_group(
 def _move_state(
     optimizer: torch.optim.Optimizer, old: torch.Tensor, new: list[tuple[torch.Tensor, int, torch.Tensor]]
 ) -> None:
-    """Give ``old``'s optimizer state, sliced at ``(dim, index)``, to each new parameter, and swap them in."""
+    """Give ``old``'s optimizer state, sliced at ``(dim, index)``, to each new parameter, and swap them in.
+
+    Every new parameter gets tensors of its own: a per-parameter scalar such as Adam's ``step`` is
+    copied, not shared (a shared one would advance once per parameter at every step).
+    """
     state = optimizer.state.pop(old, None)
     for param, dim, index in new:
         if state is not None:
-            optimizer.state[param] = {
-                k: v.index_select(dim, index.to(v.device)).clone()
-                if isinstance(v, torch.Tensor) and v.shape == old.shape
-                else v
-                for k, v in state.items()
-            }
+            optimizer.state[param] = {k: _state_for(v, old, dim, index) for k, v in state.items()}
     for group in optimizer.param_groups:
         params: list[torch.Tensor] = []
         for p in group["params"]:
             params.extend([q for q, _d, _i in new] if p is old else [p])
         group["params"] = params
+
+
+def _state_for(value: object, old: torch.Tensor, dim: int, index: torch.Tensor) -> object:
+    """One optimizer-state entry of ``old`` for a new parameter: sliced if shaped like ``old``, else copied."""
+    if not isinstance(value, torch.Tensor):
+        return value
+    if value.shape == old.shape:
+        return value.index_select(dim, index.to(value.device))
+    return value.clone()
 
 
 @torch.no_grad()
