@@ -39,6 +39,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+import policy_runs
 from decayprune.config import RunConfig, load_config
 from decayprune.files import write_text_atomic
 from decayprune.jobs import run_prune_job, run_train_job
@@ -206,13 +207,6 @@ def prune_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def run_suite(args: argparse.Namespace) -> list[Record]:
     """Every (arch, budget, seed, variant); all variants of one (arch, seed) start from the same base model."""
     console = Console()
@@ -227,7 +221,7 @@ def run_suite(args: argparse.Namespace) -> list[Record]:
                 for method in args.methods:
                     for policy in POLICIES:
                         name = f"defaults-{args.preset}-{where}-{method}-{policy.replace('+', '-')}{tag}"
-                        prune = _merge({"method": method, "decay": {"policy": policy}}, overrides)
+                        prune = policy_runs.merge({"method": method, "decay": {"policy": policy}}, overrides)
                         rec = ours_run(run_config(args, arch, budget, seed, name, prune, weights), method, policy)
                         records.append({"arch": arch, "budget": budget, "seed": seed, **rec})
                         console.print(f"{where} {rec['variant']}: top-1 {rec['top1']:.2f}, MACs {rec['macs_pct']:.1f}%")
@@ -249,10 +243,6 @@ def paired(records: list[Record], arch: str, budget: float, a: str, b: str) -> t
     return statistics.mean(diffs), se, len(diffs)
 
 
-def _mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
-
-
 def tables(records: list[Record], methods: list[str]) -> tuple[Table, Table]:
     """The per-variant table and the paired-difference table."""
     cells = Table(title="top-1 % and MACs % per variant (mean ± std over seeds)")
@@ -265,9 +255,9 @@ def tables(records: list[Record], methods: list[str]) -> tuple[Table, Table]:
             arch,
             f"{budget:.0%}",
             variant,
-            _mean_std([r["macs_pct"] for r in rows]),
-            _mean_std([r["top1"] for r in rows]),
-            _mean_std([float(r["releases"]) for r in rows]),
+            policy_runs.mean_std([r["macs_pct"] for r in rows]),
+            policy_runs.mean_std([r["top1"] for r in rows]),
+            policy_runs.mean_std([float(r["releases"]) for r in rows]),
             str(len(rows)),
         )
     diffs = Table(title="paired differences of top-1 (points, mean ± standard error over seeds)")

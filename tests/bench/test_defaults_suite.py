@@ -8,14 +8,22 @@ import math
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 import torch
 
 from decayprune.measure import count_cost
 from decayprune.models import create
 
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(autouse=True)
+def _benchmarks_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports its shared helpers (policy_runs) by name
+
 
 def _suite() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "defaults.py"
+    path = BENCHMARKS / "defaults.py"
     spec = importlib.util.spec_from_file_location("defaults_suite", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
