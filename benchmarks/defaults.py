@@ -207,30 +207,60 @@ def prune_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def run_suite(args: argparse.Namespace) -> list[Record]:
-    """Every (arch, budget, seed, variant); all variants of one (arch, seed) start from the same base model."""
+def run_block(args: argparse.Namespace, arch: str, seed: int) -> list[Record]:
+    """Every (budget, variant) of one (arch, seed), all from the same base model (trained once)."""
     console = Console()
     records: list[Record] = []
     overrides = prune_overrides(args.prune_set)
     tag = f"-{args.tag}" if args.tag else ""
-    for arch in args.archs:
-        for seed in args.seeds:
-            weights = base_weights(args, arch, seed)
-            for budget in args.budgets:
-                where = f"{arch}-{budget:g}-s{seed}"
-                for method in args.methods:
-                    for policy in POLICIES:
-                        name = f"defaults-{args.preset}-{where}-{method}-{policy.replace('+', '-')}{tag}"
-                        prune = policy_runs.merge({"method": method, "decay": {"policy": policy}}, overrides)
-                        rec = ours_run(run_config(args, arch, budget, seed, name, prune, weights), method, policy)
-                        records.append({"arch": arch, "budget": budget, "seed": seed, **rec})
-                        console.print(f"{where} {rec['variant']}: top-1 {rec['top1']:.2f}, MACs {rec['macs_pct']:.1f}%")
-                for variant in () if args.skip_tp else TP_IMPORTANCE:
-                    cfg = run_config(args, arch, budget, seed, f"defaults-{args.preset}-{where}-{variant}", {})
-                    rec = tp_run(cfg, weights, variant, budget, seed)
-                    records.append({"arch": arch, "budget": budget, "seed": seed, **rec})
-                    console.print(f"{where} {variant}: top-1 {rec['top1']:.2f}, MACs {rec['macs_pct']:.1f}%")
+    weights = base_weights(args, arch, seed)
+    for budget in args.budgets:
+        where = f"{arch}-{budget:g}-s{seed}"
+        for method in args.methods:
+            for policy in [p for p in POLICIES if p in args.variants]:
+                name = f"defaults-{args.preset}-{where}-{method}-{policy.replace('+', '-')}{tag}"
+                prune = policy_runs.merge({"method": method, "decay": {"policy": policy}}, overrides)
+                rec = ours_run(run_config(args, arch, budget, seed, name, prune, weights), method, policy)
+                records.append({"arch": arch, "budget": budget, "seed": seed, **rec})
+                console.print(f"{where} {rec['variant']}: top-1 {rec['top1']:.2f}, MACs {rec['macs_pct']:.1f}%")
+        for variant in [v for v in TP_IMPORTANCE if v in args.variants and not args.skip_tp]:
+            cfg = run_config(args, arch, budget, seed, f"defaults-{args.preset}-{where}-{variant}", {})
+            rec = tp_run(cfg, weights, variant, budget, seed)
+            records.append({"arch": arch, "budget": budget, "seed": seed, **rec})
+            console.print(f"{where} {variant}: top-1 {rec['top1']:.2f}, MACs {rec['macs_pct']:.1f}%")
     return records
+
+
+def _run_block_in_worker(args: argparse.Namespace, arch: str, seed: int) -> list[Record]:
+    torch.set_num_threads(1)  # --jobs workers share the cores: one thread each
+    return run_block(args, arch, seed)
+
+
+def run_suite(args: argparse.Namespace) -> list[Record]:
+    """Every (arch, seed) block, in ``args.jobs`` worker processes (1: in this process), in a fixed order."""
+    blocks = [(arch, seed) for arch in args.archs for seed in args.seeds]
+    if args.jobs <= 1:
+        return [rec for arch, seed in blocks for rec in run_block(args, arch, seed)]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_block_in_worker, args, arch, seed) for arch, seed in blocks]
+        return [rec for future in futures for rec in future.result()]
+
+
+def merge_runs(paths: list[Path]) -> tuple[list[Record], float]:
+    """The runs of several ``defaults-*.json`` files, one per (arch, budget, seed, variant) (the last file wins),
+    and their summed wall time."""
+    merged: dict[tuple, Record] = {}
+    wall = 0.0
+    for path in paths:
+        tree = json.loads(Path(path).read_text())
+        wall += float(tree.get("wall_s", 0.0))
+        for rec in tree["runs"]:
+            merged[(rec["arch"], rec["budget"], rec["seed"], rec["variant"])] = rec
+    order = sorted(merged, key=lambda k: (k[0], k[1], k[3], k[2]))
+    return [merged[k] for k in order], wall
 
 
 def paired(records: list[Record], arch: str, budget: float, a: str, b: str) -> tuple[float, float, int]:
@@ -326,18 +356,42 @@ def main(argv: list[str] | None = None) -> list[Record]:
     parser.add_argument("--methods", nargs="+", default=["depgraph"], help="base methods run under oneshot, sp, sp+sr")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="(arch, seed) blocks run in this many processes, one thread each"
+    )
     parser.add_argument("--output-dir", type=Path, default=Path("runs/defaults"))
     parser.add_argument("--prune-set", nargs="*", default=[], metavar="KEY=VALUE", help="prune settings of ours")
     parser.add_argument("--tag", default="", help="suffix of our run names and of the output files (with --prune-set)")
     parser.add_argument("--skip-tp", action="store_true", help="leave out Torch-Pruning's runs")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=[*POLICIES, *TP_IMPORTANCE],
+        default=[*POLICIES, *TP_IMPORTANCE],
+        help="which variants run (default: all; e.g. only tp-random to add it to earlier runs)",
+    )
+    parser.add_argument(
+        "--from-json",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="run nothing: the tables and plot of the runs in these files of earlier invocations (a later file "
+        "wins for the same arch, budget, seed and variant); --tag names the output",
+    )
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     args.archs = args.archs or preset["archs"]
     args.budgets = args.budgets or preset["budgets"]
     args.seeds = args.seeds if args.seeds is not None else preset["seeds"]
     start = time.perf_counter()
-    records = run_suite(args)
-    wall = time.perf_counter() - start
+    if args.from_json:
+        records, wall = merge_runs(args.from_json)
+        args.archs = list(dict.fromkeys(r["arch"] for r in records))
+        args.methods = list(dict.fromkeys(r["variant"].split()[0] for r in records if " " in r["variant"]))
+    else:
+        records = run_suite(args)
+        wall = time.perf_counter() - start
     cells, diffs = tables(records, args.methods)
     console = Console()
     console.print(cells)

@@ -118,7 +118,7 @@ class Pruner(TrainHook):
         >>> model = create_model("small_cnn", num_classes=10, in_channels=1)
         >>> p = Pruner(model, torch.zeros(1, 1, 8, 8), PruneSettings(target_macs_fraction=0.5), total_steps=1000)
         >>> p.schedule.steps, type(p.method).__name__, type(p.method.criterion).__name__
-        ((1, 163, 325, 488, 650), 'DepGraph', 'GroupMagnitude')
+        ((1,), 'DepGraph', 'GroupMagnitude')
     """
 
     def __init__(
@@ -187,7 +187,7 @@ class Pruner(TrainHook):
             loss_fn=loss_fn,
             calibration_data=calibration_data,
             total_steps=total_steps,
-            recovery_fraction=settings.recovery_fraction,
+            recovery_fraction=settings.recovery_share(),
             cost=cost,
             base_cost=base_cost,
             final_cost=base_cost * settings.remaining_fraction(),

@@ -71,3 +71,23 @@ def test_smoke_preset_runs_every_variant_from_one_base_per_seed(tmp_path: Path) 
     table = (tmp_path / "defaults-smoke.md").read_text()
     assert "sp+sr - tp-random" in table and "nan" not in table.split("paired differences")[1]
     assert (tmp_path / "defaults-smoke.png").stat().st_size > 0
+
+
+def test_runs_of_several_invocations_merge_into_one_table(tmp_path: Path) -> None:
+    suite = _suite()
+
+    def run(seed: int, variant: str, top1: float) -> dict:
+        return {"arch": "a", "budget": 0.2, "seed": seed, "variant": variant, "top1": top1, "macs_pct": 20.0, "releases": 0}
+
+    first = {"wall_s": 10.0, "runs": [run(s, "m sp", 70.0 + s) for s in (0, 1)] + [run(0, "tp-random", 1.0)]}
+    second = {"wall_s": 5.0, "runs": [run(0, "tp-random", 69.0), run(1, "tp-random", 69.5)]}
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, tree in zip(paths, (first, second), strict=True):
+        path.write_text(json.dumps(tree))
+    records, wall = suite.merge_runs(paths)
+    assert wall == 15.0 and len(records) == 4  # the first file's tp-random of seed 0 is replaced
+    mean, _, n = suite.paired(records, "a", 0.2, "m sp", "tp-random")
+    assert n == 2 and math.isclose(mean, ((70.0 - 69.0) + (71.0 - 69.5)) / 2)
+    merged = suite.main(["--from-json", *map(str, paths), "--output-dir", str(tmp_path), "--tag", "merged"])
+    assert len(merged) == 4
+    assert "sp+sr - tp-random" in (tmp_path / "defaults-cpu-a-merged.md").read_text()

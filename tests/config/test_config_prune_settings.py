@@ -63,7 +63,7 @@ def test_default_criterion_comes_from_the_method() -> None:
 def test_option_defaults_are_filled_so_a_round_trip_is_equal() -> None:
     s = PruneSettings(method="depgraph", target_macs_fraction=0.5)
     assert s.method_options == {
-        "ranking": "global",
+        "ranking": "layer",
         "max_layer_ratio": 0.9,
         "layer_caps": {},
         "backfill": "budget",

@@ -67,8 +67,9 @@ def test_a_decay_that_cannot_end_before_the_recovery_margin_is_refused_with_the_
 
 def test_unset_decay_steps_are_fitted_to_a_short_run_and_every_selection_has_room() -> None:
     s = SelectionSchedule.from_settings(settings(iterative_steps=4), 60, 10)
-    assert s.decay_steps == (60 - 15 - 1) // 2 == 22
-    assert all(k + s.decay_steps + 6 <= 60 for k in s.steps) and s.steps[-1] <= s.last_start
+    # The default margin is half the run (30 steps): N is half of what is left after the first selection.
+    assert s.decay_steps == (60 - 30 - 1) // 2 == 14
+    assert all(k + s.decay_steps + 30 <= 60 for k in s.steps) and s.steps[-1] <= s.last_start
     assert not s.can_start(s.last_start + 1) and s.can_start(s.last_start)
     # Left at its default, N stays 100 when it fits.
     assert SelectionSchedule.from_settings(settings(iterative_steps=2), 1000, 10).decay_steps == 100
@@ -76,7 +77,27 @@ def test_unset_decay_steps_are_fitted_to_a_short_run_and_every_selection_has_roo
 
 def test_oneshot_keeps_the_margin_too() -> None:
     s = SelectionSchedule.from_settings(settings(iterative_steps=2, decay=DecaySettings(policy="oneshot")), 100, 10)
-    assert s.last_start == 90 and s.decay_steps == 0
+    assert s.last_start == 50 and s.decay_steps == 0 and s.steps == (1, 50)
+    given = settings(iterative_steps=2, recovery_fraction=0.1, decay=DecaySettings(policy="oneshot"))
+    assert SelectionSchedule.from_settings(given, 100, 10).last_start == 90
+
+
+def test_the_default_recovery_is_half_the_run_unless_the_user_sets_the_schedule() -> None:
+    assert settings().recovery_share() == 0.5
+    assert settings(end_epoch=2).recovery_share() == 0.1
+    assert settings(decay=DecaySettings(steps=20)).recovery_share() == 0.1
+    assert settings(end_epoch=2, recovery_fraction=0.3).recovery_share() == 0.3
+    # Defaults: one selection at step 1, N fitted to half the first half, every backfill ends by the middle.
+    s = SelectionSchedule.from_settings(settings(), 188, 94)
+    assert s.steps == (1,) and s.decay_steps == (188 - 94 - 1) // 2 == 46
+    assert s.last_start + s.decay_steps == 94
+
+
+def test_a_method_without_iterative_steps_gets_its_own_default() -> None:
+    assert settings().selection_points() == 1
+    assert PruneSettings(method="gate_decorator", target_macs_fraction=0.5).selection_points() == 5
+    assert PruneSettings(method="magnitude_elements", target_sparsity=0.5).selection_points() == 5
+    assert PruneSettings(method="gate_decorator", target_macs_fraction=0.5, iterative_steps=3).selection_points() == 3
 
 
 def test_a_oneshot_selection_after_the_margin_is_refused() -> None:

@@ -25,12 +25,13 @@ DEMO_SETTINGS: dict[str, Any] = {
     "pretrain": {"epochs": 12, "batch_size": 64, "lr": 0.05, "schedule": "cosine", "weight_decay": 5e-4},
     "finetune": {"epochs": 6, "batch_size": 64, "lr": 0.01, "schedule": "cosine", "weight_decay": 5e-4},
 }
-DEMO_PRUNE: dict[str, Any] = {"method": "depgraph", "target_macs_fraction": 0.5, "iterative_steps": 3}
+#: Only what a user must write: the method and the budget (the schedule, N and SR are the defaults).
+DEMO_PRUNE: dict[str, Any] = {"method": "depgraph", "target_macs_fraction": 0.5}
 #: (label, decay settings): the same method and budget under each zeroing policy.
 DEMO_POLICIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("oneshot", {"policy": "oneshot"}),
-    ("sp", {"policy": "sp", "steps": 20}),
-    ("sp+sr", {"policy": "sp+sr", "steps": 20}),
+    ("sp", {"policy": "sp"}),
+    ("sp+sr", {"policy": "sp+sr"}),
 )
 
 

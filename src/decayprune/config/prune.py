@@ -25,6 +25,12 @@ __all__ = ["DecaySettings", "Policy", "PruneSettings", "validate_options"]
 
 Policy = Literal["oneshot", "sp", "sp+sr"]
 
+DEFAULT_RECOVERY = 0.5
+"""Share of the run left for recovery when the schedule is decayprune's: every decay (selections, SR backfills)
+ends by the middle of the run. Chosen on ``benchmarks/defaults.py`` (Fashion-MNIST; see the README)."""
+EXPLICIT_SCHEDULE_RECOVERY = 0.1
+"""The least recovery kept when the user sets ``end_epoch`` or ``decay.steps`` (their schedule is kept)."""
+
 
 class DecaySettings(BaseModel):
     """How selected structures go to zero: at once (``oneshot``) or by DPM's decay.
@@ -169,19 +175,24 @@ class PruneSettings(BaseModel):
         description="deployment device of the latency budget and of width_multiple: auto (threads, batch, dtype)",
     )
     decay: DecaySettings = Field(default_factory=DecaySettings, description="zeroing policy and DPM settings")
-    iterative_steps: int = Field(
-        5, ge=1, description="selection points over the pruning phase; the budget tightens linearly"
+    iterative_steps: int | None = Field(
+        None,
+        ge=1,
+        description="selection points over the pruning phase; the budget tightens linearly. None: the method's "
+        "default (1 for most: the whole budget is selected at start_epoch and, under sp / sp+sr, reached through "
+        "the decay; 5 for gate_decorator's Tick-Tock and magnitude_elements' cubic schedule)",
     )
     start_epoch: float = Field(0.0, ge=0, description="epoch (of the pruning run) of the first selection")
     end_epoch: float | None = Field(
         None, ge=0, description="epoch of the last selection (default: leaves room for the decay and recovery)"
     )
-    recovery_fraction: float = Field(
-        0.1,
+    recovery_fraction: float | None = Field(
+        None,
         ge=0,
         lt=1,
         description="share of the run kept for recovery: no selection, backfill or re-selection starts unless its "
-        "decay ends at least this share of the run before the end",
+        "decay ends at least this share of the run before the end. None: 0.5 (pruning in the first half, "
+        "recovery in the second) when end_epoch and decay.steps are left unset, 0.1 when either is set",
     )
     ignored_layers: list[str] = Field(
         default_factory=list, description="module names whose output channels are never pruned"
@@ -331,6 +342,33 @@ class PruneSettings(BaseModel):
         if self.target_latency_fraction is not None:
             return self.target_latency_fraction
         return self.remaining_macs_fraction()
+
+    def selection_points(self) -> int:
+        """``iterative_steps`` in force: the value given, else the method's ``default_iterative_steps``.
+
+        Example:
+            >>> PruneSettings(target_macs_fraction=0.5).selection_points()
+            1
+            >>> PruneSettings(method="gate_decorator", target_macs_fraction=0.5).selection_points()
+            5
+        """
+        if self.iterative_steps is not None:
+            return self.iterative_steps
+        return int(getattr(METHODS.get(self.method), "default_iterative_steps", 1))
+
+    def recovery_share(self) -> float:
+        """``recovery_fraction`` in force: the value given, else the default rule (see the field).
+
+        Example:
+            >>> PruneSettings(target_macs_fraction=0.5).recovery_share()
+            0.5
+            >>> PruneSettings(target_macs_fraction=0.5, end_epoch=3).recovery_share()
+            0.1
+        """
+        if self.recovery_fraction is not None:
+            return self.recovery_fraction
+        own_schedule = self.end_epoch is not None or "steps" in self.decay.model_fields_set
+        return EXPLICIT_SCHEDULE_RECOVERY if own_schedule else DEFAULT_RECOVERY
 
     def remaining_macs_fraction(self) -> float:
         """The fraction of the base MACs the pruned model may keep (1.0 for element methods: masks keep every MAC

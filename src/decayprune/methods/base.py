@@ -55,6 +55,8 @@ class PruningMethod:
     uses_criterion: ClassVar[bool] = False
     default_criterion: ClassVar[str | None] = None
     unit_kind: ClassVar[str] = "channels"
+    #: Selection points when ``prune.iterative_steps`` is unset (1: select the whole budget at the start).
+    default_iterative_steps: ClassVar[int] = 1
     policies: ClassVar[tuple[str, ...] | None] = None
 
     Options: ClassVar[type[BaseModel]] = NoOptions

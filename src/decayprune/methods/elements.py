@@ -80,6 +80,7 @@ class ElementMagnitude(PruningMethod):
     """
 
     unit_kind = "elements"
+    default_iterative_steps = 5  # the cubic schedule tightens over the selection points
     Options = MagnitudeOptions
 
     def select(self, ctx: PruneContext) -> torch.Tensor | None:

@@ -100,6 +100,8 @@ class GateDecorator(PruningMethod):
         (5, 1)
     """
 
+    default_iterative_steps = 5  # Tick-Tock runs between the first and the last selection point
+
     class Options(GateDecoratorOptions):
         """Options of :class:`GateDecorator` (see :class:`GateDecoratorOptions`)."""
 

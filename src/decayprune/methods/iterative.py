@@ -30,7 +30,11 @@ class RankingOptions(BaseModel):
     """How scores become a selection (options shared by every criterion-ranking method)."""
 
     model_config = ConfigDict(extra="forbid")
-    ranking: Literal["global", "layer"] = Field("global", description="one ranking over all layers, or per layer")
+    ranking: Literal["global", "layer"] = Field(
+        "layer",
+        description="layer: the same fraction of every layer, lowest-scored first (Torch-Pruning's default); global: "
+        "one ranking over all layers (scores must be comparable across layers)",
+    )
     max_layer_ratio: float = Field(0.9, gt=0, le=1, description="most any layer may lose")
     layer_caps: dict[str, float] = Field(
         default_factory=dict,

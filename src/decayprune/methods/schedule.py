@@ -4,13 +4,16 @@ The MACs budget tightens linearly over the selection points: after the k-th of K
 the model may keep ``base - (base - final) * k / K`` MACs.
 
 Room for recovery: a decay that starts at step ``k`` ends at ``k + N`` (``N = decay.steps``; 0
-for ``oneshot``), and the run keeps a margin of ``ceil(recovery_fraction * total_steps)`` steps
-after the last decay ends. So no decay may start after ``last_start = total - margin - N``: the
-Pruner refuses selections after it, and self-rectifying stops releasing after it (a release
-could no longer be backfilled in time). A config whose selections cannot fit is refused before
-training (:class:`~decayprune.errors.ScheduleError`, with the arithmetic). When ``decay.steps`` is
-left unset and its default (100) does not fit the run, N is fitted: half the steps between the
-first selection and the default end of the pruning phase (at least 1).
+for ``oneshot``), and the run keeps a margin of ``ceil(r * total_steps)`` steps after the last
+decay ends, ``r = PruneSettings.recovery_share()``: ``recovery_fraction`` when given; otherwise
+0.5 (the whole pruning phase, SR backfills included, in the first half of the run) when the
+schedule is left to decayprune, 0.1 when ``end_epoch`` or ``decay.steps`` is set. So no decay
+may start after ``last_start = total - margin - N``: the Pruner refuses selections after it, and
+self-rectifying stops releasing after it (a release could no longer be backfilled in time). A
+config whose selections cannot fit is refused before training
+(:class:`~decayprune.errors.ScheduleError`, with the arithmetic). When ``decay.steps`` is left
+unset and its default (100) does not fit the run, N is fitted: half the steps between the first
+selection and the default end of the pruning phase (at least 1).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ __all__ = ["SelectionSchedule"]
 
 
 def _recovery_margin(settings: PruneSettings, total_steps: int) -> int:
-    return math.ceil(settings.recovery_fraction * total_steps)
+    return math.ceil(settings.recovery_share() * total_steps)
 
 
 @dataclass(frozen=True)
@@ -55,17 +58,17 @@ class SelectionSchedule:
         """Selection points from ``start_epoch``, ``end_epoch`` and ``iterative_steps``.
 
         Without ``end_epoch`` the last selection leaves room for the decay (N steps, for the
-        DPM policies) and a quarter of the run for recovery (or ``recovery_fraction``, if larger).
+        DPM policies) and the recovery margin (at least a quarter of the run).
         Raises :class:`~decayprune.errors.ScheduleError` when a selection's decay cannot end
-        ``recovery_fraction`` of the run before its end.
+        the recovery margin before the run's end.
 
         Example:
             >>> p = PruneSettings(target_macs_fraction=0.5, iterative_steps=3, decay={"policy": "oneshot"})
             >>> SelectionSchedule.from_settings(p, total_steps=100, steps_per_epoch=10).steps
-            (1, 38, 75)
+            (1, 25, 50)
             >>> s = SelectionSchedule.from_settings(PruneSettings(target_macs_fraction=0.5), 100, 10)
             >>> s.decay_steps, s.steps, s.last_start
-            (37, (1, 10, 19, 29, 38), 53)
+            (24, (1,), 26)
         """
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
@@ -87,11 +90,11 @@ class SelectionSchedule:
             what = f"a decay of N = {decay} steps (decay.steps) " if decay else "a selection "
             raise ScheduleError(
                 f"end_epoch: the last selection at step {end} + {what}+ a recovery margin of {margin} steps "
-                f"(recovery_fraction {settings.recovery_fraction} of {total_steps}) = {end + decay + margin} > "
+                f"(recovery_fraction {settings.recovery_share()} of {total_steps}) = {end + decay + margin} > "
                 f"{total_steps} steps in the run; allowed: a last selection at step <= {last_start}, a shorter "
                 "decay, a smaller recovery_fraction or a longer run"
             )
-        k = settings.iterative_steps
+        k = settings.selection_points()
         if k == 1:
             return cls((start,), last_start, decay)
         return cls(tuple(sorted({start + round(i * (end - start) / (k - 1)) for i in range(k)})), last_start, decay)
@@ -116,7 +119,7 @@ class SelectionSchedule:
             >>> s = SelectionSchedule.from_settings(p, 100, 10)
             >>> oneshot = PruneSettings(target_macs_fraction=0.5, decay={"policy": "oneshot"})
             >>> p.decay.steps, s.fit(p).decay.steps, s.fit(oneshot).decay.steps
-            (100, 37, 100)
+            (100, 24, 100)
         """
         if not settings.decay.smooth or self.decay_steps == settings.decay.steps:
             return settings
@@ -135,7 +138,7 @@ class SelectionSchedule:
             if latest + n + margin > total:
                 raise ScheduleError(
                     f"decay.steps: a selection at step {latest} + a decay of N = {n} steps + a recovery margin of "
-                    f"{margin} steps (recovery_fraction {settings.recovery_fraction} of {total}) = "
+                    f"{margin} steps (recovery_fraction {settings.recovery_share()} of {total}) = "
                     f"{latest + n + margin} > {total} steps in the run; allowed: decay.steps <= "
                     f"{max(total - margin - latest, 0)} (0 means no room: a later start is impossible), an earlier "
                     "start_epoch / end_epoch, a smaller recovery_fraction or a longer run"
@@ -157,7 +160,7 @@ class SelectionSchedule:
         if fitted < 1:
             raise ScheduleError(
                 f"decay.steps: no room for a decay: the run has {total} steps, the first selection is at step "
-                f"{latest} and the recovery margin is {margin} steps (recovery_fraction {settings.recovery_fraction})"
+                f"{latest} and the recovery margin is {margin} steps (recovery_fraction {settings.recovery_share()})"
                 "; allowed: an earlier start_epoch, a smaller recovery_fraction or a longer run"
             )
         return min(n, fitted)

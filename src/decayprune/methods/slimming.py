@@ -10,7 +10,7 @@ the penalty keeps acting between selection points.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from pydantic import Field
@@ -37,7 +37,9 @@ class NetworkSlimming(IterativeMethod):
     default_criterion = "bn_scale"
 
     class Options(RankingOptions):
-        """Options of :class:`NetworkSlimming`."""
+        """Options of :class:`NetworkSlimming` (one global ranking of |gamma| by default, as in the paper)."""
+
+        ranking: Literal["global", "layer"] = Field("global", description="global (the paper) or per layer")
 
         sparsity: float = Field(1e-4, ge=0, description="L1 strength on BN scales (the paper: 1e-4 on CIFAR)")
         penalize_committed: bool = Field(False, description="keep pushing scales the decay already removes")
