@@ -5,6 +5,8 @@ Usage:
     python benchmarks/defaults.py --preset quick           # one arch, one budget, 2 seeds, small subsets (4 min)
     python benchmarks/defaults.py --preset gpu --data-dir /data/cifar-10-batches-py
     python benchmarks/defaults.py --archs small_cnn --budgets 0.2 --seeds 0 1 2 --methods depgraph iterative
+    python benchmarks/defaults.py --jobs 2                 # (arch, seed) blocks in 2 processes
+    python benchmarks/defaults.py --from-json a.json b.json --tag all   # one table from earlier invocations
 
 What a user writes is all that is set: ``method``, ``target_macs_fraction`` and ``decay.policy``
 (every other pruning setting, N and the SR thresholds included, is decayprune's default). For

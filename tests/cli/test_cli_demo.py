@@ -22,6 +22,15 @@ def test_demo_configs_compare_policies_of_one_method(tmp_path: Path) -> None:
         check_schedule(cfg.prune, epochs=cfg.finetune.epochs, steps_per_epoch=-(-1437 // 64))
 
 
+def test_the_demo_runs_decayprunes_defaults_and_leaves_self_rectifying_room_to_release(tmp_path: Path) -> None:
+    _, cfg = demo.demo_configs(tmp_path)[2]
+    prune = cfg.prune
+    assert prune.decay.model_fields_set == {"policy"} and prune.iterative_steps is None  # nothing but the policy
+    schedule = check_schedule(prune, epochs=cfg.finetune.epochs, steps_per_epoch=-(-1437 // 64))
+    # A release needs W decay steps before it and a backfill that still fits: the window opens before last_start.
+    assert schedule.steps == (1,) and schedule.last_start > 1 + prune.decay.window
+
+
 def test_demo_runs_and_prints_clean_lines(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
