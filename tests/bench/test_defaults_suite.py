@@ -77,7 +77,15 @@ def test_runs_of_several_invocations_merge_into_one_table(tmp_path: Path) -> Non
     suite = _suite()
 
     def run(seed: int, variant: str, top1: float) -> dict:
-        return {"arch": "a", "budget": 0.2, "seed": seed, "variant": variant, "top1": top1, "macs_pct": 20.0, "releases": 0}
+        return {
+            "arch": "a",
+            "budget": 0.2,
+            "seed": seed,
+            "variant": variant,
+            "top1": top1,
+            "macs_pct": 20.0,
+            "releases": 0,
+        }
 
     first = {"wall_s": 10.0, "runs": [run(s, "m sp", 70.0 + s) for s in (0, 1)] + [run(0, "tp-random", 1.0)]}
     second = {"wall_s": 5.0, "runs": [run(0, "tp-random", 69.0), run(1, "tp-random", 69.5)]}
