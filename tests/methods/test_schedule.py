@@ -98,6 +98,13 @@ def test_a_method_without_iterative_steps_gets_its_own_default() -> None:
     assert PruneSettings(method="gate_decorator", target_macs_fraction=0.5).selection_points() == 5
     assert PruneSettings(method="magnitude_elements", target_sparsity=0.5).selection_points() == 5
     assert PruneSettings(method="gate_decorator", target_macs_fraction=0.5, iterative_steps=3).selection_points() == 3
+    # Methods that regularise or optimise between the points keep 5 of them.
+    for method in ("otov2", "slimming"):
+        assert PruneSettings(method=method, target_macs_fraction=0.5).selection_points() == 5
+    sparse = {"sparse_lambda": 1e-4}
+    assert PruneSettings(method="depgraph", target_macs_fraction=0.5, method_options=sparse).selection_points() == 5
+    own = {**sparse, "sparse_phase": "own"}  # its own phase regularises before the run: one selection again
+    assert PruneSettings(method="depgraph", target_macs_fraction=0.5, method_options=own).selection_points() == 1
 
 
 def test_a_oneshot_selection_after_the_margin_is_refused() -> None:

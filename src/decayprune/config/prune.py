@@ -180,7 +180,8 @@ class PruneSettings(BaseModel):
         ge=1,
         description="selection points over the pruning phase; the budget tightens linearly. None: the method's "
         "default (1 for most: the whole budget is selected at start_epoch and, under sp / sp+sr, reached through "
-        "the decay; 5 for gate_decorator's Tick-Tock and magnitude_elements' cubic schedule)",
+        "the decay; 5 for methods that regularise or optimise between the points: gate_decorator, otov2, slimming, "
+        "magnitude_elements' cubic schedule, depgraph with sparse_lambda > 0 in the pruning phase)",
     )
     start_epoch: float = Field(0.0, ge=0, description="epoch (of the pruning run) of the first selection")
     end_epoch: float | None = Field(
@@ -354,7 +355,7 @@ class PruneSettings(BaseModel):
         """
         if self.iterative_steps is not None:
             return self.iterative_steps
-        return int(getattr(METHODS.get(self.method), "default_iterative_steps", 1))
+        return int(METHODS.get(self.method).default_selection_points(self.method_options))
 
     def recovery_share(self) -> float:
         """``recovery_fraction`` in force: the value given, else the default rule (see the field).

@@ -55,11 +55,17 @@ class PruningMethod:
     uses_criterion: ClassVar[bool] = False
     default_criterion: ClassVar[str | None] = None
     unit_kind: ClassVar[str] = "channels"
-    #: Selection points when ``prune.iterative_steps`` is unset (1: select the whole budget at the start).
+    #: Selection points when ``prune.iterative_steps`` is unset (1: select the whole budget at the start;
+    #: methods whose regulariser or optimizer works between the points keep more).
     default_iterative_steps: ClassVar[int] = 1
     policies: ClassVar[tuple[str, ...] | None] = None
 
     Options: ClassVar[type[BaseModel]] = NoOptions
+
+    @classmethod
+    def default_selection_points(cls, options: dict[str, Any]) -> int:
+        """Selection points when ``prune.iterative_steps`` is unset, given the validated ``options``."""
+        return cls.default_iterative_steps
 
     def __init__(self, criterion: Criterion | None = None, **options: Any) -> None:
         try:

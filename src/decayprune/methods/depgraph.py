@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field
@@ -66,6 +66,12 @@ class DepGraph(IterativeMethod):
 
     default_criterion = "group_norm"
     supports_sparse_learning = True
+
+    @classmethod
+    def default_selection_points(cls, options: dict[str, Any]) -> int:
+        """5 when sparse learning runs in the pruning phase (its regulariser acts up to the last point), else 1."""
+        regularised = options.get("sparse_lambda", 0.0) > 0 and options.get("sparse_phase", "pruning") == "pruning"
+        return 5 if regularised else cls.default_iterative_steps
 
     class Options(RankingOptions):
         """Options of :class:`DepGraph`."""

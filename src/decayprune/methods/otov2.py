@@ -55,6 +55,8 @@ class OTOv2(PruningMethod):
         (0.1, 'adamw')
     """
 
+    default_iterative_steps = 5  # DHSPG partitions at the first point and projects until the last
+
     class Options(RankingOptions):
         """Options of :class:`OTOv2` (``None``: the default noted)."""
 

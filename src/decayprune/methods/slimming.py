@@ -35,6 +35,7 @@ class NetworkSlimming(IterativeMethod):
     """
 
     default_criterion = "bn_scale"
+    default_iterative_steps = 5  # the L1 penalty on BN scales acts up to the last selection point
 
     class Options(RankingOptions):
         """Options of :class:`NetworkSlimming` (one global ranking of |gamma| by default, as in the paper)."""
