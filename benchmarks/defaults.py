@@ -225,7 +225,7 @@ def run_block(args: argparse.Namespace, arch: str, seed: int) -> list[Record]:
                 rec = ours_run(run_config(args, arch, budget, seed, name, prune, weights), method, policy)
                 records.append({"arch": arch, "budget": budget, "seed": seed, **rec})
                 console.print(f"{where} {rec['variant']}: top-1 {rec['top1']:.2f}, MACs {rec['macs_pct']:.1f}%")
-        for variant in [v for v in TP_IMPORTANCE if v in args.variants and not args.skip_tp]:
+        for variant in [v for v in TP_IMPORTANCE if v in args.variants]:
             cfg = run_config(args, arch, budget, seed, f"defaults-{args.preset}-{where}-{variant}", {})
             rec = tp_run(cfg, weights, variant, budget, seed)
             records.append({"arch": arch, "budget": budget, "seed": seed, **rec})
@@ -382,6 +382,8 @@ def main(argv: list[str] | None = None) -> list[Record]:
         "wins for the same arch, budget, seed and variant); --tag names the output",
     )
     args = parser.parse_args(argv)
+    if args.skip_tp:  # the older spelling of leaving both tp-* variants out
+        args.variants = [v for v in args.variants if v not in TP_IMPORTANCE]
     preset = PRESETS[args.preset]
     args.archs = args.archs or preset["archs"]
     args.budgets = args.budgets or preset["budgets"]

@@ -345,7 +345,7 @@ class PruneSettings(BaseModel):
         return self.remaining_macs_fraction()
 
     def selection_points(self) -> int:
-        """``iterative_steps`` in force: the value given, else the method's ``default_iterative_steps``.
+        """``iterative_steps`` in force: the value given, else the method's ``default_selection_points``.
 
         Example:
             >>> PruneSettings(target_macs_fraction=0.5).selection_points()
