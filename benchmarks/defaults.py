@@ -382,6 +382,8 @@ def main(argv: list[str] | None = None) -> list[Record]:
         "wins for the same arch, budget, seed and variant); --tag names the output",
     )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs: got {args.jobs}; allowed: 1 or more processes")
     if args.skip_tp:  # the older spelling of leaving both tp-* variants out
         args.variants = [v for v in args.variants if v not in TP_IMPORTANCE]
     preset = PRESETS[args.preset]

@@ -99,3 +99,9 @@ def test_runs_of_several_invocations_merge_into_one_table(tmp_path: Path) -> Non
     merged = suite.main(["--from-json", *map(str, paths), "--output-dir", str(tmp_path), "--tag", "merged"])
     assert len(merged) == 4
     assert "sp+sr - tp-random" in (tmp_path / "defaults-cpu-a-merged.md").read_text()
+
+
+def test_a_job_count_below_one_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _suite().main(["--preset", "smoke", "--jobs", "0"])
+    assert "--jobs: got 0; allowed: 1 or more" in capsys.readouterr().err
