@@ -19,7 +19,7 @@ from decayprune.train import evaluate, read_jsonl
 
 WORKER = textwrap.dedent(
     """
-    import io, json, sys
+    import io, json, os, sys
     import torch, torch.distributed as dist
     from torch import nn
     from rich.console import Console
@@ -56,6 +56,9 @@ WORKER = textwrap.dedent(
     with open(f"{out_dir}/rank{rank}.json", "w") as f:
         json.dump({"final": result.final, "history": result.history, "printed": buffer.getvalue()}, f)
     dist.destroy_process_group()
+    # no interpreter teardown: gloo can abort there (see the worker of test_train_distributed.py)
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(0)
     """
 )
 
