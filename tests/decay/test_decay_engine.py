@@ -256,3 +256,37 @@ def test_state_dict_round_trip() -> None:
         opt.step()
         engine.after_step(5)
     torch.testing.assert_close(clone_s.producer_norms(), setup.structures.producer_norms(), rtol=0, atol=0)
+
+
+def _released_run(on_release: str) -> tuple[Setup, int, float]:
+    """A pushed-back structure released at step 3 (W = 3); returns the setup, its id and its norm at selection."""
+    settings = DecaySettings(
+        policy="sp+sr", steps=10, t_rate=1.0, t_len=2.0, window=3, sr_criterion="pushback", on_release=on_release
+    )
+    setup = Setup(settings, lambda p: torch.optim.SGD(p, lr=0.1))
+    pushed = setup.layer("0").first
+    _push_back(setup, "0", channel=0)
+    at_selection = float(setup.structures.producer_norms()[pushed])
+    setup.engine.start(torch.tensor([pushed]), step=0)
+    assert [setup.step(k) for k in range(1, 4)] == [[], [], [pushed]]
+    return setup, pushed, at_selection
+
+
+def test_a_released_structure_keeps_its_weights_or_gets_its_norm_at_selection_back() -> None:
+    kept, pushed, at_selection = _released_run("keep")
+    restored, _, _ = _released_run("restore")
+    kept_norm = float(kept.structures.producer_norms()[pushed])
+    assert float(restored.structures.producer_norms()[pushed]) == pytest.approx(at_selection, rel=1e-5)
+    assert kept_norm != pytest.approx(at_selection, rel=1e-3)  # the push took it past its norm at selection
+    # Same runs up to the release: "restore" only rescales, in the direction training gave the weights.
+    for k_param, r_param in zip(kept.model[0:2].parameters(), restored.model[0:2].parameters()):
+        torch.testing.assert_close(r_param[0], k_param[0] * (at_selection / kept_norm), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(r_param[1:], k_param[1:])
+    restored.step(4)  # released: the decay no longer rescales it
+    assert restored.engine.releases == 1 and not restored.engine.decaying[pushed]
+
+
+def test_on_release_without_self_rectifying_is_refused() -> None:
+    with pytest.raises(ValueError, match="releases nothing"):
+        DecaySettings(policy="sp", on_release="restore")
+    assert DecaySettings(policy="sp", on_release="keep").on_release == "keep"

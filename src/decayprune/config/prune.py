@@ -68,6 +68,12 @@ class DecaySettings(BaseModel):
         "release; at most N); paper: consecutive steps both conditions must hold",
     )
     cooldown: int = Field(200, ge=0, description="steps a released structure may not be selected again")
+    on_release: Literal["keep", "restore"] = Field(
+        "keep",
+        description="what a released structure's weights become: keep (the decayed weights, trained back from "
+        "there) or restore (rescaled to their norm at selection, L_init, in the direction training gave them); "
+        "only under sp+sr",
+    )
     sync_every: int | None = Field(
         None,
         ge=1,
@@ -97,6 +103,11 @@ class DecaySettings(BaseModel):
                 f"t_rate: got {self.t_rate!r}, but with sr_criterion 'radial' C_rate is a cosine in [-1, 1], so "
                 "T_rate must satisfy -1 <= t_rate < 1 (t_rate >= 1 would never release anything); use e.g. 0.0, or "
                 "sr_criterion 'pushback' for thresholds in decay quanta"
+            )
+        if "on_release" in self.model_fields_set and self.on_release != "keep" and self.policy != "sp+sr":
+            raise ValueError(
+                f"on_release: {self.on_release!r} acts on structures self-rectifying releases, but policy is "
+                f"{self.policy!r}, which releases nothing; use policy 'sp+sr' or leave on_release unset"
             )
         return self
 

@@ -32,7 +32,8 @@ step from releasing anything.
 ``C_rate = (||x*|| - ||x||) / (L_init / N)`` (push-back in decay quanta of one step); both conditions
 must hold for ``W`` consecutive steps.
 
-A released ``s`` keeps its current weights, trains normally, may not be selected again for
+A released ``s`` keeps its current weights (``on_release="keep"``; ``"restore"`` rescales them to
+``L_init`` in the same step, keeping their direction), trains normally, may not be selected again for
 ``cooldown`` steps, and the base method is asked to pick replacements so its budget still holds
 (the Pruner hands the release to the method in the same ``after_step`` call that reads it
 back, so on the CPU the backfill starts at the step of the release). No release happens after
@@ -374,8 +375,9 @@ class DecayEngine:
         post = s.producer_norms()
         # A Python bool never reaches the device (a host-to-device copy would be a sync point).
         advance = None if isinstance(skipped, bool) else torch.logical_not(skipped.to(self._dev, torch.bool))
+        released = None
         if self.settings.self_rectifying and self._grad_sq is not None:
-            self._rectify(step, post, advance)
+            released = self._rectify(step, post, advance)
         decaying = st["decaying"]
         counted = decaying if advance is None else decaying & advance
         done = st["done_steps"] + counted.long()
@@ -383,6 +385,9 @@ class DecayEngine:
         factor = torch.where(post > 0, target / post.clamp_min(1e-30), torch.zeros_like(target))
         finished = decaying & (done >= n_steps)
         factor = torch.where(counted, factor, torch.ones_like(factor)).masked_fill_(finished, 0.0)
+        if released is not None and self.settings.on_release == "restore":
+            back = torch.where(post > 0, st["l_init"] / post.clamp_min(1e-30), torch.ones_like(post))
+            factor = torch.where(released, back, factor)
         st["done_steps"].copy_(done)
         decaying.logical_and_(~finished)
         st["completed_flag"].logical_or_(finished)
@@ -397,7 +402,9 @@ class DecayEngine:
             if self.optimizer is not None:
                 plan.mul_state_(self.optimizer, self._keep_factors(plan))
 
-    def _rectify(self, step: int, post: torch.Tensor, advance: torch.Tensor | None) -> None:
+    def _rectify(self, step: int, post: torch.Tensor, advance: torch.Tensor | None) -> torch.Tensor:
+        """Read self-rectifying's criteria; stop the decay of the structures it releases and return them
+        (a bool per structure, on the device)."""
         s, st, cfg = self.structures, self._state, self.settings
         decaying = st["decaying"]
         # Nothing touches the weights between the last rescale and this step, so the norm before
@@ -424,6 +431,7 @@ class DecayEngine:
         st["c_rate"].copy_(torch.where(release, c_rate, st["c_rate"]))
         st["c_len"].copy_(torch.where(release, c_len, st["c_len"]))
         decaying.logical_and_(~release)
+        return release
 
     def finish(self, step: int) -> None:
         """Zero every structure still decaying (end of training) and mark it pruned."""
