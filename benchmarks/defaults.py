@@ -7,6 +7,8 @@ Usage:
     python benchmarks/defaults.py --archs small_cnn --budgets 0.2 --seeds 0 1 2 --methods depgraph iterative
     python benchmarks/defaults.py --jobs 2                 # (arch, seed) blocks in 2 processes
     python benchmarks/defaults.py --from-json a.json b.json --tag all   # one table from earlier invocations
+    python benchmarks/defaults.py --variants sp+sr --prune-set decay.on_release=restore --tag restore \
+        --against runs/defaults/defaults-cpu.json     # a study, paired by seed with the defaults' runs
 
 What a user writes is all that is set: ``method``, ``target_macs_fraction`` and ``decay.policy``
 (every other pruning setting, N and the SR thresholds included, is decayprune's default). For
@@ -323,6 +325,36 @@ def tables(records: list[Record], methods: list[str]) -> tuple[Table, Table]:
     return cells, diffs
 
 
+def against_table(records: list[Record], baseline: list[Record], label: str) -> Table:
+    """Per (arch, budget, variant): top-1 minus the same variant's in ``baseline``, paired by seed."""
+    table = Table(title=f"minus the same variant in {label} (points, mean ± standard error over seeds)")
+    for col in ("arch", "MACs target", "variant", "seeds", "releases (baseline)", "top-1 %", "minus baseline"):
+        table.add_column(col)
+    base = {(r["arch"], r["budget"], r["seed"], r["variant"]): r for r in baseline}
+    for arch, budget, variant in dict.fromkeys((r["arch"], r["budget"], r["variant"]) for r in records):
+        pairs = [
+            (r, base[key])
+            for r in records
+            if (r["arch"], r["budget"], r["variant"]) == (arch, budget, variant)
+            and (key := (arch, budget, r["seed"], variant)) in base
+        ]
+        if not pairs:
+            continue
+        diffs = [r["top1"] - b["top1"] for r, b in pairs]
+        se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+        releases = statistics.mean(r["releases"] for r, _ in pairs), statistics.mean(b["releases"] for _, b in pairs)
+        table.add_row(
+            arch,
+            f"{budget:.0%}",
+            variant,
+            str(len(pairs)),
+            f"{releases[0]:.1f} ({releases[1]:.1f})",
+            f"{statistics.mean(r['top1'] for r, _ in pairs):.2f}",
+            f"{statistics.mean(diffs):+.2f} ± {se:.2f}",
+        )
+    return table
+
+
 def table_markdown(table: Table) -> str:
     """A rich table as a Markdown table."""
     heads = [str(c.header) for c in table.columns]
@@ -393,6 +425,14 @@ def main(argv: list[str] | None = None) -> list[Record]:
         help="run nothing: the tables and plot of the runs in these files of earlier invocations (a later file "
         "wins for the same arch, budget, seed and variant); --tag names the output",
     )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="also tabulate each variant minus the same variant in this file of an earlier invocation, paired by "
+        "seed (e.g. a --prune-set study against the defaults)",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs: got {args.jobs}; allowed: 1 or more processes")
@@ -419,6 +459,10 @@ def main(argv: list[str] | None = None) -> list[Record]:
     write_text_atomic(stem.with_suffix(".json"), json.dumps({"wall_s": wall, "runs": records}, indent=1))
     command = "python benchmarks/defaults.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = f"command: `{command.strip()}` ({wall:.0f} s)\n\n{table_markdown(cells)}\n\n{table_markdown(diffs)}\n"
+    if args.against is not None:
+        versus = against_table(records, merge_runs([args.against])[0], args.against.name)
+        console.print(versus)
+        text += f"\n{table_markdown(versus)}\n"
     write_text_atomic(stem.with_suffix(".md"), text)
     plot(records, stem.with_suffix(".png"))
     console.print(f"wall time {wall:.0f} s; tables in {stem}.md, plot {stem}.png")

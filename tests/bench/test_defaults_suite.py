@@ -105,3 +105,21 @@ def test_a_job_count_below_one_is_refused(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         _suite().main(["--preset", "smoke", "--jobs", "0"])
     assert "--jobs: got 0; allowed: 1 or more" in capsys.readouterr().err
+
+
+def test_a_study_is_paired_by_seed_with_the_same_variant_of_a_baseline_file(tmp_path: Path) -> None:
+    suite = _suite()
+
+    def run(seed: int, top1: float, releases: int) -> dict:
+        rec = {"arch": "a", "budget": 0.4, "seed": seed, "variant": "m sp+sr", "top1": top1, "releases": releases}
+        return {**rec, "macs_pct": 40.0}
+
+    study = [run(0, 71.0, 4), run(1, 73.0, 2), run(2, 60.0, 0)]
+    baseline = [run(0, 70.0, 10), run(1, 70.0, 20)]  # seed 2 has no baseline run: left out
+    table = suite.table_markdown(suite.against_table(study, baseline, "base.json"))
+    assert "| a | 40% | m sp+sr | 2 | 3.0 (15.0) | 72.00 | +2.00 ± 1.00 |" in table
+    (tmp_path / "base.json").write_text(json.dumps({"wall_s": 1.0, "runs": baseline}))
+    (tmp_path / "study.json").write_text(json.dumps({"wall_s": 1.0, "runs": study}))
+    args = ["--from-json", str(tmp_path / "study.json"), "--against", str(tmp_path / "base.json")]
+    suite.main([*args, "--output-dir", str(tmp_path), "--tag", "study"])
+    assert "minus the same variant in base.json" in (tmp_path / "defaults-cpu-a-study.md").read_text()
