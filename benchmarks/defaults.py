@@ -114,15 +114,15 @@ def run_config(
     """The run config of one variant: the preset's data and schedules, this arch, seed and prune section
     (``weights``: start from this base model instead of training one)."""
     preset = PRESETS[args.preset]
-    train = {**COMMON, "seed": seed, "device": args.device, "eval_every": preset["finetune"]["epochs"]}
+    train = {**COMMON, "seed": seed, "device": args.device}
     data = dict(preset["data"], **({"data_dir": str(args.data_dir)} if args.data_dir else {}))
     values = {
         "name": name,
         "output_dir": str(args.output_dir),
         "data": data,
         "model": {"name": arch, **({"weights": str(weights)} if weights else {})},
-        "pretrain": {**preset["pretrain"], **train},
-        "finetune": {**preset["finetune"], **train},
+        "pretrain": {**preset["pretrain"], **train, "eval_every": preset["pretrain"]["epochs"]},
+        "finetune": {**preset["finetune"], **train, "eval_every": preset["finetune"]["epochs"]},
         "prune": {"target_macs_fraction": budget, **prune},
     }
     return load_config(None, values=values)
