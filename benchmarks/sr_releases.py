@@ -64,7 +64,8 @@ def analyse_run(run_dir: Path) -> Record:
     """The releases of one finished sp+sr run: per released structure its history and norms."""
     spec = json.loads((run_dir / "pruned.json").read_text())["arch"]
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    decay_steps = json.loads((run_dir / "result.json").read_text())["decay"]["steps"]
+    result = json.loads((run_dir / "result.json").read_text())
+    decay_steps = result["decay"]["steps"]
     model = create(spec["name"], **spec["kwargs"])
     structures = StructureSet(model, torch.zeros(1, *spec["input_shape"]))
     base = structure_norms(model, structures, Path(config["model"]["weights"]))
@@ -94,8 +95,12 @@ def analyse_run(run_dir: Path) -> Record:
                 "blew_up": bool(end[unit] > BLOW_UP * kept_end.max()),
             }
         )
-    name = json.loads((run_dir / "result.json").read_text())
-    return {"model": name["model"], "budget": name["target_macs_fraction"], "run": run_dir.name, "releases": released}
+    return {
+        "model": result["model"],
+        "budget": result["target_macs_fraction"],
+        "run": run_dir.name,
+        "releases": released,
+    }
 
 
 def median(values: list[float]) -> float:
