@@ -81,9 +81,10 @@ def analyse_run(run_dir: Path) -> Record:
         later = [e for e in events[i + 1 :] if e["structure"] == unit and e["kind"] == "start"]
         span = structures.group_of(unit).span
         layer_base = base[span]
-        never = [u for u in range(span.start, span.stop) if u not in selected]
-        kept_end = end[never] if never else end[span]
-        kept_ratio = (end[never] / base[never].clamp_min(1e-12)) if never else end[span] / layer_base.clamp_min(1e-12)
+        # The layer's never-selected structures (all of the layer's when every one was selected).
+        kept = [u for u in range(span.start, span.stop) if u not in selected] or list(range(span.start, span.stop))
+        kept_end = end[kept]
+        kept_ratio = kept_end / base[kept].clamp_min(1e-12)
         released.append(
             {
                 "layer": event["layer"],

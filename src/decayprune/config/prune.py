@@ -104,7 +104,7 @@ class DecaySettings(BaseModel):
                 "T_rate must satisfy -1 <= t_rate < 1 (t_rate >= 1 would never release anything); use e.g. 0.0, or "
                 "sr_criterion 'pushback' for thresholds in decay quanta"
             )
-        if "on_release" in self.model_fields_set and self.on_release != "keep" and self.policy != "sp+sr":
+        if self.on_release != "keep" and self.policy != "sp+sr":
             raise ValueError(
                 f"on_release: {self.on_release!r} acts on structures self-rectifying releases, but policy is "
                 f"{self.policy!r}, which releases nothing; use policy 'sp+sr' or leave on_release unset"

@@ -64,7 +64,8 @@ class PruningMethod:
 
     @classmethod
     def default_selection_points(cls, options: dict[str, Any]) -> int:
-        """Selection points when ``prune.iterative_steps`` is unset, given the validated ``options``."""
+        """Selection points when ``prune.iterative_steps`` is unset, given the validated ``options`` (every
+        field of the method's ``Options``, defaults filled in)."""
         return cls.default_iterative_steps
 
     def __init__(self, criterion: Criterion | None = None, **options: Any) -> None:

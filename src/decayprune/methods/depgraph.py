@@ -70,7 +70,7 @@ class DepGraph(IterativeMethod):
     @classmethod
     def default_selection_points(cls, options: dict[str, Any]) -> int:
         """5 when sparse learning runs in the pruning phase (its regulariser acts up to the last point), else 1."""
-        regularised = options.get("sparse_lambda", 0.0) > 0 and options.get("sparse_phase", "pruning") == "pruning"
+        regularised = options["sparse_lambda"] > 0 and options["sparse_phase"] == "pruning"
         return 5 if regularised else cls.default_iterative_steps
 
     class Options(RankingOptions):
