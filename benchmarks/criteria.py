@@ -4,7 +4,15 @@ Usage:
     python benchmarks/criteria.py                                  # digits / small_cnn, 20% MACs, 3 seeds
     python benchmarks/criteria.py --seeds 0 --policies oneshot     # quicker
     python benchmarks/criteria.py --rows taylor bn_scale --ranking layer
-    python benchmarks/criteria.py --data fashion-mnist --train-subset 20000 --epochs 2 1   # 28x28 task
+    python benchmarks/criteria.py --preset fashion --seeds 0 1 --output-dir runs/crit-a   # Fashion-MNIST
+    python benchmarks/criteria.py --merge runs/crit-a/criteria-summary.json runs/crit-b/criteria-summary.json \
+        --markdown benchmarks/results/criteria_fashion.md     # one table from invocations run side by side
+
+Presets: ``digits`` (the 8x8 task: 12 + 6 epochs, the decay settings it was tuned with) and
+``fashion`` (Fashion-MNIST, 6,000 training images and the 10,000 test images, 4 + 2 epochs, every
+prune setting but the 20% MACs target at the library defaults), where a paired difference of
+0.3 points is signal. ``Δ random`` is each row minus the random row of the same seed and policy
+(mean ± standard error over seeds).
 
 ``thinet + reconstruction`` is the ``thinet`` method: least-squares rescaling of the next layers
 under ``oneshot`` (under ``sp+sr`` it ranks like ``iterative`` with the ``thinet`` criterion).
@@ -33,12 +41,22 @@ from decayprune import Pruner, Trainer, count_cost, evaluate, load_config
 from decayprune.files import write_text_atomic
 from decayprune.jobs.build import build_model, example_input, load_splits, make_loaders
 
-PRESET: dict[str, Any] = {
-    "data": {"name": "digits"},
-    "model": {"name": "small_cnn"},
-    "pretrain": {"epochs": 12, "batch_size": 64, "lr": 0.05, "schedule": "cosine"},
-    "finetune": {"epochs": 6, "batch_size": 64, "lr": 0.01, "schedule": "cosine"},
-    "prune": {"target_macs_fraction": 0.2, "iterative_steps": 3, "decay": {"steps": 20, "cooldown": 40}},
+PRESETS: dict[str, dict[str, Any]] = {
+    "digits": {
+        "data": {"name": "digits"},
+        "model": {"name": "small_cnn"},
+        "pretrain": {"epochs": 12, "batch_size": 64, "lr": 0.05, "schedule": "cosine"},
+        "finetune": {"epochs": 6, "batch_size": 64, "lr": 0.01, "schedule": "cosine"},
+        "prune": {"target_macs_fraction": 0.2, "iterative_steps": 3, "decay": {"steps": 20, "cooldown": 40}},
+    },
+    # The defaults suite's CPU task (benchmarks/defaults.py --preset cpu), one evaluation per phase.
+    "fashion": {
+        "data": {"name": "fashion-mnist", "train_subset": 6000},
+        "model": {"name": "small_cnn"},
+        "pretrain": {"epochs": 4, "batch_size": 128, "lr": 0.05, "schedule": "cosine", "eval_every": 4},
+        "finetune": {"epochs": 2, "batch_size": 128, "lr": 0.01, "schedule": "cosine", "eval_every": 2},
+        "prune": {"target_macs_fraction": 0.2},
+    },
 }
 
 # label -> (method, criterion, criterion options, method options)
@@ -61,6 +79,11 @@ ROWS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     "sosp_h": ("iterative", "sosp_h", {}, {}),
     "taylor gate (paper)": ("iterative", "taylor", {"form": "bn", "normalize": "none", "momentum": 0.9}, {}),
     "thinet + reconstruction": ("thinet", "thinet", {}, {}),
+    # The per-layer ratios both papers' published numbers use (the same fraction of every layer).
+    "hrank (per layer)": ("iterative", "hrank", {}, {"ranking": "layer"}),
+    "chip (per layer)": ("iterative", "chip", {}, {"ranking": "layer"}),
+    # The gradient-matrix row: layers in forward order, each pruned up to 1 - effective rank / channels.
+    "max redundancy (layer-wise)": ("max_redundancy", "l1_filter", {}, {"ranking": "global"}),
     # The paper trains with the penalty from scratch (1e-4); a 6-epoch fine-tune needs a stronger one to move gammas.
     "slimming": ("slimming", None, {}, {"sparsity": 1e-2}),
 }
@@ -71,6 +94,19 @@ def _mean_std(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def paired_vs(records: list[dict[str, Any]], row: str, policy: str, reference: str = "random") -> str:
+    """``top1(row) - top1(reference)`` paired by seed (same policy): mean ± standard error, or ``-``."""
+    ref = {r["seed"]: r["top1"] for r in records if r["row"] == reference and r["policy"] == policy}
+    diffs = [
+        r["top1"] - ref[r["seed"]] for r in records if r["row"] == row and r["policy"] == policy and r["seed"] in ref
+    ]
+    if row == reference or not diffs:
+        return "-"
+    if len(diffs) == 1:
+        return f"{diffs[0]:+.2f}"
+    return f"{statistics.mean(diffs):+.2f} ± {statistics.stdev(diffs) / len(diffs) ** 0.5:.2f}"
 
 
 class _Timed:
@@ -94,11 +130,15 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     console = Console(width=160)
     records = []
     for seed in args.seeds:
-        tree = copy.deepcopy(PRESET)
+        tree = copy.deepcopy(PRESETS[args.preset])
         tree.update(name=f"criteria-s{seed}", output_dir=str(args.output_dir))
-        tree["data"] = {"name": args.data, **({"train_subset": args.train_subset} if args.train_subset else {})}
+        if args.data:
+            tree["data"] = {"name": args.data}
+        if args.train_subset:
+            tree["data"]["train_subset"] = args.train_subset
         if args.epochs:
-            tree["pretrain"]["epochs"], tree["finetune"]["epochs"] = args.epochs
+            for phase, epochs in zip(("pretrain", "finetune"), args.epochs, strict=True):
+                tree[phase].update(epochs=epochs, eval_every=epochs)
         tree["pretrain"]["seed"] = tree["finetune"]["seed"] = seed
         tree["pretrain"]["device"] = tree["finetune"]["device"] = "cpu"
         cfg = load_config(None, values=tree)
@@ -128,7 +168,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "method": method,
                         "criterion": criterion,
                         "criterion_options": criterion_options,
-                        "method_options": {**method_options, "ranking": args.ranking},
+                        "method_options": {"ranking": args.ranking, **method_options},
                         "decay": cfg.prune.decay.model_copy(update={"policy": policy}),
                     }
                 )
@@ -167,26 +207,47 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return records
 
 
-def table(records: list[dict[str, Any]], title: str) -> Table:
-    out = Table(title=title)
-    for col in ("criterion", "policy", "top-1", "Δ top-1", "MACs %", "score × step", "releases", "seeds"):
-        out.add_column(col)
+COLUMNS = ("criterion", "policy", "top-1", "Δ top-1", "Δ random", "MACs %", "score × step", "releases", "seeds")
+
+
+def table_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """One row of :data:`COLUMNS` per (criterion row, policy), in the order they first appear."""
+    out = []
     for label in dict.fromkeys(r["row"] for r in records):
         for policy in dict.fromkeys(r["policy"] for r in records):
             rows = [r for r in records if r["row"] == label and r["policy"] == policy]
             if not rows:
                 continue
-            out.add_row(
-                label,
-                policy,
-                _mean_std([r["top1"] for r in rows]),
-                _mean_std([r["top1"] - r["base_top1"] for r in rows]),
-                _mean_std([r["macs_pct"] for r in rows]),
-                _mean_std([r["score_steps"] for r in rows]),
-                _mean_std([float(r["releases"]) for r in rows]),
-                str(len(rows)),
+            out.append(
+                [
+                    label,
+                    policy,
+                    _mean_std([r["top1"] for r in rows]),
+                    _mean_std([r["top1"] - r["base_top1"] for r in rows]),
+                    paired_vs(records, label, policy),
+                    _mean_std([r["macs_pct"] for r in rows]),
+                    _mean_std([r["score_steps"] for r in rows]),
+                    _mean_std([float(r["releases"]) for r in rows]),
+                    str(len(rows)),
+                ]
             )
     return out
+
+
+def table(records: list[dict[str, Any]], title: str) -> Table:
+    out = Table(title=title)
+    for col in COLUMNS:
+        out.add_column(col)
+    for row in table_rows(records):
+        out.add_row(*row)
+    return out
+
+
+def markdown(records: list[dict[str, Any]], title: str) -> str:
+    """The table as Markdown, under ``title``."""
+    lines = [f"{title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(records)]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -196,20 +257,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--ranking", choices=["global", "layer"], default="global")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/bench"))
-    parser.add_argument("--data", default="digits", help="a registered dataset, e.g. digits or fashion-mnist")
-    parser.add_argument("--train-subset", type=int, default=0, help="training images used (0: all)")
-    parser.add_argument("--epochs", nargs=2, type=int, metavar=("PRETRAIN", "FINETUNE"), help="default 12 6")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="digits")
+    parser.add_argument("--data", help="a registered dataset instead of the preset's, e.g. fashion-mnist")
+    parser.add_argument("--train-subset", type=int, default=0, help="training images used (0: the preset's)")
+    parser.add_argument("--epochs", nargs=2, type=int, metavar=("PRETRAIN", "FINETUNE"), help="instead of the preset's")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON", help="tabulate saved summaries; run nothing")
+    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    records = run(args)
-    title = (
-        f"criteria on small_cnn / {args.data}, {args.ranking} ranking, target 20% MACs, "
-        f"{len(args.seeds)} seed(s), {time.perf_counter() - start:.0f} s"
-    )
+    if args.merge:
+        records = [r for path in args.merge for r in json.loads(path.read_text())]
+        title = f"criteria on small_cnn, merged from {len(args.merge)} summaries"
+    else:
+        records = run(args)
+        data = args.data or PRESETS[args.preset]["data"]["name"]
+        title = (
+            f"criteria on small_cnn / {data} (preset {args.preset}), {args.ranking} ranking, target 20% MACs, "
+            f"{len(args.seeds)} seed(s), {time.perf_counter() - start:.0f} s"
+        )
+        summary = args.output_dir / "criteria-summary.json"
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(summary, json.dumps(records, indent=1))
     Console(width=160).print(table(records, title))
-    summary = args.output_dir / "criteria-summary.json"
-    summary.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(summary, json.dumps(records, indent=1))
+    if args.markdown:
+        write_text_atomic(args.markdown, markdown(records, title))
 
 
 if __name__ == "__main__":

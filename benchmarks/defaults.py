@@ -116,13 +116,14 @@ def run_config(
     preset = PRESETS[args.preset]
     train = {**COMMON, "seed": seed, "device": args.device}
     data = dict(preset["data"], **({"data_dir": str(args.data_dir)} if args.data_dir else {}))
+    finetune = dict(preset["finetune"], **({"epochs": args.finetune_epochs} if args.finetune_epochs else {}))
     values = {
         "name": name,
         "output_dir": str(args.output_dir),
         "data": data,
         "model": {"name": arch, **({"weights": str(weights)} if weights else {})},
         "pretrain": {**preset["pretrain"], **train, "eval_every": preset["pretrain"]["epochs"]},
-        "finetune": {**preset["finetune"], **train, "eval_every": preset["finetune"]["epochs"]},
+        "finetune": {**finetune, **train, "eval_every": finetune["epochs"]},
         "prune": {"target_macs_fraction": budget, **prune},
     }
     return load_config(None, values=values)
@@ -240,7 +241,7 @@ def run_block(args: argparse.Namespace, arch: str, seed: int) -> list[Record]:
                 records.append({"arch": arch, "budget": budget, "seed": seed, **rec})
                 console.print(f"{where} {rec['variant']}: top-1 {rec['top1']:.2f}, MACs {rec['macs_pct']:.1f}%")
         for variant in [v for v in TP_IMPORTANCE if v in args.variants]:
-            cfg = run_config(args, arch, budget, seed, f"defaults-{args.preset}-{where}-{variant}", {})
+            cfg = run_config(args, arch, budget, seed, f"defaults-{args.preset}-{where}-{variant}{tag}", {})
             rec = tp_run(cfg, weights, variant, budget, seed)
             records.append({"arch": arch, "budget": budget, "seed": seed, **rec})
             console.print(f"{where} {variant}: top-1 {rec['top1']:.2f}, MACs {rec['macs_pct']:.1f}%")
@@ -407,6 +408,9 @@ def main(argv: list[str] | None = None) -> list[Record]:
     )
     parser.add_argument("--output-dir", type=Path, default=Path("runs/defaults"))
     parser.add_argument("--prune-set", nargs="*", default=[], metavar="KEY=VALUE", help="prune settings of ours")
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=None, help="instead of the preset's fine-tune length (needs --tag)"
+    )
     parser.add_argument("--tag", default="", help="suffix of our run names and of the output files (with --prune-set)")
     parser.add_argument("--skip-tp", action="store_true", help="leave out Torch-Pruning's runs")
     parser.add_argument(
@@ -436,6 +440,8 @@ def main(argv: list[str] | None = None) -> list[Record]:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs: got {args.jobs}; allowed: 1 or more processes")
+    if args.finetune_epochs is not None and (args.finetune_epochs < 1 or not args.tag):
+        parser.error("--finetune-epochs: a positive epoch count, with a --tag that keeps its runs apart")
     if args.skip_tp:  # the older spelling of leaving both tp-* variants out
         args.variants = [v for v in args.variants if v not in TP_IMPORTANCE]
     preset = PRESETS[args.preset]

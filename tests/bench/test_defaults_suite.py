@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import math
@@ -105,6 +106,20 @@ def test_a_job_count_below_one_is_refused(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         _suite().main(["--preset", "smoke", "--jobs", "0"])
     assert "--jobs: got 0; allowed: 1 or more" in capsys.readouterr().err
+
+
+def test_a_finetune_length_needs_a_tag_that_keeps_its_runs_apart(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _suite().main(["--preset", "smoke", "--finetune-epochs", "4"])
+    assert "--finetune-epochs: a positive epoch count, with a --tag" in capsys.readouterr().err
+
+
+def test_a_finetune_length_changes_the_fine_tune_and_not_the_base() -> None:
+    suite = _suite()
+    args = argparse.Namespace(preset="smoke", device="cpu", data_dir=None, output_dir=Path("runs"), finetune_epochs=5)
+    cfg = suite.run_config(args, "small_cnn", 0.5, 0, "x", {})
+    assert cfg.finetune.epochs == 5 and cfg.finetune.eval_every == 5
+    assert cfg.pretrain.epochs == suite.PRESETS["smoke"]["pretrain"]["epochs"]
 
 
 def test_a_study_is_paired_by_seed_with_the_same_variant_of_a_baseline_file(tmp_path: Path) -> None:

@@ -38,7 +38,9 @@ def make_pruner(
         iterative_steps=iterative_steps,
     )
     data = (
-        [(X1.repeat(8, 1, 1, 1), torch.arange(8))] if method in {"thinet", "spectral_radius"} else None
+        [(X1.repeat(8, 1, 1, 1), torch.arange(8))]
+        if method in {"thinet", "spectral_radius", "max_redundancy"}
+        else None
     )  # they read data
     return Pruner(model, X1, settings, total_steps=total_steps, steps_per_epoch=10, calibration_data=data)
 

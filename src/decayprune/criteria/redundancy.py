@@ -7,7 +7,9 @@ norm layer, else its conv / linear layer). If its effective rank is ``r`` of ``C
 most ``r`` directions carry information, and ``1 - r / C`` is the largest fraction of the layer that
 can go without losing a direction: the layer's *maximum safe pruning ratio*. The result is a
 ``layer_caps`` mapping that any ranking method takes (``method_options.layer_caps``), beside the
-sensitivity-based caps of :func:`decayprune.caps_from_sensitivity`.
+sensitivity-based caps of :func:`decayprune.caps_from_sensitivity`. With ``gone`` (units counted
+as removed, e.g. those already selected), their columns are left out of the rank, so the cap is
+``1 - r / C`` over what still carries information; method ``max_redundancy`` uses it layer by layer.
 """
 
 from __future__ import annotations
@@ -87,10 +89,13 @@ def caps_from_gradient_rank(
     source: Literal["grad", "activation"] = "grad",
     energy: float = 0.99,
     batches: int = 8,
+    gone: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """``{layer name: 1 - effective rank / channels}`` of each layer group's per-sample matrix.
 
     Plugs into ``method_options.layer_caps`` of any ranking method (``iterative``, ``depgraph``, ...).
+    ``gone`` (bool, one per unit) leaves those units' channels out of the rank: they count as
+    removed, so a layer's cap never falls below its removed fraction.
 
     Example:
         >>> from decayprune.structure import StructureSet
@@ -108,11 +113,15 @@ def caps_from_gradient_rank(
         if index not in rows:
             raise UserError(f"layer {group.name!r}: no {source} reached its activation in the calibration passes")
         matrix = torch.cat(rows[index])
+        channels = matrix.shape[1]
+        if gone is not None:
+            _module, positions, ids = group_activation_sites(group)[0]
+            matrix = matrix[:, positions[~gone.cpu()[ids.cpu()]]]
         if matrix.shape[0] < matrix.shape[1]:
             raise UserError(
                 f"layer {group.name!r} has {matrix.shape[1]} channels but only {matrix.shape[0]} calibration "
                 "samples: the effective rank could not exceed the sample count; pass more batches"
             )
         rank = effective_rank(matrix, energy)
-        caps[group.name] = max(0.0, 1.0 - rank / matrix.shape[1])
+        caps[group.name] = max(0.0, 1.0 - rank / channels)
     return caps

@@ -16,6 +16,7 @@ from .gated_norms import add_norm_gates, gate_taylor_scores
 from .global_threshold import layer_floor, tick_selection
 from .iterative import IterativeMethod, RankingOptions
 from .magnitude import L1Pruning, RandomPruning
+from .max_redundancy import MaxRedundancy
 from .otov2 import OTOv2
 from .schedule import SelectionSchedule
 from .slimming import NetworkSlimming
@@ -32,6 +33,7 @@ __all__ = [
     "GateDecoratorOptions",
     "IterativeMethod",
     "L1Pruning",
+    "MaxRedundancy",
     "NetworkSlimming",
     "OTOv2",
     "PruneContext",

@@ -34,7 +34,17 @@ from ..registry import METHODS
 if TYPE_CHECKING:
     from .context import PruneContext
 
-__all__ = ["PruningMethod", "create_method", "list_methods", "method_class", "register_method"]
+__all__ = [
+    "STAGED_SELECTION_POINTS",
+    "PruningMethod",
+    "create_method",
+    "list_methods",
+    "method_class",
+    "register_method",
+]
+
+STAGED_SELECTION_POINTS = 5
+"""Default selection points of the methods that work between them (a regulariser, a partition, retraining)."""
 
 
 class PruningMethod:
@@ -56,7 +66,8 @@ class PruningMethod:
     default_criterion: ClassVar[str | None] = None
     unit_kind: ClassVar[str] = "channels"
     #: Selection points when ``prune.iterative_steps`` is unset (1: select the whole budget at the start;
-    #: methods whose regulariser or optimizer works between the points keep more).
+    #: methods whose regulariser, optimizer or retraining works between the points keep
+    #: :data:`STAGED_SELECTION_POINTS`).
     default_iterative_steps: ClassVar[int] = 1
     policies: ClassVar[tuple[str, ...] | None] = None
 

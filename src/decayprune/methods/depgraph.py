@@ -22,7 +22,7 @@ import torch
 from pydantic import Field
 
 from ..criteria.magnitude import GroupMagnitude
-from .base import register_method
+from .base import STAGED_SELECTION_POINTS, register_method
 from .budget import fill_to_budget
 from .depgraph_reg import depgraph_regularize, group_lasso_regularize
 from .iterative import IterativeMethod, RankingOptions
@@ -69,9 +69,10 @@ class DepGraph(IterativeMethod):
 
     @classmethod
     def default_selection_points(cls, options: dict[str, Any]) -> int:
-        """5 when sparse learning runs in the pruning phase (its regulariser acts up to the last point), else 1."""
+        """STAGED_SELECTION_POINTS when sparse learning runs in the pruning phase (its regulariser acts up to the
+        last point), else 1."""
         regularised = options["sparse_lambda"] > 0 and options["sparse_phase"] == "pruning"
-        return 5 if regularised else cls.default_iterative_steps
+        return STAGED_SELECTION_POINTS if regularised else cls.default_iterative_steps
 
     class Options(RankingOptions):
         """Options of :class:`DepGraph`."""

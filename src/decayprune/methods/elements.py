@@ -26,7 +26,7 @@ from ..sparse.masks import ElementMasks
 from ..sparse.schedules import sparsity_at
 from ..sparse.snip import snip_scores
 from ..sparse.targets import select_smallest
-from .base import PruningMethod, register_method
+from .base import STAGED_SELECTION_POINTS, PruningMethod, register_method
 from .context import PruneContext
 
 __all__ = ["ElementMagnitude", "ElementSNIP"]
@@ -80,7 +80,7 @@ class ElementMagnitude(PruningMethod):
     """
 
     unit_kind = "elements"
-    default_iterative_steps = 5  # the cubic schedule tightens over the selection points
+    default_iterative_steps = STAGED_SELECTION_POINTS  # the cubic schedule tightens over the selection points
     Options = MagnitudeOptions
 
     def select(self, ctx: PruneContext) -> torch.Tensor | None:

@@ -36,7 +36,7 @@ from ..config.train import TrainSettings
 from ..errors import UserError
 from ..structure.channel_params import ChannelMultiplier
 from ..train.optim import build_optimizer
-from .base import PruningMethod, register_method
+from .base import STAGED_SELECTION_POINTS, PruningMethod, register_method
 from .budget import fill_to_budget
 from .gated_norms import add_norm_gates, gate_taylor_scores
 from .global_threshold import channel_macs, layer_floor, tick_selection
@@ -100,7 +100,7 @@ class GateDecorator(PruningMethod):
         (5, 1)
     """
 
-    default_iterative_steps = 5  # Tick-Tock runs between the first and the last selection point
+    default_iterative_steps = STAGED_SELECTION_POINTS  # Tick-Tock runs between the first and the last selection point
 
     class Options(GateDecoratorOptions):
         """Options of :class:`GateDecorator` (see :class:`GateDecoratorOptions`)."""

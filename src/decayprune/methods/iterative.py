@@ -77,6 +77,10 @@ class IterativeMethod(PruningMethod):
             raise ValueError(f"method {self.name!r} ranks by a criterion, but none was given")
         return self.criterion.score(ctx.scoring)
 
+    def layer_caps(self, ctx: "PruneContext") -> dict[str, float]:
+        """``{layer name or glob: max pruned fraction}`` in force (``method_options.layer_caps``)."""
+        return self.options.layer_caps
+
     def select(self, ctx: "PruneContext") -> torch.Tensor | None:
         scheduled = ctx.schedule.is_selection_step(ctx.step)
         if not (scheduled or self._refill):
@@ -89,7 +93,7 @@ class IterativeMethod(PruningMethod):
         if ctx.committed_cost() <= budget and (scheduled or ctx.width_multiple <= 1):
             return None  # (a refill with a width multiple goes on: a release may have left a layer off its grid)
         scores = self.scores(ctx)
-        ranking, cap, caps = self.options.ranking, self.options.max_layer_ratio, self.options.layer_caps
+        ranking, cap, caps = self.options.ranking, self.options.max_layer_ratio, self.layer_caps(ctx)
         picked = fill_to_budget(
             ctx, scores, budget, ctx.available(), ranking=ranking, max_layer_ratio=cap, layer_caps=caps
         )
@@ -119,7 +123,7 @@ class IterativeMethod(PruningMethod):
         scores = self.scores(ctx)
         committed = ctx.committed().cpu()
         candidates = ctx.available().cpu()
-        ratios = layer_cap_ratios(s, self.options.max_layer_ratio, self.options.layer_caps)
+        ratios = layer_cap_ratios(s, self.options.max_layer_ratio, self.layer_caps(ctx))
         sizes = torch.bincount(s.layer_of, minlength=len(s.layers))
         left = [int(sizes[i] * ratios[i]) for i in range(len(s.layers))]
         taken = torch.bincount(s.layer_of[committed], minlength=len(s.layers)).tolist()

@@ -34,7 +34,7 @@ import torch.nn as nn
 from pydantic import Field, model_validator
 
 from ..config.train import TrainSettings
-from .base import PruningMethod, register_method
+from .base import STAGED_SELECTION_POINTS, PruningMethod, register_method
 from .budget import fill_to_budget
 from .dhspg import DHSPG
 from .iterative import RankingOptions
@@ -55,7 +55,7 @@ class OTOv2(PruningMethod):
         (0.1, 'adamw')
     """
 
-    default_iterative_steps = 5  # DHSPG partitions at the first point and projects until the last
+    default_iterative_steps = STAGED_SELECTION_POINTS  # DHSPG partitions at the first point and projects until the last
 
     class Options(RankingOptions):
         """Options of :class:`OTOv2` (``None``: the default noted)."""

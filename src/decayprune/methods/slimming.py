@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from ..criteria.reduce import norm_layer_slices
-from .base import register_method
+from .base import STAGED_SELECTION_POINTS, register_method
 from .iterative import IterativeMethod, RankingOptions
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class NetworkSlimming(IterativeMethod):
     """
 
     default_criterion = "bn_scale"
-    default_iterative_steps = 5  # the L1 penalty on BN scales acts up to the last selection point
+    default_iterative_steps = STAGED_SELECTION_POINTS  # the L1 penalty on BN scales acts up to the last selection point
 
     class Options(RankingOptions):
         """Options of :class:`NetworkSlimming` (one global ranking of |gamma| by default, as in the paper)."""
