@@ -31,7 +31,7 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.tensor(data.target)
 
 
-READS_DATA = {"thinet", "spectral_radius"}  # methods whose default criterion or penalty reads batches
+READS_DATA = {"thinet", "spectral_radius", "max_redundancy"}  # methods whose criterion, penalty or caps read batches
 
 
 def run_pruning(
@@ -45,7 +45,8 @@ def run_pruning(
     x_all, y_all = digits
     torch.manual_seed(0)
     model = create("small_cnn", num_classes=10, in_channels=1)
-    calibration = [(x_all[:64], y_all[:64])] if settings.method in READS_DATA else None
+    # 160 samples: max_redundancy's ranks need more samples than the widest layer's 128 channels.
+    calibration = [(x_all[:160], y_all[:160])] if settings.method in READS_DATA else None
     pruner = Pruner(model, x_all[:1], settings, total_steps=steps, run_dir=run_dir, calibration_data=calibration)
     # SGD(lr 0.05, momentum 0.9, wd 5e-4), or the method's own optimizer (OTOv2's DHSPG).
     opt = pruner.build_optimizer(TrainSettings(lr=0.05, momentum=0.9, weight_decay=5e-4, device="cpu"))

@@ -162,6 +162,8 @@ class Pruner(TrainHook):
         """Per-step percentiles of C_rate and C_len over the decaying structures (``sp+sr``), also in
         ``sr_stats.jsonl`` next to ``dpm_events.jsonl``; see :func:`decayprune.decay.plot_sr_stats`."""
         self._sr_stats_mark = 0
+        self.forced_at_finish: int | None = None
+        """Decays the last :meth:`finish` had to complete (None: not called yet)."""
         self._events_path = Path(run_dir) / "dpm_events.jsonl" if run_dir is not None else None
         self._stats_path = Path(run_dir) / SR_STATS_FILE if run_dir is not None else None
         self.schedule = schedule or SelectionSchedule.from_settings(settings, total_steps, self.steps_per_epoch)
@@ -304,9 +306,11 @@ class Pruner(TrainHook):
         )
         assert_same_on_all_ranks(state, f"the pruning state at step {self.step} (pruned, decaying, releases)")
 
-    def finish(self) -> None:
-        """Complete every decay still running (zero it now)."""
-        self.engine.finish(self.step)
+    def finish(self) -> int:
+        """Complete every decay still running (zero it now); returns how many were (also kept in
+        :attr:`forced_at_finish`: 0 means the model is the one training ended with)."""
+        self.forced_at_finish = self.engine.finish(self.step)
+        return self.forced_at_finish
 
     def _warn_if_target_missed(self) -> None:
         ctx = self.context

@@ -170,3 +170,26 @@ def test_a_latency_budget_job_caches_its_table_and_records_the_check(tmp_path):
     assert budget["within_tolerance"] == (budget["measured_fraction"] <= 0.6 * (1 + budget["tolerance"]))
     assert record["base"]["macs_counter"] == "torch_pruning+flop_counter"
     assert set(record) <= _documented_fields() and set(budget) <= _documented_fields()
+
+
+def test_the_masked_model_is_not_evaluated_twice(tmp_path, monkeypatch):
+    import decayprune.jobs.prune as prune_job
+
+    calls = []
+    original = prune_job.evaluate
+    monkeypatch.setattr(prune_job, "evaluate", lambda *a, **k: calls.append(1) or original(*a, **k))
+    record = run_prune_job(_cfg(tmp_path, "sp"), progress=False, console=QUIET)
+    assert calls == []  # no decay was left for finish(): the trainer's last test pass is the masked model's
+    assert record["masked_top1"] == pytest.approx(record["final"]["top1"], abs=1e-9)
+
+
+def test_masked_metrics_are_taken_again_when_finish_changed_the_model():
+    from types import SimpleNamespace
+
+    from decayprune.jobs.prune import _masked_metrics
+
+    final = {"top1": 50.0, "top5": 90.0}
+    assert _masked_metrics(final, SimpleNamespace(forced_at_finish=0)) is final
+    assert _masked_metrics(final, SimpleNamespace(forced_at_finish=3)) is None  # decays zeroed after the last test
+    assert _masked_metrics(final, SimpleNamespace(forced_at_finish=None)) is None  # finish() never ran
+    assert _masked_metrics({}, SimpleNamespace(forced_at_finish=0)) is None  # no test loader

@@ -433,11 +433,11 @@ class DecayEngine:
         decaying.logical_and_(~release)
         return release
 
-    def finish(self, step: int) -> None:
-        """Zero every structure still decaying (end of training) and mark it pruned."""
+    def finish(self, step: int) -> int:
+        """Zero every structure still decaying (end of training) and mark it pruned; returns how many."""
         ids = self.decaying.nonzero().flatten()
         if ids.numel() == 0:
-            return
+            return 0
         self._state["decaying"][ids.to(self._dev)] = False
         self._decaying[ids] = False
         self._n_decaying = int(self._decaying.sum())
@@ -445,6 +445,7 @@ class DecayEngine:
         self.structures.zero_pruned_(self.optimizer)
         self.completed += ids.numel()
         self._emit("forced", step, ids)
+        return int(ids.numel())
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import torch.nn as nn
 from rich.console import Console
 from rich.markup import escape
@@ -56,6 +57,14 @@ __all__ = ["BASE_SECTIONS", "run_prune_job"]
 
 #: The config sections the base model depends on (its ``base.json`` records their hash).
 BASE_SECTIONS = ("data", "model", "pretrain")
+
+
+def _masked_metrics(final: dict[str, Any], pruner: Pruner) -> dict[str, Any] | None:
+    """The trainer's last test metrics when they are those of the masked model (no decay was completed by
+    the end of training, one process); None when it must be evaluated again."""
+    if pruner.forced_at_finish != 0 or final.get("top1") is None or torch.distributed.is_initialized():
+        return None
+    return final
 
 
 def _has_checkpoint(folder: Path) -> bool:
@@ -202,7 +211,7 @@ def run_prune_job(
             progress=progress,
             console=console,
         )
-        trainer.fit(resume=_has_checkpoint(prune_dir))
+        fitted = trainer.fit(resume=_has_checkpoint(prune_dir))
     except TrainingDivergedError as exc:
         record.update(status="failed", error=str(exc), wall_time_s=pre["time_s"] + sparse["time_s"] + clock.total_s)
         if main:
@@ -210,7 +219,7 @@ def run_prune_job(
         raise
     measured = time.perf_counter()
     broadcast_buffers(model)  # rank 0's batch-norm statistics everywhere: every rank compacts the same model
-    masked = evaluate(model, test_loader, device=device, loss_fn=loss)
+    masked = _masked_metrics(fitted.final, pruner) or evaluate(model, test_loader, device=device, loss_fn=loss)
     mask_fields = finish_masked(pruner) if pruner.masks is not None else {}  # element methods: no compaction
     if pruner.masks is None:
         pruner.compact()
