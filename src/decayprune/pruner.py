@@ -255,11 +255,13 @@ class Pruner(TrainHook):
     def after_backward(self, trainer: Any = None) -> None:
         """Call after ``loss.backward()`` and before ``optimizer.step()``.
 
-        The decay engine reads the loss gradients first (keep-at-zero, self-rectifying inputs);
-        then the method adds its regulariser. With a bound GradScaler, call ``scaler.unscale_(opt)``
-        first; its scale is noted here (on the device) for :meth:`after_step`.
+        The method may read the dense loss gradient first (``observe_gradients``: RigL); the decay
+        engine then reads it (keep-at-zero, self-rectifying inputs); then the method adds its
+        regulariser. With a bound GradScaler, call ``scaler.unscale_(opt)`` first; its scale is
+        noted here (on the device) for :meth:`after_step`.
         """
         self._scale_before = scale_of(self.scaler)
+        self.method.observe_gradients(self.context)
         self.engine.after_backward()
         self.method.after_backward(self.context)
 

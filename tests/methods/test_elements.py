@@ -168,3 +168,58 @@ def test_the_readme_yaml_block_is_the_shipped_config() -> None:
     blocks = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "magnitude_elements" in b]
     assert len(blocks) == 1
     assert yaml.safe_load(blocks[0]) == {"prune": yaml.safe_load(CONFIG.read_text())["prune"]}
+
+
+def test_rigl_from_a_config_keeps_each_layers_count_and_grows_by_the_dense_gradient() -> None:
+    settings = PruneSettings(
+        method="rigl_elements", target_sparsity=0.8, method_options={"delta_t": 4, "alpha": 0.5, "end_fraction": 0.75}
+    )
+    assert settings.decay.policy == "oneshot"  # the policy left unset: the method's own
+    data = load_digits()
+    x = torch.tensor(data.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(data.target)
+    torch.manual_seed(0)
+    model = create_model("small_cnn", num_classes=10, in_channels=1)
+    pruner = Pruner(model, x[:1], settings, total_steps=24)
+    masks = pruner.masks
+    assert masks is not None and masks.sparsity() == pytest.approx(0.8, abs=1e-3)  # random ERK masks at the start
+    counts = [int((~masks.pruned[masks.span(i)]).sum()) for i in range(masks.num_groups)]
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    pruner.bind(opt)
+    start, seen_dense = masks.pruned.clone(), []
+    for step in range(1, 25):
+        opt.zero_grad()
+        F.cross_entropy(model(x[:64]), y[:64]).backward()
+        pruner.after_backward()
+        rigl = pruner.method.rigl
+        if rigl.is_update_step(step):  # the gradient RigL kept was read before the held ones were zeroed
+            seen_dense.append(bool((rigl._grads[masks.pruned].abs() > 0).any()))
+        opt.step()
+        pruner.after_step()
+        assert [int((~masks.pruned[masks.span(i)]).sum()) for i in range(masks.num_groups)] == counts
+        for w, keep in zip(masks.weights, masks.masks().values()):
+            assert torch.all(w[~keep] == 0)
+    assert seen_dense == [True] * 4  # updates at steps 4, 8, 12, 16 (t_end = 18)
+    assert not torch.equal(start, masks.pruned)  # weights were dropped and grown
+
+
+def test_rigl_refuses_a_decay_policy_and_selection_points() -> None:
+    _refused({"method": "rigl_elements", "target_sparsity": 0.5, "decay": {"policy": "sp"}}, "cannot take policy 'sp'")
+    _refused({"method": "rigl_elements", "target_sparsity": 0.5, "method_options": {"delta_t": 0}}, "delta_t")
+    _refused({"method": "rigl_elements", "target_sparsity": 0.5, "iterative_steps": 3}, "iterative_steps", "delta_t")
+
+
+def test_rigl_trains_from_scratch_in_a_prune_job(tmp_path: Path) -> None:
+    values = {
+        "name": "rigl",
+        "output_dir": str(tmp_path),
+        "data": {"name": "digits", "train_subset": 400, "test_subset": 200},
+        "model": {"name": "small_cnn"},
+        "finetune": {"epochs": 2, "batch_size": 64, "lr": 0.05, "device": "cpu"},
+        "prune": {"method": "rigl_elements", "target_sparsity": 0.9, "method_options": {"delta_t": 3}},
+    }
+    record = run_prune_job(load_config(None, values=values), progress=False, console=QUIET)
+    assert record["method"] == "rigl_elements" and record["policy"] == "oneshot"
+    assert record["epochs"]["pretrain"] == 0  # no pretrain section: sparse from the first step
+    assert record["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert (tmp_path / "rigl" / "masked.safetensors").is_file()

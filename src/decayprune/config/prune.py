@@ -291,6 +291,9 @@ class PruneSettings(BaseModel):
                     f"target_latency_fraction (fraction of the latency kept, 0..1); got {', '.join(given) or 'none'}"
                 )
         allowed = getattr(method_cls, "policies", None)
+        if allowed is not None and self.decay.policy not in allowed and "policy" not in self.decay.model_fields_set:
+            # The policy was left to its default: the method's own first policy (RigL: oneshot).
+            self.decay = self.decay.model_copy(update={"policy": allowed[0]})
         if allowed is not None and self.decay.policy not in allowed:
             raise ValueError(
                 f"decay.policy: method {self.method!r} cannot take policy {self.decay.policy!r}; allowed: "
@@ -330,6 +333,13 @@ class PruneSettings(BaseModel):
                 f"{', '.join(channel_only)}: channel-group settings, which do not apply to method {self.method!r} "
                 "(it masks single weights; ignored_layers leaves whole layers dense)"
             )
+        if not getattr(method_cls, "selects_at_points", True):
+            scheduled = sorted({"iterative_steps", "start_epoch", "end_epoch"} & self.model_fields_set)
+            if scheduled:
+                raise ValueError(
+                    f"{', '.join(scheduled)}: method {self.method!r} sets its mask itself (it has no selection "
+                    "points); its schedule is in method_options (delta_t, end_fraction)"
+                )
 
     def prunes_elements(self) -> bool:
         """True when the method prunes single weights (element masks) rather than channel groups."""

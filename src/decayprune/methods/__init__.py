@@ -10,7 +10,7 @@ from .context import PruneContext
 from .depgraph import DepGraph
 from .depgraph_reg import depgraph_gammas, depgraph_regularize, group_lasso_regularize
 from .dhspg import DHSPG
-from .elements import ElementMagnitude, ElementSNIP
+from .elements import ElementMagnitude, ElementRigL, ElementSNIP
 from .gate_decorator import GateDecorator, GateDecoratorOptions
 from .gated_norms import add_norm_gates, gate_taylor_scores
 from .global_threshold import layer_floor, tick_selection
@@ -28,6 +28,7 @@ __all__ = [
     "DHSPG",
     "DepGraph",
     "ElementMagnitude",
+    "ElementRigL",
     "ElementSNIP",
     "GateDecorator",
     "GateDecoratorOptions",

@@ -58,7 +58,9 @@ class PruningMethod:
         unit_kind: ``"channels"`` (channel groups, compacted at the end) or ``"elements"`` (single
             weights: the Pruner builds :class:`~decayprune.sparse.ElementMasks`, the target is
             ``prune.target_sparsity``).
-        policies: The zeroing policies the method can take (None: all).
+        policies: The zeroing policies the method can take (None: all; a config that leaves
+            ``decay.policy`` unset gets the first).
+        selects_at_points: False when the method sets its mask itself (RigL).
     """
 
     name: ClassVar[str] = "base"
@@ -70,6 +72,8 @@ class PruningMethod:
     #: :data:`STAGED_SELECTION_POINTS`).
     default_iterative_steps: ClassVar[int] = 1
     policies: ClassVar[tuple[str, ...] | None] = None
+    #: When False, ``iterative_steps`` / ``start_epoch`` / ``end_epoch`` are refused when the config loads.
+    selects_at_points: ClassVar[bool] = True
 
     Options: ClassVar[type[BaseModel]] = NoOptions
 
@@ -94,6 +98,11 @@ class PruningMethod:
     def build_optimizer(self, ctx: "PruneContext", settings: TrainSettings) -> torch.optim.Optimizer | None:
         """Return the training optimizer when the method owns it (e.g. OTOv2's DHSPG); None otherwise."""
         return None
+
+    def observe_gradients(self, ctx: "PruneContext") -> None:
+        """After ``loss.backward()`` and *before* the engine's ``after_backward`` zeroes the gradients of
+        the units held at zero: read the dense gradient here (RigL grows by it). ``ctx.step`` is the last
+        step done (the coming one is ``ctx.step + 1``)."""
 
     def after_backward(self, ctx: "PruneContext") -> None:
         """After ``loss.backward()`` and the engine's ``after_backward``, before the optimizer step:

@@ -1,10 +1,11 @@
-"""Unstructured methods as pruning methods: magnitude prune-retrain and SNIP on single weights.
+"""Unstructured methods as pruning methods: magnitude prune-retrain, SNIP and RigL on single weights.
 
 They declare ``unit_kind = "elements"``, so the :class:`~decayprune.Pruner` builds
 :class:`~decayprune.sparse.ElementMasks` (every Linear / Conv weight element a unit) instead of
 channel groups, and the target is ``prune.target_sparsity``. They select at the run's selection
 points (``start_epoch``, ``end_epoch``, ``iterative_steps``); the policy decides how a selected
-weight reaches zero (``oneshot``, ``sp``: a decay to exactly zero in N steps, ``sp+sr``). A weight
+weight reaches zero (``oneshot``, ``sp``: a decay to exactly zero in N steps, ``sp+sr``; RigL owns its
+mask and takes ``oneshot`` only). A weight
 that self-rectifying released is not selected again during its cooldown; the next selection
 point fills the target from the next-smallest scores.
 
@@ -23,13 +24,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..sparse.masks import ElementMasks
+from ..sparse.rigl import RigL
 from ..sparse.schedules import sparsity_at
 from ..sparse.snip import snip_scores
 from ..sparse.targets import select_smallest
 from .base import STAGED_SELECTION_POINTS, PruningMethod, register_method
 from .context import PruneContext
 
-__all__ = ["ElementMagnitude", "ElementSNIP"]
+__all__ = ["ElementMagnitude", "ElementRigL", "ElementSNIP"]
 
 
 def _masks(ctx: PruneContext) -> ElementMasks:
@@ -130,3 +132,63 @@ class ElementSNIP(PruningMethod):
             )
             self.scores = snip_scores(units, ctx.model, batches, ctx.loss_fn).cpu()
         return _fill(ctx, self.scores, _target(ctx), "global")
+
+
+class RigLOptions(BaseModel):
+    """Options of ``rigl_elements``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    delta_t: int = Field(100, ge=1, description="steps between drop-and-grow updates")
+    alpha: float = Field(0.3, ge=0, le=1, description="fraction of a layer's active weights replaced at the start")
+    end_fraction: float = Field(0.75, gt=0, le=1, description="last update at this fraction of the run (paper: 0.75)")
+    distribution: Literal["erk", "uniform"] = Field("erk", description="layer densities: Erdős-Rényi-Kernel or equal")
+    seed: int = Field(0, ge=0, description="seed of the random initial masks")
+
+
+@register_method("rigl_elements")
+class ElementRigL(PruningMethod):
+    """RigL (Evci et al. 2020) from a config: sparse training at a constant count of active weights.
+
+    When the Pruner is built, each layer gets a random mask at its ERK (or uniform) density for
+    ``1 - target_sparsity`` overall; every ``delta_t`` steps up to ``end_fraction`` of the run, each
+    layer drops its smallest active weights and grows as many inactive ones with the largest dense
+    gradient (read in :meth:`observe_gradients`, before the engine zeroes the held ones), grown from
+    exactly zero (:class:`~decayprune.sparse.RigL`). The paper trains from scratch: give the config
+    no ``pretrain`` section (and no ``model.weights``). Drops are immediate by definition, so the
+    only policy is ``oneshot``.
+    """
+
+    unit_kind = "elements"
+    policies = ("oneshot",)
+    selects_at_points = False  # its updates follow delta_t / end_fraction, not the selection points
+    Options = RigLOptions
+
+    def __init__(self, criterion: Any = None, **options: Any) -> None:
+        super().__init__(criterion, **options)
+        self.rigl: RigL | None = None
+
+    def setup(self, ctx: PruneContext) -> None:
+        o = self.options
+        t_end = max(1, round(o.end_fraction * ctx.total_steps))
+        self.rigl = RigL(
+            _masks(ctx),
+            density=1.0 - _target(ctx),
+            t_end=t_end,
+            delta_t=o.delta_t,
+            alpha=o.alpha,
+            distribution=o.distribution,
+            seed=o.seed,
+        )
+
+    def _bound(self, ctx: PruneContext) -> RigL:
+        if self.rigl is None:
+            raise RuntimeError("rigl_elements: setup() has not run")
+        self.rigl.optimizer = ctx.optimizer  # grown weights start with zero optimizer state
+        return self.rigl
+
+    def observe_gradients(self, ctx: PruneContext) -> None:
+        self._bound(ctx).after_backward(ctx.step + 1)
+
+    def after_step(self, ctx: PruneContext) -> None:
+        self._bound(ctx).after_step(ctx.step)
