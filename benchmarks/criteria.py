@@ -82,6 +82,9 @@ ROWS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     # The per-layer ratios both papers' published numbers use (the same fraction of every layer).
     "hrank (per layer)": ("iterative", "hrank", {}, {"ranking": "layer"}),
     "chip (per layer)": ("iterative", "chip", {}, {"ranking": "layer"}),
+    # NISP's paper prunes by per-layer ratios after ranking; SOSP-H's global ranking starves layers here.
+    "nisp (per layer)": ("iterative", "nisp", {}, {"ranking": "layer"}),
+    "sosp_h (per layer)": ("iterative", "sosp_h", {}, {"ranking": "layer"}),
     # The gradient-matrix row: layers in forward order, each pruned up to 1 - effective rank / channels.
     "max redundancy (layer-wise)": ("max_redundancy", "l1_filter", {}, {"ranking": "global"}),
     # The paper trains with the penalty from scratch (1e-4); a 6-epoch fine-tune needs a stronger one to move gammas.

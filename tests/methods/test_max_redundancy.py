@@ -25,23 +25,28 @@ def duplicated_mlp() -> nn.Module:
     return net
 
 
-def prune(net: nn.Module, target: float, policy: str = "oneshot", steps: int = 4) -> Pruner:
-    settings = PruneSettings(
-        method="max_redundancy",
-        target_macs_fraction=target,
-        iterative_steps=1,
-        decay=DecaySettings(policy=policy, steps=2),
-        method_options={"source": "activation", "energy": 0.999999},
-    )
-    pruner = Pruner(net, X[:1], settings, total_steps=steps, calibration_data=[(X, Y)])
-    opt = pruner.build_optimizer(TrainSettings(lr=1e-6, device="cpu"))
+def train(pruner: Pruner, model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float) -> Pruner:
+    """``steps`` SGD steps on one batch with the pruner's three calls."""
+    opt = pruner.build_optimizer(TrainSettings(lr=lr, device="cpu"))
     for _ in range(steps):
         opt.zero_grad()
-        F.cross_entropy(net(X), Y).backward()
+        F.cross_entropy(model(x), y).backward()
         pruner.after_backward()
         opt.step()
         pruner.after_step()
     return pruner
+
+
+def prune(net: nn.Module, target: float) -> Pruner:
+    """One oneshot selection by activation ranks (near-exact energy), then a few steps at a tiny lr."""
+    settings = PruneSettings(
+        method="max_redundancy",
+        target_macs_fraction=target,
+        iterative_steps=1,
+        decay=DecaySettings(policy="oneshot"),
+        method_options={"source": "activation", "energy": 0.999999},
+    )
+    return train(Pruner(net, X[:1], settings, total_steps=4, calibration_data=[(X, Y)]), net, X, Y, 4, 1e-6)
 
 
 def pruned_fraction(pruner: Pruner, name: str) -> float:
@@ -89,14 +94,7 @@ def test_max_redundancy_runs_under_every_policy_on_a_cnn(policy: str) -> None:
         iterative_steps=2,
         decay=DecaySettings(policy=policy, steps=3),
     )
-    pruner = Pruner(model, x[:1], settings, total_steps=16, calibration_data=[(x, y)])
-    opt = pruner.build_optimizer(TrainSettings(lr=0.01, device="cpu"))
-    for _ in range(16):
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        pruner.after_backward()
-        opt.step()
-        pruner.after_step()
+    pruner = train(Pruner(model, x[:1], settings, total_steps=16, calibration_data=[(x, y)]), model, x, y, 16, 0.01)
     pruner.finish()
     assert pruner.structures.macs() <= 0.5 * pruner.base_macs * 1.01
     state = pruner.method.state_dict()
