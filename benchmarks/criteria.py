@@ -253,6 +253,15 @@ def markdown(records: list[dict[str, Any]], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge(paths: list[Path]) -> list[dict[str, Any]]:
+    """The records of saved summaries; a later file wins for the same (row, policy, seed)."""
+    keyed: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for path in paths:
+        for r in json.loads(path.read_text()):
+            keyed[(r["row"], r["policy"], r["seed"])] = r
+    return list(keyed.values())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
@@ -269,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     if args.merge:
-        records = [r for path in args.merge for r in json.loads(path.read_text())]
+        records = merge(args.merge)
         title = f"criteria on small_cnn, merged from {len(args.merge)} summaries"
     else:
         records = run(args)
